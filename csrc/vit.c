@@ -1,0 +1,51 @@
+/* vit.c — a ViT encoder layer and the embeddings, composed from the kernels. */
+#include <string.h>
+#include "vitc.h"
+
+/* workspace layout for one layer: ln [T,D] | qkv [T,3D] | ctx [T,D] | inter [T,I] | attention */
+size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
+                                       size_t seq) {
+    size_t t = batch * seq;
+    return t * (5 * d->dim + d->inter) +
+           vitc_f32_attention_workspace_floats(isa, nthreads, seq, d->dim / d->heads);
+}
+
+void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
+                            size_t batch, size_t seq, float *hidden, float *probs, float *workspace) {
+    size_t t = batch * seq, dim = d->dim;
+    float *ln = workspace, *qkv = ln + t * dim, *ctx = qkv + t * 3 * dim, *inter = ctx + t * dim;
+    float *attn_ws = inter + t * d->inter;
+
+    vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln1_g, w->ln1_b, d->eps, ln, dim);
+    vitc_epilogue ep_qkv = {w->qkv_b, VITC_ACT_NONE, NULL, 0};
+    vitc_f32_gemm(isa, nthreads, t, 3 * dim, dim, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim);
+    vitc_f32_attention(isa, nthreads, batch, seq, d->heads, dim / d->heads, qkv, 3 * dim, ctx, dim, probs,
+                       attn_ws);
+    vitc_epilogue ep_proj = {w->proj_b, VITC_ACT_NONE, hidden, dim};
+    vitc_f32_gemm(isa, nthreads, t, dim, dim, ctx, dim, w->proj_w, &ep_proj, hidden, dim);
+
+    vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln2_g, w->ln2_b, d->eps, ln, dim);
+    vitc_epilogue ep_fc1 = {w->fc1_b, d->act, NULL, 0};
+    vitc_f32_gemm(isa, nthreads, t, d->inter, dim, ln, dim, w->fc1_w, &ep_fc1, inter, d->inter);
+    vitc_epilogue ep_fc2 = {w->fc2_b, VITC_ACT_NONE, hidden, dim};
+    vitc_f32_gemm(isa, nthreads, t, dim, d->inter, inter, d->inter, w->fc2_w, &ep_fc2, hidden, dim);
+}
+
+size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
+                                       size_t pw) {
+    return batch * (height / ph) * (width / pw) * channels * ph * pw;
+}
+
+void vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+                    size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
+                    const float *patch_b, const float *cls, const float *pos, float *out, float *workspace) {
+    size_t np = (height / ph) * (width / pw), kdim = channels * ph * pw, seq = np + 1;
+    vitc_f32_patchify(nthreads, batch, channels, height, width, ph, pw, pixels, workspace);
+    for (size_t b = 0; b < batch; b++) {
+        float *o = out + b * seq * dim;
+        for (size_t i = 0; i < dim; i++) o[i] = cls[i] + pos[i];
+        /* patch rows: conv as GEMM, bias and the position embedding fused as the residual */
+        vitc_epilogue ep = {patch_b, VITC_ACT_NONE, pos + dim, dim};
+        vitc_f32_gemm(isa, nthreads, np, dim, kdim, workspace + b * np * kdim, kdim, patch_w, &ep, o + dim, dim);
+    }
+}

@@ -1,0 +1,137 @@
+/* vitc.h — the one public header of vitc's C kernels.
+ *
+ * Conventions (see ../README.md "Internals"):
+ *  - row-major float32 tensors; every pointer is followed by its leading dimension (row stride, in floats);
+ *  - sizes are size_t, sizes first, outputs last;
+ *  - every kernel takes the ISA to run (vitc_isa) explicitly: Python resolves the default once
+ *    (cpuid/xgetbv, or VITC_ISA), tests force each path;
+ *  - kernels trust their arguments: Python/Cython validates shapes, strides and buffer sizes first;
+ *  - threaded kernels take nthreads (>= 1) and open their own OpenMP region; *_serial variants
+ *    run on the calling thread so they can be used inside another parallel region.
+ */
+#ifndef VITC_H
+#define VITC_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_MSC_VER)
+#define VITC_RESTRICT __restrict
+#else
+#define VITC_RESTRICT restrict
+#endif
+
+typedef enum { VITC_ISA_SCALAR = 0, VITC_ISA_AVX2 = 1, VITC_ISA_AVX512 = 2 } vitc_isa;
+#define VITC_ISA_COUNT 3
+
+typedef enum { VITC_OK = 0, VITC_ERR_ARG = 1, VITC_ERR_NOMEM = 2, VITC_ERR_ISA = 3 } vitc_status;
+
+/* Activations, as transformers' ACT2FN names them:
+ * gelu / gelu_python -> GELU_ERF; gelu_new / gelu_pytorch_tanh / gelu_fast -> GELU_TANH;
+ * quick_gelu -> QUICK_GELU (x * sigmoid(1.702 x)); relu; silu / swish; tanh; sigmoid; linear -> NONE. */
+typedef enum {
+    VITC_ACT_NONE = 0,
+    VITC_ACT_GELU_ERF = 1,
+    VITC_ACT_GELU_TANH = 2,
+    VITC_ACT_QUICK_GELU = 3,
+    VITC_ACT_RELU = 4,
+    VITC_ACT_SILU = 5,
+    VITC_ACT_TANH = 6,
+    VITC_ACT_SIGMOID = 7
+} vitc_act;
+#define VITC_ACT_COUNT 8
+
+/* ---- cpu.c: features, ISA choice, threads ---------------------------------------------------- */
+int vitc_isa_compiled(vitc_isa isa);   /* kernels for isa are in this build */
+int vitc_isa_supported(vitc_isa isa);  /* compiled AND the CPU + OS can run them (cpuid, xgetbv) */
+vitc_isa vitc_isa_best(void);          /* best supported ISA */
+const char *vitc_isa_name(vitc_isa isa);
+int vitc_openmp_enabled(void);         /* 1 when built with OpenMP */
+int vitc_omp_max_threads(void);        /* omp_get_max_threads(), 1 without OpenMP */
+
+/* ---- gemm.c: C[m,n] = epilogue(A[m,k] · B[k,n]) with B packed once ---------------------------- */
+/* B comes either as a Linear weight W[n,k] (C = A·Wᵀ, pack_nk) or as a plain [k,n] matrix (pack_kn).
+ * The packed layout depends on the ISA: a buffer packed for one ISA is only used with that ISA. */
+size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k);
+void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed);
+void vitc_f32_gemm_pack_kn(vitc_isa isa, size_t n, size_t k, const float *b, size_t ldb, float *packed);
+
+/* Epilogue fused into the GEMM, applied in this order: + bias[n], act(), + residual[m, ldr].
+ * residual may be the same pointer as C (with ldr == ldc): C += A·B + bias then. */
+typedef struct {
+    const float *bias;     /* [n] or NULL */
+    vitc_act act;
+    const float *residual; /* [m, ldr] or NULL */
+    size_t ldr;
+} vitc_epilogue;
+
+/* Threaded GEMM; ep may be NULL (plain product). packed is 64-byte aligned. */
+vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t k,
+                          const float *a, size_t lda, const float *packed, const vitc_epilogue *ep,
+                          float *c, size_t ldc);
+/* Same on the calling thread; workspace: vitc_f32_gemm_serial_workspace_floats(isa, k) floats. */
+size_t vitc_f32_gemm_serial_workspace_floats(vitc_isa isa, size_t k);
+void vitc_f32_gemm_serial(vitc_isa isa, size_t m, size_t n, size_t k, const float *a, size_t lda,
+                          const float *packed, const vitc_epilogue *ep, float *c, size_t ldc,
+                          float *workspace);
+
+/* ---- ops.c: row-wise ops (serial unless nthreads is given) ------------------------------------ */
+void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, const float *x, size_t ldx,
+                        const float *gamma, const float *beta, float eps, float *y, size_t ldy);
+/* In place: x[r, :] = softmax(scale * x[r, :]), max-subtracted. */
+void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx);
+/* In place activation over n contiguous floats. */
+void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n);
+
+/* ---- patchify.c: im2col for Conv2d(kernel = stride = patch) ------------------------------------ */
+/* pixels [batch, channels, height, width]; out [batch * (height/ph) * (width/pw), channels*ph*pw],
+ * each row in Conv2d weight order (c, ky, kx). Rows/columns past a whole patch are ignored, as Conv2d does. */
+void vitc_f32_patchify(int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+                       size_t ph, size_t pw, const float *pixels, float *out);
+
+/* ---- attention.c: multi-head self-attention core ---------------------------------------------- */
+/* qkv rows: [batch*seq, ldqkv] holding Q | K | V (each [dim = heads*head_dim], head h at h*head_dim).
+ * out [batch*seq, ldo] gets softmax(Q Kᵀ · head_dim^-0.5) V, heads concatenated.
+ * probs, if not NULL, gets the post-softmax [batch, heads, seq, seq]. */
+size_t vitc_f32_attention_workspace_floats(vitc_isa isa, int nthreads, size_t seq, size_t head_dim);
+void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, size_t heads,
+                        size_t head_dim, const float *qkv, size_t ldqkv, float *out, size_t ldo,
+                        float *probs, float *workspace);
+
+/* ---- vit.c: the ViT pieces that call the kernels above ----------------------------------------- */
+typedef struct {
+    size_t dim, heads, inter;
+    float eps;
+    vitc_act act;
+} vitc_vit_dims;
+
+typedef struct {
+    const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
+    const float *qkv_w, *qkv_b;   /* packed [3*dim, dim] (query|key|value rows), bias [3*dim] or NULL */
+    const float *proj_w, *proj_b; /* packed [dim, dim], bias [dim] */
+    const float *fc1_w, *fc1_b;   /* packed [inter, dim], bias [inter] */
+    const float *fc2_w, *fc2_b;   /* packed [dim, inter], bias [dim] */
+} vitc_vit_layer;
+
+size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
+                                       size_t seq);
+/* One pre-LN encoder layer in place on hidden [batch*seq, dim]; probs as in vitc_f32_attention. */
+void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
+                            size_t batch, size_t seq, float *hidden, float *probs, float *workspace);
+
+/* Patch + position embeddings: out [batch, 1 + np, dim] with row 0 = cls + pos[0],
+ * row 1+p = patch_p · Wᵀ + b + pos[1+p]. patch_w packed [dim, channels*ph*pw];
+ * pos [1 + np, dim] already interpolated to this grid; workspace: vitc_vit_embed_workspace_floats. */
+size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
+                                       size_t pw);
+void vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+                    size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
+                    const float *patch_b, const float *cls, const float *pos, float *out, float *workspace);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* VITC_H */

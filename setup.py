@@ -1,0 +1,110 @@
+"""Build of vitc's one extension, vitc._vitc: Cython bindings + the C kernels in csrc/.
+
+- Common C files get portable flags (-O3, C11). Files under csrc/kernels/ named *_avx2.c / *_avx512.c
+  get their own ISA flags and are compiled only on x86-64; the run-time dispatch in csrc/cpu.c picks
+  a path from cpuid/xgetbv, so the wheel runs on any x86-64 (and builds on arm64 with the scalar path).
+- OpenMP is probed with a tiny program first; without it vitc builds serially with a warning
+  (VITC_REQUIRE_OPENMP=1 makes that fatal, as CI does).
+- Never -ffast-math (breaks erf/NaN semantics) and never -march=native unless VITC_NATIVE=1.
+"""
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from glob import glob
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+ISA_FLAGS = {
+    "avx2": ["-mavx2", "-mfma", "-mf16c"],
+    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
+}
+BASE_FLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-function"]
+if os.environ.get("VITC_NATIVE") == "1":
+    BASE_FLAGS.append("-march=native")
+SANITIZE = os.environ.get("VITC_SANITIZE", "")  # e.g. "address,undefined" for the ASan/UBSan CI job
+if SANITIZE:
+    BASE_FLAGS += [f"-fsanitize={SANITIZE}", "-fno-omit-frame-pointer", "-g"]
+    BASE_FLAGS = [f for f in BASE_FLAGS if f != "-O3"] + ["-O1"]
+
+
+def rel(path):
+    return os.path.relpath(path, HERE)
+
+
+def isa_of(path):
+    """'avx2' / 'avx512' for csrc/kernels/*_avx2.c / *_avx512.c, else None (portable)."""
+    stem = os.path.splitext(os.path.basename(path))[0]
+    for isa in ISA_FLAGS:
+        if stem.endswith("_" + isa):
+            return isa
+    return None
+
+
+def openmp_flags(compiler_cmd):
+    """Return OpenMP compile/link flags if a probe program builds and runs with them, else None."""
+    probe = "#include <omp.h>\n#include <stdio.h>\nint main(void){int n=0;\n#pragma omp parallel reduction(+:n)\nn+=1;\nprintf(\"%d\", n>0);return 0;}\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        exe = os.path.join(tmp, "probe")
+        with open(src, "w") as f:
+            f.write(probe)
+        for flag in ("-fopenmp",):
+            try:
+                subprocess.run(compiler_cmd + [flag, src, "-o", exe], check=True, capture_output=True)
+                out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
+                if out.strip() == "1":
+                    return [flag]
+            except (OSError, subprocess.CalledProcessError):
+                continue
+    return None
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        cc = self.compiler.compiler_so[:1] if hasattr(self.compiler, "compiler_so") else ["cc"]
+        omp = openmp_flags(cc)
+        if omp is None:
+            msg = "vitc: the C compiler has no working OpenMP; building single-threaded kernels"
+            if os.environ.get("VITC_REQUIRE_OPENMP") == "1":
+                raise RuntimeError(msg + " (VITC_REQUIRE_OPENMP=1)")
+            print("WARNING: " + msg, file=sys.stderr)
+            omp = []
+        for ext in self.extensions:
+            ext.extra_compile_args = BASE_FLAGS + omp
+            ext.extra_link_args = omp + ([f"-fsanitize={SANITIZE}"] if SANITIZE else [])
+            # ISA files: compiled here with their own flags, linked in as objects.
+            objects = []
+            for src in ISA_SOURCES:
+                objects += self.compiler.compile(
+                    [src], output_dir=self.build_temp, include_dirs=ext.include_dirs,
+                    macros=ext.define_macros, extra_postargs=BASE_FLAGS + omp + ISA_FLAGS[isa_of(src)])
+            ext.extra_objects = objects
+        super().build_extensions()
+
+
+c_sources = sorted(glob("csrc/*.c")) + sorted(glob("csrc/kernels/*.c"))
+portable = [rel(s) for s in c_sources if isa_of(s) is None]
+ISA_SOURCES = [rel(s) for s in c_sources if isa_of(s) is not None] if IS_X86_64 else []
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+if ISA_SOURCES:
+    macros.append(("VITC_HAVE_X86_KERNELS", "1"))
+
+ext = Extension(
+    "vitc._vitc",
+    sources=["vitc/_vitc.pyx"] + portable,
+    include_dirs=["csrc", numpy.get_include()],
+    define_macros=macros,
+    depends=sorted(glob("csrc/*.h") + glob("csrc/kernels/*.h") + glob("vitc/*.pxi")),
+)
+
+setup(
+    ext_modules=cythonize([ext], language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
+    cmdclass={"build_ext": BuildExt},
+)

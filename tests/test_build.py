@@ -1,0 +1,71 @@
+"""The installed build: OpenMP on, the ISA paths this CPU has are compiled and selectable."""
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+import vitc
+from vitc import _vitc, runtime
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def test_openmp_is_enabled():
+    assert _vitc.openmp_enabled(), "vitc was built without OpenMP: kernels would run on one core"
+
+
+def test_scalar_always_available():
+    assert "scalar" in runtime.available_isas()
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 ISA paths")
+def test_isa_paths_match_cpu_flags():
+    flags = cpu_flags()
+    avail = runtime.available_isas()
+    assert ("avx2" in avail) == ({"avx2", "fma"} <= flags)
+    assert ("avx512" in avail) == ({"avx512f", "avx512dq", "avx512bw", "avx512vl"} <= flags)
+    assert runtime.get_isa() == avail[-1] or os.environ.get("VITC_ISA")
+
+
+def test_set_isa_roundtrip_and_errors():
+    for name in runtime.available_isas():
+        runtime.set_isa(name)
+        assert runtime.get_isa() == name
+    runtime.set_isa(None)
+    with pytest.raises(ValueError, match="unknown ISA"):
+        runtime.set_isa("sse9")
+
+
+def test_vitc_isa_env_forces_path():
+    code = "import vitc; print(vitc.get_isa())"
+    for name in runtime.available_isas():
+        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "VITC_ISA": name},
+                             capture_output=True, text=True, check=True, cwd="/")
+        assert out.stdout.strip() == name
+
+
+def test_threads_policy(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert runtime.default_num_threads() == 3
+    runtime.set_num_threads(1)
+    assert runtime.get_num_threads() == 1
+    runtime.set_num_threads(None)
+    with pytest.raises(ValueError):
+        runtime.set_num_threads(0)
+
+
+def test_show_config(capsys):
+    vitc.show_config()
+    out = capsys.readouterr().out
+    assert "isa" in out and "openmp" in out and "threads" in out

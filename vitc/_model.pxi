@@ -1,0 +1,102 @@
+# Bindings for the ViT pieces of csrc/vit.c (included by _vitc.pyx).
+
+_LAYER_FIELDS = ("ln1_g", "ln1_b", "ln2_g", "ln2_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
+                 "fc1_w", "fc1_b", "fc2_w", "fc2_b")
+
+
+cdef const float *_ptr(arr, size_t need, str name) except? NULL:
+    if arr is None:
+        return NULL
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.float32 or arr.ndim != 1 or not arr.flags.c_contiguous:
+        raise ValueError(f"{name}: expected a contiguous 1-D float32 array")
+    if <size_t>arr.shape[0] != need:
+        raise ValueError(f"{name}: expected {need} floats, got {arr.shape[0]}")
+    cdef const float[::1] view = arr
+    return &view[0]
+
+
+cdef class EncoderLayer:
+    """One pre-LN ViT encoder layer: packed weights (for one ISA) plus the C struct pointing into them."""
+    cdef vitc_vit_layer c
+    cdef vitc_vit_dims dims
+    cdef readonly int isa
+    cdef readonly dict arrays
+
+    def __init__(self, int isa, size_t dim, size_t heads, size_t inter, float eps, int act, dict arrays):
+        _isa(isa); _act(act)
+        if dim == 0 or heads == 0 or inter == 0 or dim % heads:
+            raise ValueError(f"bad layer sizes: dim={dim}, heads={heads}, inter={inter}")
+        if not eps > 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        missing = [f for f in _LAYER_FIELDS if f not in arrays]
+        if missing:
+            raise ValueError(f"EncoderLayer: missing arrays {missing}")
+        self.isa = isa
+        self.arrays = dict(arrays)  # keeps the buffers alive while C points into them
+        self.dims.dim, self.dims.heads, self.dims.inter = dim, heads, inter
+        self.dims.eps = eps
+        self.dims.act = <vitc_act>act
+        a = self.arrays
+        self.c.ln1_g = _ptr(a["ln1_g"], dim, "ln1_g")
+        self.c.ln1_b = _ptr(a["ln1_b"], dim, "ln1_b")
+        self.c.ln2_g = _ptr(a["ln2_g"], dim, "ln2_g")
+        self.c.ln2_b = _ptr(a["ln2_b"], dim, "ln2_b")
+        self.c.qkv_w = _ptr(a["qkv_w"], vitc_f32_gemm_packed_floats(<vitc_isa>isa, 3 * dim, dim), "qkv_w")
+        self.c.qkv_b = _ptr(a["qkv_b"], 3 * dim, "qkv_b")
+        self.c.proj_w = _ptr(a["proj_w"], vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, dim), "proj_w")
+        self.c.proj_b = _ptr(a["proj_b"], dim, "proj_b")
+        self.c.fc1_w = _ptr(a["fc1_w"], vitc_f32_gemm_packed_floats(<vitc_isa>isa, inter, dim), "fc1_w")
+        self.c.fc1_b = _ptr(a["fc1_b"], inter, "fc1_b")
+        self.c.fc2_w = _ptr(a["fc2_w"], vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, inter), "fc2_w")
+        self.c.fc2_b = _ptr(a["fc2_b"], dim, "fc2_b")
+        if self.c.qkv_w == NULL or self.c.proj_w == NULL or self.c.fc1_w == NULL or self.c.fc2_w == NULL:
+            raise ValueError("EncoderLayer: weights must not be None")
+        if self.c.ln1_g == NULL or self.c.ln1_b == NULL or self.c.ln2_g == NULL or self.c.ln2_b == NULL:
+            raise ValueError("EncoderLayer: LayerNorm parameters must not be None")
+
+    def workspace_floats(self, int nthreads, size_t batch, size_t seq):
+        return vitc_vit_layer_workspace_floats(<vitc_isa>self.isa, nthreads, &self.dims, batch, seq)
+
+    def forward(self, int nthreads, float[:, ::1] hidden, size_t batch, float[::1] workspace,
+                float[:, :, :, ::1] probs=None):
+        """In place on hidden [batch*seq, dim]; probs, if given, gets [batch, heads, seq, seq]."""
+        _threads(nthreads)
+        cdef size_t t = hidden.shape[0]
+        if batch == 0 or t == 0 or t % batch or <size_t>hidden.shape[1] != self.dims.dim:
+            raise ValueError(f"hidden: expected [batch*seq, {self.dims.dim}], got {tuple(np.asarray(hidden).shape)}"
+                             f" for batch={batch}")
+        cdef size_t seq = t // batch
+        _check_len(np.asarray(workspace), self.workspace_floats(nthreads, batch, seq), "workspace")
+        cdef float *pp = NULL
+        if probs is not None:
+            _check_shape(np.asarray(probs), (batch, self.dims.heads, seq, seq), "probs")
+            pp = &probs[0, 0, 0, 0]
+        with nogil:
+            vitc_vit_layer_forward(<vitc_isa>self.isa, nthreads, &self.dims, &self.c, batch, seq, &hidden[0, 0],
+                                   pp, &workspace[0])
+
+
+def embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph, size_t pw):
+    return vitc_vit_embed_workspace_floats(batch, channels, height, width, ph, pw)
+
+
+def embed(int isa, int nthreads, const float[:, :, :, ::1] pixels, size_t ph, size_t pw,
+          const float[::1] patch_w, const float[::1] patch_b, const float[::1] cls, const float[:, ::1] pos,
+          float[:, :, ::1] out, float[::1] workspace):
+    """out [B, 1+np, D] = [cls + pos[0]; patches·Wᵀ + b + pos[1:]] (patch_w packed for `isa`)."""
+    _isa(isa); _threads(nthreads)
+    cdef size_t b = pixels.shape[0], c = pixels.shape[1], h = pixels.shape[2], w = pixels.shape[3]
+    cdef size_t dim = cls.shape[0]
+    if b == 0 or ph == 0 or pw == 0 or ph > h or pw > w:
+        raise ValueError(f"embed: bad pixel/patch sizes {(b, c, h, w)} / {(ph, pw)}")
+    cdef size_t npatch = (h // ph) * (w // pw)
+    _check_shape(np.asarray(pos), (npatch + 1, dim), "pos")
+    _check_shape(np.asarray(out), (b, npatch + 1, dim), "out")
+    _check_shape(np.asarray(patch_b), (dim,), "patch_b")
+    if patch_w.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, c * ph * pw):
+        raise ValueError("patch_w: packed size does not match dim x channels*ph*pw")
+    _check_len(np.asarray(workspace), vitc_vit_embed_workspace_floats(b, c, h, w, ph, pw), "workspace")
+    with nogil:
+        vitc_vit_embed(<vitc_isa>isa, nthreads, b, c, h, w, ph, pw, dim, &pixels[0, 0, 0, 0], &patch_w[0],
+                       &patch_b[0], &cls[0], &pos[0, 0], &out[0, 0, 0], &workspace[0])
+    return np.asarray(out)

@@ -1,0 +1,81 @@
+# C declarations of csrc/vitc.h for the bindings in _vitc.pyx (see that header for the contracts).
+cdef extern from "vitc.h" nogil:
+    ctypedef enum vitc_isa:
+        VITC_ISA_SCALAR
+        VITC_ISA_AVX2
+        VITC_ISA_AVX512
+    ctypedef enum vitc_status:
+        VITC_OK
+        VITC_ERR_ARG
+        VITC_ERR_NOMEM
+        VITC_ERR_ISA
+    ctypedef enum vitc_act:
+        VITC_ACT_NONE
+        VITC_ACT_GELU_ERF
+        VITC_ACT_GELU_TANH
+        VITC_ACT_QUICK_GELU
+        VITC_ACT_RELU
+        VITC_ACT_SILU
+        VITC_ACT_TANH
+        VITC_ACT_SIGMOID
+
+    int vitc_isa_compiled(vitc_isa isa)
+    int vitc_isa_supported(vitc_isa isa)
+    vitc_isa vitc_isa_best()
+    const char *vitc_isa_name(vitc_isa isa)
+    int vitc_openmp_enabled()
+    int vitc_omp_max_threads()
+
+    size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k)
+    void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed)
+    void vitc_f32_gemm_pack_kn(vitc_isa isa, size_t n, size_t k, const float *b, size_t ldb, float *packed)
+    ctypedef struct vitc_epilogue:
+        const float *bias
+        vitc_act act
+        const float *residual
+        size_t ldr
+    vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t k,
+                              const float *a, size_t lda, const float *packed, const vitc_epilogue *ep,
+                              float *c, size_t ldc)
+    size_t vitc_f32_gemm_serial_workspace_floats(vitc_isa isa, size_t k)
+    void vitc_f32_gemm_serial(vitc_isa isa, size_t m, size_t n, size_t k, const float *a, size_t lda,
+                              const float *packed, const vitc_epilogue *ep, float *c, size_t ldc,
+                              float *workspace)
+
+    void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, const float *x, size_t ldx,
+                            const float *gamma, const float *beta, float eps, float *y, size_t ldy)
+    void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx)
+    void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n)
+    void vitc_f32_patchify(int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+                           size_t ph, size_t pw, const float *pixels, float *out)
+    size_t vitc_f32_attention_workspace_floats(vitc_isa isa, int nthreads, size_t seq, size_t head_dim)
+    void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, size_t heads,
+                            size_t head_dim, const float *qkv, size_t ldqkv, float *out, size_t ldo,
+                            float *probs, float *workspace)
+
+    ctypedef struct vitc_vit_dims:
+        size_t dim, heads, inter
+        float eps
+        vitc_act act
+    ctypedef struct vitc_vit_layer:
+        const float *ln1_g
+        const float *ln1_b
+        const float *ln2_g
+        const float *ln2_b
+        const float *qkv_w
+        const float *qkv_b
+        const float *proj_w
+        const float *proj_b
+        const float *fc1_w
+        const float *fc1_b
+        const float *fc2_w
+        const float *fc2_b
+    size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
+                                           size_t seq)
+    void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
+                                size_t batch, size_t seq, float *hidden, float *probs, float *workspace)
+    size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width,
+                                           size_t ph, size_t pw)
+    void vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+                        size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
+                        const float *patch_b, const float *cls, const float *pos, float *out, float *workspace)

@@ -1,0 +1,256 @@
+# cython: language_level=3
+"""Thin bindings over csrc/: validate with the GIL held, then one C call inside `with nogil`.
+
+Every function takes the ISA as an int (0 scalar, 1 avx2, 2 avx512; see vitc/runtime.py) and arrays as
+float32 memoryviews whose last axis is contiguous; a row stride larger than the width is passed to C as
+the leading dimension. Arrays are validated here so the C kernels can trust their arguments.
+"""
+import numpy as np
+
+ISA_NAMES = ("scalar", "avx2", "avx512")
+ACTIVATIONS = ("none", "gelu_erf", "gelu_tanh", "quick_gelu", "relu", "silu", "tanh", "sigmoid")
+
+
+def isa_compiled(int isa):
+    return bool(vitc_isa_compiled(<vitc_isa>isa)) if 0 <= isa < 3 else False
+
+
+def isa_supported(int isa):
+    return bool(vitc_isa_supported(<vitc_isa>isa)) if 0 <= isa < 3 else False
+
+
+def isa_best():
+    return <int>vitc_isa_best()
+
+
+def openmp_enabled():
+    return bool(vitc_openmp_enabled())
+
+
+def omp_max_threads():
+    return vitc_omp_max_threads()
+
+
+def aligned_empty(shape, size_t alignment=64):
+    """float32 array of `shape` whose data starts on an `alignment`-byte boundary."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    raw = np.empty(count * 4 + alignment, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % alignment
+    return raw[offset:offset + count * 4].view(np.float32).reshape(shape)
+
+
+cdef int _isa(int isa) except -1:
+    if not (0 <= isa < 3) or not vitc_isa_supported(<vitc_isa>isa):
+        raise ValueError(f"ISA {isa} ({ISA_NAMES[isa] if 0 <= isa < 3 else '?'}) is not supported here")
+    return isa
+
+
+cdef int _threads(int nthreads) except -1:
+    if nthreads < 1:
+        raise ValueError(f"nthreads must be >= 1, got {nthreads}")
+    return nthreads
+
+
+cdef int _act(int act) except -1:
+    if not (0 <= act < len(ACTIVATIONS)):
+        raise ValueError(f"unknown activation code {act}")
+    return act
+
+
+cdef size_t _ld(arr, str name) except 0:
+    """Row stride in floats of a 2-D float32 view whose last axis is contiguous."""
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got {arr.ndim}-D")
+    s0, s1 = arr.strides
+    if arr.shape[1] > 1 and s1 != 4:
+        raise ValueError(f"{name}: the last axis must be contiguous")
+    if arr.shape[0] <= 1:
+        return max(arr.shape[1], 1)
+    if s0 <= 0 or s0 % 4 or s0 // 4 < arr.shape[1]:
+        raise ValueError(f"{name}: rows must be laid out forward with a stride >= the width")
+    return s0 // 4
+
+
+cdef _check_shape(arr, tuple shape, str name):
+    if tuple(arr.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape}, got {tuple(arr.shape)}")
+
+
+cdef _check_len(arr, size_t need, str name):
+    if arr.shape[0] < need:
+        raise ValueError(f"{name}: needs {need} floats, got {arr.shape[0]}")
+
+
+cdef _no_overlap(out, other, str out_name, str other_name):
+    if other is not None and np.may_share_memory(out, other):
+        raise ValueError(f"{out_name} must not overlap {other_name}")
+
+
+# ---- GEMM ------------------------------------------------------------------------------------------
+def gemm_packed_floats(int isa, size_t n, size_t k):
+    return vitc_f32_gemm_packed_floats(<vitc_isa>_isa(isa), n, k)
+
+
+def gemm_pack_nk(int isa, const float[:, :] w):
+    """Pack a Linear weight W[n, k] (C = A·Wᵀ) into a 64-byte aligned buffer for `isa`."""
+    _isa(isa)
+    cdef size_t n = w.shape[0], k = w.shape[1], ldw = _ld(np.asarray(w), "w")
+    if n == 0 or k == 0:
+        raise ValueError("w must be non-empty")
+    packed = aligned_empty(vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k))
+    cdef float[::1] p = packed
+    with nogil:
+        vitc_f32_gemm_pack_nk(<vitc_isa>isa, n, k, &w[0, 0], ldw, &p[0])
+    return packed
+
+
+def gemm_pack_kn(int isa, const float[:, :] b):
+    """Pack a plain B[k, n] (C = A·B) into a 64-byte aligned buffer for `isa`."""
+    _isa(isa)
+    cdef size_t k = b.shape[0], n = b.shape[1], ldb = _ld(np.asarray(b), "b")
+    if n == 0 or k == 0:
+        raise ValueError("b must be non-empty")
+    packed = aligned_empty(vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k))
+    cdef float[::1] p = packed
+    with nogil:
+        vitc_f32_gemm_pack_kn(<vitc_isa>isa, n, k, &b[0, 0], ldb, &p[0])
+    return packed
+
+
+def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, size_t n, float[:, :] out,
+         const float[::1] bias=None, int act=0, const float[:, :] residual=None, bint serial=False):
+    """out[m, n] = act(a[m, k] · B + bias) + residual, B packed by gemm_pack_* for `isa`.
+    `residual` may be `out` itself (then out += a·B + bias)."""
+    _isa(isa); _threads(nthreads); _act(act)
+    a_arr, out_arr = np.asarray(a), np.asarray(out)
+    cdef size_t m = a.shape[0], k = a.shape[1]
+    cdef size_t lda = _ld(a_arr, "a"), ldc = _ld(out_arr, "out"), ldr = 0
+    if m == 0 or n == 0 or k == 0:
+        raise ValueError("gemm: m, n and k must be >= 1")
+    _check_shape(out_arr, (m, n), "out")
+    if packed.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k):
+        raise ValueError(f"packed: expected {vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k)} floats for "
+                         f"n={n}, k={k}, got {packed.shape[0]}")
+    _no_overlap(out_arr, a_arr, "out", "a")
+    _no_overlap(out_arr, np.asarray(packed), "out", "packed")
+    cdef vitc_epilogue ep
+    ep.bias = NULL
+    ep.act = <vitc_act>act
+    ep.residual = NULL
+    ep.ldr = 0
+    if bias is not None:
+        _check_shape(np.asarray(bias), (n,), "bias")
+        ep.bias = &bias[0]
+    if residual is not None:
+        res_arr = np.asarray(residual)
+        _check_shape(res_arr, (m, n), "residual")
+        ldr = _ld(res_arr, "residual")
+        if np.may_share_memory(res_arr, out_arr) and not (
+                res_arr.ctypes.data == out_arr.ctypes.data and ldr == ldc):
+            raise ValueError("residual must be exactly out or not overlap it")
+        ep.residual = &residual[0, 0]
+        ep.ldr = ldr
+    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), 1)) if serial else None
+    cdef float[::1] w = ws
+    cdef vitc_status st = VITC_OK
+    with nogil:
+        if serial:
+            vitc_f32_gemm_serial(<vitc_isa>isa, m, n, k, &a[0, 0], lda, &packed[0], &ep, &out[0, 0], ldc, &w[0])
+        else:
+            st = vitc_f32_gemm(<vitc_isa>isa, nthreads, m, n, k, &a[0, 0], lda, &packed[0], &ep, &out[0, 0], ldc)
+    if st == VITC_ERR_NOMEM:
+        raise MemoryError("vitc gemm: out of memory for packing buffers")
+    elif st != VITC_OK:
+        raise RuntimeError(f"vitc gemm failed with status {st}")
+    return out_arr
+
+
+# ---- row ops ---------------------------------------------------------------------------------------
+def layernorm(int isa, int nthreads, const float[:, :] x, const float[::1] gamma, const float[::1] beta,
+              float eps, float[:, :] out):
+    _isa(isa); _threads(nthreads)
+    x_arr, out_arr = np.asarray(x), np.asarray(out)
+    cdef size_t rows = x.shape[0], dim = x.shape[1]
+    cdef size_t ldx = _ld(x_arr, "x"), ldy = _ld(out_arr, "out")
+    if rows == 0 or dim == 0:
+        raise ValueError("layernorm: x must be non-empty")
+    _check_shape(out_arr, (rows, dim), "out")
+    _check_shape(np.asarray(gamma), (dim,), "gamma")
+    _check_shape(np.asarray(beta), (dim,), "beta")
+    if not eps > 0:
+        raise ValueError(f"layernorm: eps must be > 0, got {eps}")
+    if np.may_share_memory(x_arr, out_arr) and not (x_arr.ctypes.data == out_arr.ctypes.data and ldx == ldy):
+        raise ValueError("out must be exactly x or not overlap it")
+    with nogil:
+        vitc_f32_layernorm(<vitc_isa>isa, nthreads, rows, dim, &x[0, 0], ldx, &gamma[0], &beta[0], eps,
+                           &out[0, 0], ldy)
+    return out_arr
+
+
+def softmax_rows(int isa, float[:, :] x, float scale=1.0):
+    """In place: each row of x becomes softmax(scale * row)."""
+    _isa(isa)
+    cdef size_t rows = x.shape[0], n = x.shape[1], ldx = _ld(np.asarray(x), "x")
+    if rows == 0 or n == 0:
+        raise ValueError("softmax_rows: x must be non-empty")
+    with nogil:
+        vitc_f32_softmax_rows(<vitc_isa>isa, rows, n, scale, &x[0, 0], ldx)
+    return np.asarray(x)
+
+
+def activation(int isa, int act, float[::1] x):
+    """In place activation over a contiguous 1-D array."""
+    _isa(isa); _act(act)
+    cdef size_t n = x.shape[0]
+    if n == 0:
+        return np.asarray(x)
+    with nogil:
+        vitc_f32_activation(<vitc_isa>isa, <vitc_act>act, &x[0], n)
+    return np.asarray(x)
+
+
+def patchify(int nthreads, const float[:, :, :, ::1] pixels, size_t ph, size_t pw):
+    """im2col: [B, C, H, W] -> [B * (H//ph) * (W//pw), C*ph*pw] in Conv2d weight order."""
+    _threads(nthreads)
+    cdef size_t b = pixels.shape[0], c = pixels.shape[1], h = pixels.shape[2], w = pixels.shape[3]
+    if ph == 0 or pw == 0 or ph > h or pw > w:
+        raise ValueError(f"patch {ph}x{pw} does not fit an image of {h}x{w}")
+    if b == 0 or c == 0:
+        raise ValueError("patchify: empty batch or no channels")
+    out = aligned_empty((b * (h // ph) * (w // pw), c * ph * pw))
+    cdef float[:, ::1] o = out
+    with nogil:
+        vitc_f32_patchify(nthreads, b, c, h, w, ph, pw, &pixels[0, 0, 0, 0], &o[0, 0])
+    return out
+
+
+def attention(int isa, int nthreads, const float[:, :] qkv, size_t batch, size_t heads, float[:, :] out,
+              float[:, :, :, ::1] probs=None):
+    """Multi-head attention core over qkv rows [batch*seq, >= 3*dim] (Q|K|V); out [batch*seq, dim]."""
+    _isa(isa); _threads(nthreads)
+    qkv_arr, out_arr = np.asarray(qkv), np.asarray(out)
+    cdef size_t t = qkv.shape[0], ldq = _ld(qkv_arr, "qkv"), ldo = _ld(out_arr, "out")
+    cdef size_t dim = out.shape[1]
+    if batch == 0 or heads == 0 or t == 0 or t % batch or dim == 0 or dim % heads:
+        raise ValueError(f"attention: bad sizes (tokens={t}, batch={batch}, heads={heads}, dim={dim})")
+    cdef size_t seq = t // batch, hd = dim // heads
+    if qkv.shape[1] < 3 * dim:
+        raise ValueError(f"qkv: expected >= {3 * dim} columns, got {qkv.shape[1]}")
+    _check_shape(out_arr, (t, dim), "out")
+    _no_overlap(out_arr, qkv_arr, "out", "qkv")
+    cdef float *pp = NULL
+    if probs is not None:
+        _check_shape(np.asarray(probs), (batch, heads, seq, seq), "probs")
+        _no_overlap(np.asarray(probs), qkv_arr, "probs", "qkv")
+        _no_overlap(np.asarray(probs), out_arr, "probs", "out")
+        pp = &probs[0, 0, 0, 0]
+    ws = aligned_empty(max(vitc_f32_attention_workspace_floats(<vitc_isa>isa, nthreads, seq, hd), 1))
+    cdef float[::1] w = ws
+    with nogil:
+        vitc_f32_attention(<vitc_isa>isa, nthreads, batch, seq, heads, hd, &qkv[0, 0], ldq, &out[0, 0], ldo,
+                           pp, &w[0])
+    return out_arr
+
+
+include "_model.pxi"

@@ -1,0 +1,120 @@
+"""Process-wide choices: which ISA the kernels run (detected once, or forced) and how many threads.
+
+- ISA: the best the CPU and OS support (cpuid + xgetbv in csrc/cpu.c), unless VITC_ISA=scalar|avx2|avx512
+  or set_isa() forces one. A forced ISA the CPU cannot run is an error, never a SIGILL.
+- Threads: OMP_NUM_THREADS if set, else the CPUs this process may use (affinity and cgroup quota).
+"""
+import math
+import os
+
+from . import _vitc
+
+ISA_NAMES = _vitc.ISA_NAMES
+_forced_isa = None
+_num_threads = None
+
+
+def _isa_code(name):
+    key = str(name).strip().lower()
+    if key not in ISA_NAMES:
+        raise ValueError(f"unknown ISA {name!r}: expected one of {', '.join(ISA_NAMES)}")
+    code = ISA_NAMES.index(key)
+    if not _vitc.isa_supported(code):
+        why = "this CPU/OS cannot run it" if _vitc.isa_compiled(code) else "this build has no kernels for it"
+        raise RuntimeError(f"ISA {key!r} was requested but {why}; available: {', '.join(available_isas())}")
+    return code
+
+
+def available_isas():
+    """Names of the ISA paths this build and CPU can run, best last."""
+    return [name for code, name in enumerate(ISA_NAMES) if _vitc.isa_supported(code)]
+
+
+def get_isa():
+    """Name of the ISA that newly loaded models and kernels use."""
+    if _forced_isa is not None:
+        return ISA_NAMES[_forced_isa]
+    env = os.environ.get("VITC_ISA")
+    if env:
+        return ISA_NAMES[_isa_code(env)]
+    return ISA_NAMES[_vitc.isa_best()]
+
+
+def isa_code(name=None):
+    """Kernel code of `name` (default: get_isa()), validated."""
+    return _isa_code(get_isa() if name is None else name)
+
+
+def set_isa(name):
+    """Force an ISA for models loaded from now on (None: back to VITC_ISA / detection)."""
+    global _forced_isa
+    _forced_isa = None if name is None else _isa_code(name)
+
+
+def _cpu_quota():
+    """CPUs allowed by a cgroup v2 / v1 quota, or None."""
+    for path, parse in (("/sys/fs/cgroup/cpu.max", lambda s: s.split()),
+                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", lambda s: [s.strip(), None])):
+        try:
+            with open(path) as f:
+                quota, period = parse(f.read())
+            if quota in ("max", "-1"):
+                return None
+            if period is None:
+                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                    period = f.read().strip()
+            return max(1, math.floor(int(quota) / int(period)))
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def default_num_threads():
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    quota = _cpu_quota()
+    return max(1, min(n, quota) if quota else n)
+
+
+def get_num_threads():
+    return _num_threads if _num_threads is not None else default_num_threads()
+
+
+def set_num_threads(n):
+    """Threads for kernels from now on (None: back to the default)."""
+    global _num_threads
+    if n is not None and (not isinstance(n, int) or n < 1):
+        raise ValueError(f"threads must be a positive int, got {n!r}")
+    _num_threads = n
+
+
+def resolve_threads(threads=None):
+    if threads is None:
+        return get_num_threads()
+    if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    return threads
+
+
+def config():
+    """What this build and process run: a dict, also printed by show_config()."""
+    try:
+        isa = get_isa()
+    except (RuntimeError, ValueError) as exc:
+        isa = f"error: {exc}"
+    return {
+        "isa": isa,
+        "isa_available": available_isas(),
+        "openmp": _vitc.openmp_enabled(),
+        "threads": get_num_threads(),
+    }
+
+
+def show_config():
+    for key, value in config().items():
+        print(f"{key:14s}: {value}")
