@@ -206,7 +206,10 @@ class CheckpointReader:
         weight_map, shards = self.shard_names(index_path)
         folder = os.path.dirname(index_path)
         for shard in shards:
-            self._add(SafetensorsFile(os.path.join(folder, shard)))
+            path = os.path.join(folder, shard)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"shard {shard} listed in {index_path} is missing")
+            self._add(SafetensorsFile(path))
         for name, shard in weight_map.items():
             f = self.tensors.get(name)
             if f is None or os.path.basename(f.path) != shard:
