@@ -42,6 +42,12 @@ CONFIGS = {
         "image_std": IMAGENET_STD, "image_processor_type": "BitImageProcessor", "resample": 3,
         "rescale_factor": 0.00392156862745098, "size": {"shortest_edge": 256},
     }),
+    # facebook/deit-base-patch16-224 as first published: feature-extractor form, int sizes, square resize.
+    "legacy_deit_int_sizes": (DeiTImageProcessorPil, {
+        "crop_size": 224, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+        "feature_extractor_type": "DeiTFeatureExtractor", "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD,
+        "resample": 3, "size": 256,
+    }),
     # legacy int sizes on a shortest-edge family: size 240 means the shortest edge, crop 224 a square.
     "legacy_bit_int_sizes": (BitImageProcessorPil, {
         "crop_size": 224, "do_center_crop": True, "image_processor_type": "BitImageProcessor", "size": 240,
@@ -259,6 +265,15 @@ def test_threads_do_not_change_results():
     one = processor(images, num_workers=1)["pixel_values"]
     assert np.array_equal(processor(images, num_workers=2)["pixel_values"], one)
     assert np.array_equal(ViTImageProcessor(num_workers=3, resample=1)(images)["pixel_values"], one)
+
+
+def test_same_lazily_opened_image_twice_with_threads(tmp_path):
+    path = tmp_path / "a.jpg"
+    Image.fromarray(noise_image(300, 200)).save(path)
+    want = ViTImageProcessor()(path)["pixel_values"][0]
+    lazy = Image.open(path)  # not decoded yet: each thread would otherwise call load() on the same object
+    out = ViTImageProcessor()([lazy] * 4 + [Image.open(path)], num_workers=2)["pixel_values"]
+    assert all(np.array_equal(o, want) for o in out)
 
 
 def test_batch_feature_and_overrides():

@@ -102,7 +102,7 @@ class ViTImageProcessor:
     (transformers would return the uint8 values).
     """
 
-    def __init__(self, num_workers=None, **options):
+    def __init__(self, *, num_workers=None, **options):
         unknown = sorted(set(options) - set(_OPTION_NAMES))
         if unknown:
             raise TypeError(f"unknown ViTImageProcessor option(s) {unknown}; expected some of {list(_OPTION_NAMES)}")
@@ -228,6 +228,7 @@ class _Plan:
         if workers <= 1:
             results = [one(i) for i in range(count)]
         else:
+            _load_shared_pil_images(sources)
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vitc-image")
             try:
                 results = list(pool.map(one, range(count)))
@@ -255,6 +256,16 @@ class _Plan:
         if opts["do_center_crop"]:
             pixels = _center_crop(pixels, opts["crop_size"]["height"], opts["crop_size"]["width"])
         return pixels
+
+
+def _load_shared_pil_images(sources):
+    """Decode, here, a lazily opened PIL image listed more than once: two threads must not load one object."""
+    seen = set()
+    for source in sources:
+        if isinstance(source, Image.Image):
+            if id(source) in seen:
+                source.load()
+            seen.add(id(source))
 
 
 def _gather(table, pixels, out):
