@@ -1,6 +1,6 @@
 """Preprocessing throughput: vitc.ViTImageProcessor vs transformers.ViTImageProcessorPil, side by side.
 
-Writes N synthetic JPEGs (default 64 of 640x480) to a temp dir and times, best of --repeats:
+Writes N synthetic JPEGs (default 64 of 640x480) to a temp dir and times, best of --repeats (interleaved):
   - "files": a list of paths (decode + resize + rescale/normalize), which both libraries accept;
   - "PIL":   already decoded PIL images (resize + rescale/normalize only).
 vitc runs with each --workers count; the outputs are checked to be bit-identical to transformers first.
@@ -36,14 +36,17 @@ def write_jpegs(folder, count, width, height):
     return paths
 
 
-def best_time(fn, repeats):
-    fn()  # warm-up: first-touch allocations, lazy imports
-    times = []
+def best_times(fns, repeats):
+    """Best wall time of each function; runs are interleaved so load from other processes hits all alike."""
+    for fn in fns:
+        fn()  # warm-up: first-touch allocations, lazy imports
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
 
 
 def bench_inputs(label, images, repeats, workers_list, hf, ours):
@@ -52,11 +55,12 @@ def bench_inputs(label, images, repeats, workers_list, hf, ours):
         got = ours(images, num_workers=workers)["pixel_values"]
         if not np.array_equal(got, want):
             raise SystemExit(f"{label}: vitc output differs from transformers with {workers} worker(s)")
+    fns = [lambda: hf(images, return_tensors="np")]
+    fns += [lambda w=w: ours(images, num_workers=w) for w in workers_list]
+    hf_s, *ours_s = best_times(fns, repeats)
     count = len(images)
-    hf_s = best_time(lambda: hf(images, return_tensors="np"), repeats)
     print(f"{label:<28} {'transformers Pil':<18} {'1':>7} {hf_s * 1e3:9.1f} {count / hf_s:10.1f} {1.0:7.2f}x")
-    for workers in workers_list:
-        s = best_time(lambda: ours(images, num_workers=workers), repeats)
+    for workers, s in zip(workers_list, ours_s):
         print(f"{label:<28} {'vitc':<18} {workers:>7} {s * 1e3:9.1f} {count / s:10.1f} {hf_s / s:7.2f}x")
 
 
@@ -65,7 +69,7 @@ def main():
     parser.add_argument("--n", type=int, default=64, help="number of synthetic images")
     parser.add_argument("--size", default="640x480", help="synthetic image WIDTHxHEIGHT")
     parser.add_argument("--workers", default="1,2", help="vitc thread counts to time, comma separated")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--photos", action="store_true", help=f"also time the JPEGs in {PHOTOS} if present")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
@@ -74,7 +78,9 @@ def main():
     from transformers import ViTImageProcessorPil
 
     hf, ours = ViTImageProcessorPil(), ViTImageProcessor()  # both: ViT defaults, 224x224 bilinear
-    print(f"ViT defaults (224x224 bilinear, rescale, normalize); best of {args.repeats}; cpus={os.cpu_count()}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())  # other processes on the box skew thread scaling
+    print(f"ViT defaults (224x224 bilinear, rescale, normalize); best of {args.repeats}; "
+          f"cpus={os.cpu_count()}; load average {load}")
     print(f"{'input':<28} {'impl':<18} {'workers':>7} {'ms':>9} {'images/s':>10} {'vs HF':>8}")
     with tempfile.TemporaryDirectory() as folder:
         paths = write_jpegs(folder, args.n, width, height)

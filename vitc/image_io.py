@@ -59,7 +59,8 @@ def _open_file(source):
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     if not os.path.exists(path):
-        raise ImageLoadError(f"image file not found: {path!r}")
+        hint = " (URLs are not fetched: download the file first)" if path.startswith(("http://", "https://")) else ""
+        raise ImageLoadError(f"image file not found: {path!r}{hint}")
     if os.path.isdir(path):
         raise ImageLoadError(f"expected an image file, got a directory: {path!r}")
     try:
