@@ -344,6 +344,8 @@ def test_bad_inputs():
         ViTImageProcessor()(42)
     with pytest.raises(ValueError, match="empty list"):
         ViTImageProcessor()([])
+    with pytest.raises(ValueError, match="empty list"):
+        ViTImageProcessor()(np.zeros((0, 4, 4, 3), np.uint8))
     with pytest.raises(ValueError, match="return_tensors"):
         ViTImageProcessor()(noise_image(4, 4), return_tensors="pt")
     with pytest.raises(ValueError, match="different shapes"):

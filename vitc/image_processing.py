@@ -422,12 +422,14 @@ def _default_workers():
 
 def _as_list(images):
     if isinstance(images, np.ndarray) and images.ndim == 4:
-        return list(images)  # (N, H, W, C) batch
-    if isinstance(images, (list, tuple)):
-        if len(images) == 0:
-            raise ValueError("expected at least one image, got an empty list")
-        return list(images)
-    return [images]
+        items = list(images)  # (N, H, W, C) batch
+    elif isinstance(images, (list, tuple)):
+        items = list(images)
+    else:
+        return [images]
+    if not items:
+        raise ValueError("expected at least one image, got an empty list")
+    return items
 
 
 # ---- config files -------------------------------------------------------------------------------------
