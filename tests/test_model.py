@@ -234,3 +234,25 @@ def test_input_errors(checkpoints):
         model(good[:0])
     with pytest.raises(TypeError, match="real-valued"):
         model(good.astype(np.complex64))
+
+
+def test_concurrent_calls_share_one_model(checkpoints):
+    """Calls from several Python threads on one model (shared buffers) each get their own right answer."""
+    import threading
+    ckpt = checkpoints.get("small")
+    model = load(ckpt)
+    inputs = [pixels(image_shape(ckpt, batch=1), seed=20 + i) for i in range(4)]
+    want = [model(x).logits for x in inputs]
+    got = [None] * len(inputs)
+
+    def run(i):
+        for _ in range(3):
+            got[i] = model(inputs[i]).logits
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
