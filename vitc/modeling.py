@@ -16,17 +16,12 @@ import numpy as np
 from . import _vitc, runtime
 from .config import ViTConfig
 from .hub import resolve_checkpoint
-from .outputs import BaseModelOutputWithPooling, ImageClassifierOutput, ModelOutput
+from .outputs import BaseModelOutputWithPooling, DeiTImageClassifierOutput, ImageClassifierOutput
 from .safetensors_reader import CheckpointReader
 
 
 class WeightsMismatchError(ValueError):
     """The checkpoint's tensors do not match what the config describes (missing, unexpected, mis-shaped)."""
-
-
-class DeiTImageClassifierOutput(ModelOutput):
-    """DeiT with teacher: logits = (cls_logits + distillation_logits) / 2."""
-    _fields = ("logits", "cls_logits", "distillation_logits", "hidden_states", "attentions")
 
 
 # ---- position embeddings at another resolution ------------------------------------------------------
