@@ -226,3 +226,9 @@ def test_corrupt_checkpoint_file(checkpoints, tmp_path):
     weights.write_bytes(weights.read_bytes()[:-4])  # truncated download
     with pytest.raises(SafetensorsError, match="model.safetensors"):
         vitc.ViTForImageClassification.from_pretrained(str(path))
+
+
+@pytest.mark.parametrize("name,dtype", [("f16", "F16"), ("bf16", "BF16"), ("small", "F32")])
+def test_test_checkpoints_hold_the_intended_dtype(checkpoints, name, dtype):
+    with SafetensorsFile(os.path.join(checkpoints.get(name).path, "model.safetensors")) as f:
+        assert {t.dtype for t in f.tensors.values()} == {dtype}

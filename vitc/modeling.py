@@ -16,17 +16,12 @@ import numpy as np
 from . import _vitc, runtime
 from .config import ViTConfig
 from .hub import resolve_checkpoint
-from .outputs import BaseModelOutputWithPooling, ImageClassifierOutput, ModelOutput
+from .outputs import BaseModelOutputWithPooling, DeiTImageClassifierOutput, ImageClassifierOutput
 from .safetensors_reader import CheckpointReader
 
 
 class WeightsMismatchError(ValueError):
     """The checkpoint's tensors do not match what the config describes (missing, unexpected, mis-shaped)."""
-
-
-class DeiTImageClassifierOutput(ModelOutput):
-    """DeiT with teacher: logits = (cls_logits + distillation_logits) / 2."""
-    _fields = ("logits", "cls_logits", "distillation_logits", "hidden_states", "attentions")
 
 
 # ---- position embeddings at another resolution ------------------------------------------------------
@@ -113,7 +108,7 @@ class _WeightPlan:
     def __init__(self, config, keys, shape_of, with_head, source):
         self.source = source
         prefix = "deit." if config.model_type == "deit" else "vit."
-        keys = list(keys)
+        keys = set(keys)
         has_prefix = any(k.startswith(prefix) for k in keys)
         self.prefix = prefix if has_prefix else ""
         self.num_prefix = 2 if config.model_type == "deit" else 1
@@ -149,7 +144,7 @@ class _WeightPlan:
             raise WeightsMismatchError(f"{source}: missing tensor(s) {_short(missing)} required by the config "
                                        f"({_config_summary(config)})")
         relevant = keys if with_head or not self.prefix else [k for k in keys if k.startswith(self.prefix)]
-        unexpected = [k for k in relevant if k not in expected and k not in ignored]
+        unexpected = sorted(k for k in relevant if k not in expected and k not in ignored)
         if unexpected:
             raise WeightsMismatchError(f"{source}: unexpected tensor(s) {_short(unexpected)} for the config "
                                        f"({_config_summary(config)})")
@@ -331,16 +326,23 @@ class _ViTBase:
         return bufs
 
     def _get_positions(self, grid, height, width, interpolate):
-        if not interpolate:
-            return self._pos
-        key = (grid, height == width)
-        pos = self._positions.get(key)
-        if pos is None:
-            pos = interpolate_pos_encoding(self._pos, self._num_prefix, self.config.grid, grid, height == width)
+        """(pos rows for the C embedding [1 + patches, D], distillation row [D] or None), cached per grid:
+        the C embedding adds pos[0] to CLS and pos[1:] to the patches; DeiT's distillation token (row 1 of
+        its position table) is inserted separately."""
+        key = (grid, height == width) if interpolate else None
+        entry = self._positions.get(key)
+        if entry is None:
+            pos = self._pos
+            if interpolate:
+                pos = interpolate_pos_encoding(pos, self._num_prefix, self.config.grid, grid, height == width)
+            if self._num_prefix == 2:
+                entry = (np.ascontiguousarray(np.concatenate([pos[:1], pos[2:]])), self._dist + pos[1])
+            else:
+                entry = (pos, None)
             if len(self._positions) >= 8:
                 self._positions.clear()
-            self._positions[key] = pos
-        return pos
+            self._positions[key] = entry
+        return entry
 
     def _encode(self, x, output_hidden_states, output_attentions, interpolate):
         """Embeddings and every encoder layer into the shape's hidden buffer [N*S, D] (before the final LN).
@@ -350,16 +352,15 @@ class _ViTBase:
         ph, pw = cfg.patch_hw
         bufs = self._get_buffers(b, h, w, nt)
         s, d = bufs.seq, cfg.hidden_size
-        pos = self._get_positions(bufs.grid, h, w, interpolate)
+        pos, dist_row = self._get_positions(bufs.grid, h, w, interpolate)
         hidden3 = bufs.hidden.reshape(b, s, d)
         if self._num_prefix == 1:
             _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos, hidden3, bufs.embed_ws)
         else:  # DeiT: [cls, distillation, patches]
-            pos_cls_patches = np.ascontiguousarray(np.concatenate([pos[:1], pos[2:]]))
-            _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos_cls_patches,
-                        bufs.embed_out, bufs.embed_ws)
+            _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos, bufs.embed_out,
+                        bufs.embed_ws)
             hidden3[:, 0] = bufs.embed_out[:, 0]
-            hidden3[:, 1] = self._dist + pos[1]
+            hidden3[:, 1] = dist_row
             hidden3[:, 2:] = bufs.embed_out[:, 1:]
         hidden_states = [hidden3.copy()] if output_hidden_states else None
         attentions = [] if output_attentions else None

@@ -63,3 +63,9 @@ class ImageClassifierOutput(ModelOutput):
     """logits [N, num_labels]; hidden_states and attentions as in BaseModelOutputWithPooling.
     (loss is never computed: vitc only runs inference.)"""
     _fields = ("loss", "logits", "hidden_states", "attentions")
+
+
+class DeiTImageClassifierOutput(ModelOutput):
+    """DeiT with teacher: logits = (cls_logits + distillation_logits) / 2, as transformers'
+    DeiTForImageClassificationWithTeacherOutput."""
+    _fields = ("logits", "cls_logits", "distillation_logits", "hidden_states", "attentions")

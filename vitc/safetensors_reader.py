@@ -162,7 +162,16 @@ def _read_float32(buf, data_start, info):
     else:
         out = np.frombuffer(buf, dtype=np_dtype, count=count, offset=offset).astype(np.float32)
         # astype always copies: the mmap can be closed afterwards
+    _release_pages(buf, offset, info.end - info.begin)
     return out.reshape(info.shape)
+
+
+def _release_pages(buf, offset, nbytes):
+    """Drop the mapped pages of a tensor already copied out, so loading a model does not keep the whole file
+    resident next to the packed weights (they stay in the page cache; a re-read just faults them back)."""
+    if nbytes and hasattr(buf, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        start = offset - offset % mmap.PAGESIZE
+        buf.madvise(mmap.MADV_DONTNEED, start, offset + nbytes - start)
 
 
 class CheckpointReader:
