@@ -10,8 +10,8 @@ import os
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch  # noqa: E402  (a test dependency: CI installs it, never skip)
+import transformers  # noqa: E402
 torch.set_num_threads(1)  # the reference is tiny; OpenMP spinning on shared cores only slows every test
 
 TINY = dict(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=24, image_size=8,

@@ -10,7 +10,7 @@ from PIL import Image
 
 from vitc.image_processing import CONFIG_NAME, ImageLoadError, ViTImageProcessor
 
-transformers = pytest.importorskip("transformers")
+import transformers  # noqa: E402
 from transformers import BitImageProcessorPil, DeiTImageProcessorPil, ViTImageProcessorPil  # noqa: E402
 
 IMAGENET_MEAN, IMAGENET_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]

@@ -160,6 +160,12 @@ def resolve_checkpoint(path_or_repo_id, revision=None, cache_dir=None, token=Non
     return _Repo(path, revision, cache_dir, token, local_files_only).files()
 
 
+def cached_file(repo_id, filename, revision=None, cache_dir=None, token=None):
+    """Local path of an optional file of a Hub repo (downloaded if needed), None if the repo has none.
+    Offline with the file not cached: None as well, since nothing says the file exists."""
+    return _Repo(os.fspath(repo_id), revision, cache_dir, token, False).fetch(filename, required=False)
+
+
 def resolve_file(path_or_repo_id, filename, revision=None, cache_dir=None, token=None, local_files_only=False):
     """Path of one required file of a local folder or a Hub repo."""
     path = os.fspath(path_or_repo_id)

@@ -8,6 +8,7 @@ GIL released:
     ->  pooler (ViTModel, if the checkpoint has one) / classifier on the CLS row(s).
 DeiT checkpoints (model_type "deit") add a distillation token after CLS: two prefix tokens instead of one.
 """
+import contextlib
 import threading
 from collections import OrderedDict
 
@@ -207,6 +208,10 @@ class _ViTBase:
         self._buffers = OrderedDict()
         self._positions = {}
         self._lock = threading.Lock()
+        self._call_threads = 1
+        self._image_processor = None
+        self.name_or_path = source
+        self.preprocessor_config_path = None
 
     # ---- loading ---------------------------------------------------------------------------------------
     @classmethod
@@ -288,7 +293,60 @@ class _ViTBase:
         return self
 
     def _nthreads(self):
-        return self.threads if self.threads is not None else runtime.get_num_threads()
+        """Threads of the call in progress (set under self._lock by _calling)."""
+        return self._call_threads
+
+    @contextlib.contextmanager
+    def _calling(self):
+        """One forward at a time per model (its buffers are shared); the cores are split between models
+        that run concurrently in other Python threads (runtime.compute_threads)."""
+        wanted = self.threads if self.threads is not None else runtime.get_num_threads()
+        with runtime.compute_threads(wanted) as nthreads, self._lock:
+            self._call_threads = nthreads
+            yield
+
+    # ---- images in, labels and embeddings out --------------------------------------------------------
+    @property
+    def image_processor(self):
+        """The checkpoint's ViTImageProcessor (its preprocessor_config.json, else ViT defaults at the model's
+        image size), made on first use."""
+        if self._image_processor is None:
+            from .image_processing import ViTImageProcessor
+            if self.preprocessor_config_path:
+                self._image_processor = ViTImageProcessor.from_pretrained(self.preprocessor_config_path)
+            else:
+                h, w = self.config.image_hw
+                self._image_processor = ViTImageProcessor(size={"height": h, "width": w})
+        return self._image_processor
+
+    def embed(self, images, all_tokens=False):
+        """CLS embeddings [N, D] of images (paths, PIL images, HWC uint8 arrays, lists of them, or a
+        [N, C, H, W] float array): the pooler output where the checkpoint has a pooler, else the CLS token of
+        the final LayerNorm output. all_tokens=True: every token, [N, S, D]."""
+        from .pipeline import pixel_values_for
+        out = self.encode(pixel_values_for(self, images))
+        if all_tokens:
+            return out.last_hidden_state
+        return out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0]
+
+    def encode(self, pixel_values, output_hidden_states=False, output_attentions=False,
+               interpolate_pos_encoding=False, return_dict=True):
+        """The encoder's outputs (ViTModel's forward): last_hidden_state after the final LayerNorm,
+        pooler_output (None without pooler weights), hidden_states and attentions on request."""
+        interpolate = bool(interpolate_pos_encoding)
+        x = self._check_pixels(pixel_values, interpolate)
+        with self._calling():
+            bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)
+            b, s, d = x.shape[0], bufs.seq, self.config.hidden_size
+            last = np.empty((b, s, d), np.float32)
+            self._layernorm(bufs.hidden, last.reshape(b * s, d))
+            pooled = None
+            if self._pooler is not None:
+                pooled = self._linear(last[:, 0], self._pooler, self.config.pooler_output_size,
+                                      act=self.config.pooler_act_code)
+        out = BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled,
+                                         hidden_states=hidden_states, attentions=attentions)
+        return out if return_dict else out.to_tuple()
 
     # ---- forward ---------------------------------------------------------------------------------------
     def _check_pixels(self, pixel_values, interpolate):
@@ -394,23 +452,7 @@ class ViTModel(_ViTBase):
     a pooler (tanh(dense(CLS)) by default), else None."""
     _with_head = False
 
-    def __call__(self, pixel_values, output_hidden_states=False, output_attentions=False,
-                 interpolate_pos_encoding=False, return_dict=True):
-        interpolate = bool(interpolate_pos_encoding)
-        x = self._check_pixels(pixel_values, interpolate)
-        with self._lock:
-            bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)
-            b, s, d = x.shape[0], bufs.seq, self.config.hidden_size
-            last = np.empty((b, s, d), np.float32)
-            self._layernorm(bufs.hidden, last.reshape(b * s, d))
-        pooled = None
-        if self._pooler is not None:
-            pooled = self._linear(last[:, 0], self._pooler, self.config.pooler_output_size,
-                                  act=self.config.pooler_act_code)
-        out = BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled,
-                                         hidden_states=hidden_states, attentions=attentions)
-        return out if return_dict else out.to_tuple()
-
+    __call__ = _ViTBase.encode
     forward = __call__
 
     @property
@@ -428,16 +470,16 @@ class ViTForImageClassification(_ViTBase):
         interpolate = bool(interpolate_pos_encoding)
         x = self._check_pixels(pixel_values, interpolate)
         cfg = self.config
-        with self._lock:
+        with self._calling():
             bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)
             b, s = x.shape[0], bufs.seq
             # only the prefix rows feed the heads: LayerNorm just those ([N, D] views with row stride S*D)
             tokens = [self._layernorm(bufs.hidden[t::s], np.empty((b, cfg.hidden_size), np.float32))
                       for t in range(2 if self._head_kind == "teacher" else 1)]
-        if cfg.num_labels == 0:  # nn.Identity head(s)
-            logits = tokens
-        else:
-            logits = [self._linear(tok, head, cfg.num_labels) for tok, head in zip(tokens, self._heads)]
+            if cfg.num_labels == 0:  # nn.Identity head(s)
+                logits = tokens
+            else:
+                logits = [self._linear(tok, head, cfg.num_labels) for tok, head in zip(tokens, self._heads)]
         if self._head_kind == "teacher":
             out = DeiTImageClassifierOutput(logits=(logits[0] + logits[1]) / 2, cls_logits=logits[0],
                                             distillation_logits=logits[1], hidden_states=hidden_states,
@@ -447,6 +489,12 @@ class ViTForImageClassification(_ViTBase):
         return out if return_dict else out.to_tuple()
 
     forward = __call__
+
+    def classify(self, images, top_k=5):
+        """Per image a list of (label, score), best first, with the checkpoint's id2label: softmax scores,
+        or sigmoid for multi-label checkpoints (as transformers' image-classification pipeline)."""
+        from .pipeline import classify
+        return classify(self, images, top_k)
 
 
 # DeiT names, for code written against transformers' DeiT classes

@@ -1,4 +1,4 @@
-"""Images in, labels and embeddings out: the high-level calls behind model.classify / model.embed and the CLI.
+"""Images in, labels out: the high-level call behind model.classify and `vitc classify`.
 
 Scores follow transformers' image-classification pipeline: sigmoid for multi-label checkpoints
 (problem_type == "multi_label_classification") or a single output, softmax otherwise.
@@ -39,15 +39,3 @@ def classify(model, images, top_k=5):
     logits = model(pixel_values_for(model, images)).logits
     scores = scores_from_logits(logits, getattr(model.config, "problem_type", None))
     return top_k_labels(scores, model.config.id2label, top_k)
-
-
-def embed(model, images, all_tokens=False):
-    """CLS embeddings [N, D] (the pooler output where the checkpoint has a pooler), or every token of the
-    final-LayerNorm output [N, S, D] with all_tokens=True."""
-    encoder = getattr(model, "vit", model)  # classification models wrap a ViTModel
-    out = encoder(pixel_values_for(model, images))
-    if all_tokens:
-        return out.last_hidden_state
-    if getattr(out, "pooler_output", None) is not None:
-        return out.pooler_output
-    return out.last_hidden_state[:, 0]
