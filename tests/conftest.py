@@ -1,4 +1,6 @@
 """Shared fixtures: every ISA path this CPU can run, forced one at a time."""
+import os
+
 import pytest
 
 from vitc import runtime
@@ -18,3 +20,13 @@ def isa_name(request):
     runtime.set_isa(request.param)
     yield request.param
     runtime.set_isa(None)
+
+
+@pytest.fixture
+def subprocess_env():
+    """os.environ for a child Python that must import the same vitc as this test run: a development run's
+    relative PYTHONPATH (PYTHONPATH=.) is made absolute so it survives another working directory."""
+    env = dict(os.environ)
+    if env.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep))
+    return env

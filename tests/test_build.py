@@ -47,10 +47,10 @@ def test_set_isa_roundtrip_and_errors():
         runtime.set_isa("sse9")
 
 
-def test_vitc_isa_env_forces_path():
+def test_vitc_isa_env_forces_path(subprocess_env):
     code = "import vitc; print(vitc.get_isa())"
     for name in runtime.available_isas():
-        out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "VITC_ISA": name},
+        out = subprocess.run([sys.executable, "-c", code], env={**subprocess_env, "VITC_ISA": name},
                              capture_output=True, text=True, check=True, cwd="/")
         assert out.stdout.strip() == name
 

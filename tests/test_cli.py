@@ -93,10 +93,7 @@ def test_bad_numbers_are_rejected(capsys):
         cli.main(["classify", sample(0), "--top-k", "0"])
 
 
-def test_module_entry_point_runs(tmp_path):
-    env = dict(os.environ)
-    if env.get("PYTHONPATH"):  # a development run (PYTHONPATH=.): keep pointing at the same tree
-        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep))
+def test_module_entry_point_runs(tmp_path, subprocess_env):
     out = subprocess.run([sys.executable, "-m", "vitc.cli", "config"], capture_output=True, text=True,
-                         cwd=tmp_path, env=env)
+                         cwd=tmp_path, env=subprocess_env)
     assert out.returncode == 0 and "isa" in out.stdout
