@@ -41,8 +41,12 @@ def parse_args(argv=None):
     p.add_argument("--peers", nargs="+", default=["vitc", "torch", "onnxruntime", "openvino"],
                    help=f"engines: {', '.join(ENGINES)}; groups: "
                         + ", ".join(f"{g}={'+'.join(e)}" for g, e in GROUPS.items()))
-    p.add_argument("--rounds", type=int, default=10, help="timed round-robin rounds per cell (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed runs per engine per cell (min 1, default 2)")
+    p.add_argument("--rounds", type=int, default=10, help="timed round-robin rounds per cell, at most (default 10)")
+    p.add_argument("--min-rounds", type=int, default=3, help="rounds per cell even past --cell-budget (default 3)")
+    p.add_argument("--cell-budget", type=float, default=90.0, metavar="SECONDS",
+                   help="stop a cell's rounds (after --min-rounds) when the next round would end past this many "
+                        "seconds; 0 = always --rounds (default 90: keeps b16 batch 8 cells bounded)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs per engine per cell (min 1, default 1)")
     p.add_argument("--gap-ms", type=float, default=10.0,
                    help="idle pause before each timed call so the previous engine's spinning threads sleep")
     p.add_argument("--tol", type=float, default=1e-3, help="max allowed max|d|/max|ref| vs torch eager")
@@ -58,8 +62,8 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.threads is None:
         args.threads = sorted({1, common.machine_info()["usable_cpus"] or 1})
-    if min(args.batch) < 1 or min(args.threads) < 1 or args.rounds < 1:
-        p.error("--batch, --threads and --rounds must be positive")
+    if min(args.batch) < 1 or min(args.threads) < 1 or args.rounds < 1 or args.min_rounds < 1:
+        p.error("--batch, --threads, --rounds and --min-rounds must be positive")
     args.warmup = max(1, args.warmup)
     return args
 
@@ -151,6 +155,7 @@ def run_cell(engines, batch, threads, args, spec, flops):
 
     times = {n: [] for n in names}
     gap = args.gap_ms / 1e3
+    t_rounds = time.perf_counter()
     for r in range(args.rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:  # rotate so no engine always follows the same one
@@ -159,6 +164,9 @@ def run_cell(engines, batch, threads, args, spec, flops):
             t0 = time.perf_counter()
             engines[name].run(pixels)
             times[name].append(time.perf_counter() - t0)
+        done, elapsed = r + 1, time.perf_counter() - t_rounds
+        if args.cell_budget and done >= args.min_rounds and elapsed * (done + 1) / done > args.cell_budget:
+            break
 
     results = {}
     for name in names:
@@ -174,7 +182,8 @@ def run_cell(engines, batch, threads, args, spec, flops):
     base = results.get("vitc")
     for name, s in results.items():
         s["time_over_vitc"] = s["median_ms"] / base["median_ms"] if base else None
-    return {"batch": batch, "threads": threads, "reference": ref, "results": results,
+    return {"batch": batch, "threads": threads, "reference": ref, "rounds": done, "results": results,
+            "reference_logits": outputs[ref],
             "vitc_over_openvino": (base["median_ms"] / results["openvino"]["median_ms"]
                                    if base and "openvino" in results else None)}
 
@@ -188,7 +197,7 @@ def fmt(x, spec):
 def cell_table(cell, args, flops):
     batch, ref = cell["batch"], cell["reference"]
     lines = [f"\n== {args.model}  batch {batch}  threads {cell['threads']}  "
-             f"({flops * batch / 1e9:.2f} GFLOP per call, {args.rounds} rounds, median) ==",
+             f"({flops * batch / 1e9:.2f} GFLOP per call, median of {cell['rounds']} rounds) ==",
              f"{'engine':<12} {'median ms':>10} {'ms/img':>9} {'GFLOP/s':>8} {'min ms':>9} {'spread':>7} "
              f"{'time/vitc':>9}  {'max|d|/max|ref| vs ' + ref}"]
     for name, s in cell["results"].items():
@@ -198,6 +207,22 @@ def cell_table(cell, args, flops):
     if cell["vitc_over_openvino"] is not None:
         ratio = cell["vitc_over_openvino"]
         lines.append(f"vitc / openvino time: {ratio:.3f} ({'vitc faster' if ratio < 1 else 'openvino faster'})")
+    return "\n".join(lines)
+
+
+def summary_table(report):
+    """ms/image of every engine in every cell, and time / vitc where vitc ran."""
+    cells = report["cells"]
+    cols = [f"b{c['batch']}/t{c['threads']}" for c in cells]
+    lines = ["\n== summary: median ms per image (time / vitc) ==",
+             f"{'engine':<12} " + " ".join(f"{c:>16}" for c in cols)]
+    for name in report["engines"]:
+        row = []
+        for c in cells:
+            s = c["results"][name]
+            ratio = f" ({s['time_over_vitc']:.2f})" if s["time_over_vitc"] is not None else ""
+            row.append(f"{s['ms_per_image']:.1f}{ratio}".rjust(16))
+        lines.append(f"{name:<12} " + " ".join(row))
     return "\n".join(lines)
 
 
@@ -235,7 +260,7 @@ def markdown(report):
                       f"{m['wall_to_logits_s']:.2f} |")
     m = report["machine"]
     md += ["", f"{report['model']} float32, {m['cpu']} ({m['usable_cpus']} CPUs), "
-               f"{report['rounds']} round-robin rounds, median; "
+               f"median of {'/'.join(sorted({str(c['rounds']) for c in report['cells']}))} round-robin rounds; "
                + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
                + (f", vitc {report['vitc']['version']} ({report['vitc'].get('isa')})"
                   if report.get("vitc_available") else "")]
@@ -256,7 +281,8 @@ def header(machine, vitc_cfg, vitc_why, args, names, spec, flops):
                              f"openmp {vitc_cfg.get('openmp')}"
                              if "error" not in vitc_cfg else vitc_cfg["error"]),
              f"run       engines {', '.join(names)}; batch {args.batch}; threads {args.threads}; "
-             f"{args.warmup} warm-up + {args.rounds} rounds; gap {args.gap_ms:g} ms; OpenVINO {args.ov_shape} shapes"]
+             f"{args.warmup} warm-up + {args.min_rounds}..{args.rounds} rounds (cell budget {args.cell_budget:g} s); "
+             f"gap {args.gap_ms:g} ms; OpenVINO {args.ov_shape} shapes"]
     if machine["env"]:
         lines.append("env       " + " ".join(f"{k}={val}" for k, val in machine["env"].items()))
     if vitc_why:
@@ -298,10 +324,12 @@ def main(argv=None):
     report = {"model": args.model, "spec": spec, "flops_per_image": flops, "weight_bytes": weight_bytes,
               "machine": machine, "vitc": vitc_cfg, "vitc_available": vitc_why is None and "vitc" in names,
               "vitc_unavailable_reason": vitc_why, "engines": names, "batch": args.batch,
-              "threads": args.threads, "rounds": args.rounds, "warmup": args.warmup, "gap_ms": args.gap_ms,
+              "threads": args.threads, "rounds": args.rounds, "min_rounds": args.min_rounds,
+              "cell_budget_s": args.cell_budget, "warmup": args.warmup, "gap_ms": args.gap_ms,
               "tol": args.tol, "seed": args.seed, "ov_shape": args.ov_shape, "argv": sys.argv,
               "checkpoint": str(folder), "onnx": str(onnx_file) if onnx_file else None,
               "engine_info": {}, "load_s": {}, "cells": []}
+    batch1_reference = None
     for threads in args.threads:
         engines = {}
         for name in names:
@@ -314,6 +342,9 @@ def main(argv=None):
             t0 = time.perf_counter()
             cell = run_cell(engines, batch, threads, args, spec, flops)
             cell["wall_s"] = time.perf_counter() - t0
+            logits = cell.pop("reference_logits")
+            if batch == 1:
+                batch1_reference = logits  # what the fresh-process children get compared with
             report["cells"].append(cell)
             print(cell_table(cell, args, flops), flush=True)
             for name, engine in engines.items():
@@ -325,13 +356,13 @@ def main(argv=None):
 
     if not args.no_memory:
         ref_name = reference_engine(names)
-        # The children run batch 1 on make_pixels(1): compare against the reference engine in-process.
-        ref_engine = ENGINES[ref_name](folder, onnx_file, max(args.threads))
-        ref_engine.prepare(1)
-        ref_logits = np.array(ref_engine.run(common.make_pixels(1, spec, args.seed)), dtype=np.float32)
-        ref_engine.close()
-        del ref_engine
-        report["memory"] = measure_children(args, names, ref_logits)
+        if batch1_reference is None:  # batch 1 was not benchmarked: compute the children's reference here
+            ref_engine = ENGINES[ref_name](folder, onnx_file, max(args.threads))
+            ref_engine.prepare(1)
+            batch1_reference = np.array(ref_engine.run(common.make_pixels(1, spec, args.seed)), dtype=np.float32)
+            ref_engine.close()
+            del ref_engine
+        report["memory"] = measure_children(args, names, batch1_reference)
         print(memory_table(report["memory"], weight_bytes, args), flush=True)
         bad = {n: m["err_vs_reference"] for n, m in report["memory"].items() if not m["err_vs_reference"] <= args.tol}
         if bad:
@@ -343,6 +374,7 @@ def main(argv=None):
         report["threadpools"] = threadpool_info()
     except ImportError:
         pass
+    print(summary_table(report), flush=True)
     report["total_wall_s"] = time.perf_counter() - t_start
     print(f"\ntotal wall time {report['total_wall_s']:.0f} s", flush=True)
     if args.markdown:
