@@ -175,8 +175,7 @@ def run_cell(engines, batch, threads, args, spec, flops):
         s["gflops"] = flops * batch / (s["median_ms"] / 1e3) / 1e9
         s["warmup_ms"] = [t * 1e3 for t in warm[name]]
         s["times_ms"] = [t * 1e3 for t in times[name]]
-        s["err_vs_" + ref.replace("-", "_")] = errors[name]
-        s["rel_err"] = errors[name]
+        s["rel_err"] = errors[name]  # max|d|/max|ref| vs the cell's "reference" engine
         s["top1_agreement"] = top1[name]
         results[name] = s
     base = results.get("vitc")
@@ -273,13 +272,16 @@ def header(machine, vitc_cfg, vitc_why, args, names, spec, flops):
              f"model     {args.model}: hidden {spec['hidden_size']}, {spec['num_hidden_layers']} layers, "
              f"{spec['num_attention_heads']} heads, MLP {spec['intermediate_size']}, image {spec['image_size']}, "
              f"patch {spec['patch_size']}, {spec['num_labels']} labels; {flops / 1e9:.2f} GFLOP/image (2*MACs)",
-             f"cpu       {machine['cpu']}; {machine['logical_cpus']} logical CPUs, {machine['usable_cpus']} usable; "
+             f"cpu       {machine['cpu']}; {machine['logical_cpus']} logical CPUs, {machine['usable_cpus']} usable, "
+             f"{machine['memory_bytes'] / 2**30:.0f} GiB RAM; "
              f"{' '.join(machine['cpu_flags'])}",
              f"software  python {machine['python']}, " + ", ".join(f"{k} {v[k]}" for k in v if v[k]),
              "vitc      " + (f"{vitc_cfg.get('version')} from {os.path.dirname(vitc_cfg.get('path', ''))}; "
                              f"isa {vitc_cfg.get('isa')} (available {', '.join(vitc_cfg.get('isa_available', []))}), "
                              f"openmp {vitc_cfg.get('openmp')}"
                              if "error" not in vitc_cfg else vitc_cfg["error"]),
+             f"load      {' '.join(f'{x:.2f}' for x in machine['loadavg'])} (1/5/15 min load average; "
+             f"{machine['usable_cpus']} CPUs: above that, other processes share them and numbers get noisy)",
              f"run       engines {', '.join(names)}; batch {args.batch}; threads {args.threads}; "
              f"{args.warmup} warm-up + {args.min_rounds}..{args.rounds} rounds (cell budget {args.cell_budget:g} s); "
              f"gap {args.gap_ms:g} ms; OpenVINO {args.ov_shape} shapes"]
@@ -376,7 +378,9 @@ def main(argv=None):
         pass
     print(summary_table(report), flush=True)
     report["total_wall_s"] = time.perf_counter() - t_start
-    print(f"\ntotal wall time {report['total_wall_s']:.0f} s", flush=True)
+    report["loadavg_end"] = list(os.getloadavg())
+    print(f"\ntotal wall time {report['total_wall_s']:.0f} s; load average at the end "
+          + " ".join(f"{x:.2f}" for x in report["loadavg_end"]), flush=True)
     if args.markdown:
         print("\n" + markdown(report), flush=True)
     if args.json:

@@ -245,6 +245,8 @@ def machine_info():
         "cpu_flags": cpu_flags_summary(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": usable,
+        "memory_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+        "loadavg": list(os.getloadavg()),
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "versions": {d: package_version(d) for d in
