@@ -25,7 +25,7 @@ ISA_FLAGS = {
     "avx2": ["-mavx2", "-mfma", "-mf16c"],
     "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
 }
-BASE_FLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-function"]
+BASE_FLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
 if os.environ.get("VITC_NATIVE") == "1":
     BASE_FLAGS.append("-march=native")
 SANITIZE = os.environ.get("VITC_SANITIZE", "")  # e.g. "address,undefined" for the ASan/UBSan CI job

@@ -69,3 +69,15 @@ def test_show_config(capsys):
     vitc.show_config()
     out = capsys.readouterr().out
     assert "isa" in out and "openmp" in out and "threads" in out
+
+
+def test_concurrent_calls_share_the_cores(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    with runtime.compute_threads(8) as alone:
+        assert alone == 8  # a lone call gets what it asked for
+        with runtime.compute_threads(8) as second:
+            assert second == 2  # 4 cores over 2 concurrent calls
+            with runtime.compute_threads(1) as third:
+                assert third == 1
+    with runtime.compute_threads(3) as again:
+        assert again == 3

@@ -1,5 +1,13 @@
 """vitc: CPU inference for HuggingFace Vision Transformers, C kernels, no deep-learning framework at run time."""
 from .runtime import get_isa, set_isa, get_num_threads, set_num_threads, show_config
+from .config import ViTConfig
+from .modeling import (DeiTForImageClassification, DeiTForImageClassificationWithTeacher, DeiTModel,
+                       ViTForImageClassification, ViTModel, WeightsMismatchError)
+from .hub import CheckpointNotFoundError
+from .safetensors_reader import SafetensorsError
 
 __version__ = "0.1.0"
-__all__ = ["get_isa", "set_isa", "get_num_threads", "set_num_threads", "show_config", "__version__"]
+__all__ = ["get_isa", "set_isa", "get_num_threads", "set_num_threads", "show_config", "__version__",
+           "ViTConfig", "ViTModel", "ViTForImageClassification", "DeiTModel", "DeiTForImageClassification",
+           "DeiTForImageClassificationWithTeacher", "WeightsMismatchError", "CheckpointNotFoundError",
+           "SafetensorsError"]

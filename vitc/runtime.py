@@ -2,10 +2,13 @@
 
 - ISA: the best the CPU and OS support (cpuid + xgetbv in csrc/cpu.c), unless VITC_ISA=scalar|avx2|avx512
   or set_isa() forces one. A forced ISA the CPU cannot run is an error, never a SIGILL.
-- Threads: OMP_NUM_THREADS if set, else the CPUs this process may use (affinity and cgroup quota).
+- Threads: OMP_NUM_THREADS if set, else the CPUs this process may use (affinity and cgroup quota);
+  concurrent forward calls split the cores between them (compute_threads).
 """
+import contextlib
 import math
 import os
+import threading
 
 from . import _vitc
 
@@ -99,6 +102,30 @@ def resolve_threads(threads=None):
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"threads must be a positive int, got {threads!r}")
     return threads
+
+
+_active_lock = threading.Lock()
+_active_calls = 0
+
+
+@contextlib.contextmanager
+def compute_threads(requested):
+    """Threads one forward call may use while it runs.
+
+    Several Python threads running models at once share the cores instead of each starting
+    `requested` OpenMP threads (oversubscription makes everyone slower): k concurrent calls get
+    max(1, cores // k) each, never more than requested.
+    """
+    global _active_calls
+    with _active_lock:
+        _active_calls += 1
+        alone = _active_calls == 1
+        share = max(1, default_num_threads() // _active_calls)
+    try:
+        yield requested if alone else max(1, min(requested, share))
+    finally:
+        with _active_lock:
+            _active_calls -= 1
 
 
 def config():

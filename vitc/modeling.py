@@ -1,0 +1,503 @@
+"""ViTModel / ViTForImageClassification: transformers' ViT forward pass over vitc's C kernels.
+
+Loading reads each tensor once from the safetensors files and packs every Linear weight for the model's ISA
+right away (Q, K, V fused as [3D, D] rows query|key|value), so raw and packed weights never coexist in full.
+The forward keeps its activation buffers per input shape and runs each encoder layer as one C call with the
+GIL released:
+    embeddings (patchify + patch GEMM + cls/pos)  ->  L x pre-LN encoder layer  ->  final LayerNorm
+    ->  pooler (ViTModel, if the checkpoint has one) / classifier on the CLS row(s).
+DeiT checkpoints (model_type "deit") add a distillation token after CLS: two prefix tokens instead of one.
+"""
+import contextlib
+import threading
+from collections import OrderedDict
+
+import numpy as np
+
+from . import _vitc, runtime
+from .config import ViTConfig
+from .hub import resolve_checkpoint
+from .outputs import BaseModelOutputWithPooling, DeiTImageClassifierOutput, ImageClassifierOutput
+from .safetensors_reader import CheckpointReader
+
+
+class WeightsMismatchError(ValueError):
+    """The checkpoint's tensors do not match what the config describes (missing, unexpected, mis-shaped)."""
+
+
+# ---- position embeddings at another resolution ------------------------------------------------------
+def _bicubic_matrix(n_in, n_out, a=-0.75):
+    """[n_out, n_in] float64 weights of torch's bicubic resize along one axis (align_corners=False,
+    A = -0.75, source indices clamped to the border)."""
+    m = np.zeros((n_out, n_in))
+    scale = n_in / n_out
+    for i in range(n_out):
+        src = scale * (i + 0.5) - 0.5  # no clamp at 0 for cubic, as torch
+        i0 = int(np.floor(src))
+        t = src - i0
+        coeffs = (((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
+                  ((a + 2) * t - (a + 3)) * t * t + 1,
+                  ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
+                  ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a)
+        for j, c in enumerate(coeffs):
+            m[i, min(max(i0 - 1 + j, 0), n_in - 1)] += c
+    return m
+
+
+def bicubic_resize(grid, out_h, out_w):
+    """grid [h, w, D] -> [out_h, out_w, D] float32, as torch.nn.functional.interpolate(mode="bicubic",
+    align_corners=False) on the [1, D, h, w] permutation; computed in float64."""
+    h, w, _ = grid.shape
+    my, mx = _bicubic_matrix(h, out_h), _bicubic_matrix(w, out_w)
+    out = np.einsum("yh,hwd->ywd", my, grid.astype(np.float64))
+    out = np.einsum("xw,ywd->yxd", mx, out)
+    return out.astype(np.float32)
+
+
+def interpolate_pos_encoding(pos, num_prefix, grid, new_grid, square_input):
+    """transformers' ViTEmbeddings.interpolate_pos_encoding: pos [num_prefix + gh*gw, D] -> the position
+    embeddings of a new_grid (rows, cols) input. Unchanged when the patch count matches and the input is
+    square (transformers' condition); otherwise the patch part is resized bicubically. transformers assumes a
+    square grid of sqrt(num_positions); here the config's own (gh, gw) grid is used, the same when square."""
+    gh, gw = grid
+    nh, nw = new_grid
+    if nh * nw == gh * gw and square_input:
+        return pos
+    patch = pos[num_prefix:].reshape(gh, gw, -1)
+    resized = bicubic_resize(patch, nh, nw).reshape(nh * nw, -1)
+    return np.ascontiguousarray(np.concatenate([pos[:num_prefix], resized], axis=0), dtype=np.float32)
+
+
+# ---- the checkpoint's tensors -------------------------------------------------------------------------
+def _expected_base_tensors(config, num_prefix):
+    """{name: shape} of the encoder (no prefix), pooler excluded."""
+    d, inter, c = config.hidden_size, config.intermediate_size, config.num_channels
+    ph, pw = config.patch_hw
+    shapes = {
+        "embeddings.cls_token": (1, 1, d),
+        "embeddings.position_embeddings": (1, config.num_patches + num_prefix, d),
+        "embeddings.patch_embeddings.projection.weight": (d, c, ph, pw),
+        "embeddings.patch_embeddings.projection.bias": (d,),
+        "layernorm.weight": (d,),
+        "layernorm.bias": (d,),
+    }
+    if num_prefix == 2:
+        shapes["embeddings.distillation_token"] = (1, 1, d)
+    for i in range(config.num_hidden_layers):
+        p = f"encoder.layer.{i}."
+        for proj in ("query", "key", "value"):
+            shapes[p + f"attention.attention.{proj}.weight"] = (d, d)
+            if config.qkv_bias:
+                shapes[p + f"attention.attention.{proj}.bias"] = (d,)
+        shapes.update({
+            p + "attention.output.dense.weight": (d, d), p + "attention.output.dense.bias": (d,),
+            p + "intermediate.dense.weight": (inter, d), p + "intermediate.dense.bias": (inter,),
+            p + "output.dense.weight": (d, inter), p + "output.dense.bias": (d,),
+            p + "layernorm_before.weight": (d,), p + "layernorm_before.bias": (d,),
+            p + "layernorm_after.weight": (d,), p + "layernorm_after.bias": (d,),
+        })
+    return shapes
+
+
+class _WeightPlan:
+    """Which checkpoint tensor fills which parameter, checked against the config before anything is read.
+
+    Prefix rules follow transformers' base_model_prefix ("vit", or "deit" for DeiT): a base model accepts
+    keys with or without the prefix (ignoring head tensors), a model with a head needs the prefixed form.
+    Tensors transformers drops silently are ignored: mask_token; the pooler under a classification head."""
+
+    def __init__(self, config, keys, shape_of, with_head, source):
+        self.source = source
+        prefix = "deit." if config.model_type == "deit" else "vit."
+        keys = set(keys)
+        has_prefix = any(k.startswith(prefix) for k in keys)
+        self.prefix = prefix if has_prefix else ""
+        self.num_prefix = 2 if config.model_type == "deit" else 1
+        d, p = config.hidden_size, config.pooler_output_size
+        base = _expected_base_tensors(config, self.num_prefix)
+        pooler = {"pooler.dense.weight": (p, d), "pooler.dense.bias": (p,)}
+        ignored = {"embeddings.mask_token"}
+        present = {k[len(self.prefix):] for k in keys if k.startswith(self.prefix)} if self.prefix else set(keys)
+
+        expected = {self.prefix + k: s for k, s in base.items()}
+        self.head = None
+        if with_head:
+            n = config.num_labels
+            head_sets = {"classifier": ("classifier",),
+                         "teacher": ("cls_classifier", "distillation_classifier")}
+            self.head = "teacher" if "cls_classifier.weight" in keys else "classifier"
+            if n > 0:
+                for layer in head_sets[self.head]:
+                    expected[f"{layer}.weight"] = (n, d)
+                    expected[f"{layer}.bias"] = (n,)
+            ignored |= set(pooler)
+            if not self.prefix:
+                raise WeightsMismatchError(
+                    f"{source}: no tensor starts with {prefix!r}: this is a base-model checkpoint (e.g. saved from "
+                    f"ViTModel) without a classification head; load it with ViTModel instead")
+        self.has_pooler = not with_head and any(k in present for k in pooler)
+        if self.has_pooler:
+            expected.update({self.prefix + k: s for k, s in pooler.items()})
+        ignored = {self.prefix + k for k in ignored}
+
+        missing = [k for k in expected if k not in keys]
+        if missing:
+            raise WeightsMismatchError(f"{source}: missing tensor(s) {_short(missing)} required by the config "
+                                       f"({_config_summary(config)})")
+        relevant = keys if with_head or not self.prefix else [k for k in keys if k.startswith(self.prefix)]
+        unexpected = sorted(k for k in relevant if k not in expected and k not in ignored)
+        if unexpected:
+            raise WeightsMismatchError(f"{source}: unexpected tensor(s) {_short(unexpected)} for the config "
+                                       f"({_config_summary(config)})")
+        for k, shape in expected.items():
+            got = tuple(shape_of(k))
+            if got != shape:
+                raise WeightsMismatchError(f"{source}: tensor {k!r} has shape {list(got)}, expected {list(shape)} "
+                                           f"from the config ({_config_summary(config)})")
+        self.num_parameters = sum(int(np.prod(s)) for s in expected.values())
+
+    def base(self, name):
+        return self.prefix + name
+
+
+def _short(names, limit=8):
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _config_summary(config):
+    return (f"hidden_size={config.hidden_size}, layers={config.num_hidden_layers}, "
+            f"intermediate_size={config.intermediate_size}, image_size={config.image_size}, "
+            f"patch_size={config.patch_size}, num_channels={config.num_channels}, qkv_bias={config.qkv_bias}, "
+            f"num_labels={config.num_labels}")
+
+
+class _Buffers:
+    """Activations for one (batch, channels, height, width, threads): allocated once, reused per call."""
+
+    def __init__(self, model, batch, height, width, nthreads):
+        cfg = model.config
+        ph, pw = cfg.patch_hw
+        self.grid = (height // ph, width // pw)
+        n_patches = self.grid[0] * self.grid[1]
+        self.seq = n_patches + model._num_prefix
+        d = cfg.hidden_size
+        self.hidden = _vitc.aligned_empty((batch * self.seq, d))
+        self.embed_ws = _vitc.aligned_empty(max(1, _vitc.embed_workspace_floats(
+            batch, cfg.num_channels, height, width, ph, pw)))
+        self.layer_ws = _vitc.aligned_empty(max(1, model._layers[0].workspace_floats(nthreads, batch, self.seq)))
+        # DeiT: the C embedding writes CLS + patches; the distillation row is inserted on the way to hidden
+        self.embed_out = _vitc.aligned_empty((batch, n_patches + 1, d)) if model._num_prefix == 2 else None
+
+
+class _ViTBase:
+    """Shared loading and encoder forward of ViTModel and ViTForImageClassification."""
+    _with_head = False
+    _max_cached_shapes = 2
+
+    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint"):
+        if not isinstance(config, ViTConfig):
+            raise TypeError(f"config must be a vitc.ViTConfig, got {type(config).__name__}")
+        self.config = config
+        self._isa = runtime.isa_code(isa)
+        self.threads = None if threads is None else runtime.resolve_threads(threads)
+        plan = _WeightPlan(config, reader.keys(), reader.shape, self._with_head, source)
+        self._num_prefix = plan.num_prefix
+        self._num_parameters = plan.num_parameters
+        self._load(plan, reader)
+        self._buffers = OrderedDict()
+        self._positions = {}
+        self._lock = threading.Lock()
+        self._call_threads = 1
+        self._image_processor = None
+        self.name_or_path = source
+        self.preprocessor_config_path = None
+
+    # ---- loading ---------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None, threads=None,
+                        isa=None, local_files_only=False):
+        """Load a checkpoint from a local folder (config.json + model.safetensors or its sharded index) or a
+        Hub repo id. threads=None follows vitc.get_num_threads() at each call; isa=None uses vitc.get_isa()."""
+        files = resolve_checkpoint(path_or_repo_id, revision=revision, cache_dir=cache_dir, token=token,
+                                   local_files_only=local_files_only)
+        config = ViTConfig.from_json_file(files.config)
+        with CheckpointReader(files.weights) as reader:
+            model = cls(config, reader, isa=isa, threads=threads, source=files.weights)
+        model.name_or_path = str(path_or_repo_id)
+        model.preprocessor_config_path = files.preprocessor
+        return model
+
+    def _load(self, plan, reader):
+        cfg, isa = self.config, self._isa
+        d = cfg.hidden_size
+
+        def vec(name):
+            return np.ascontiguousarray(reader.get_float32(plan.base(name)).reshape(-1))
+
+        def packed(*names):
+            """Linear weight(s) [n_i, k] stacked by rows and packed for the ISA; raw copies dropped here."""
+            w = [reader.get_float32(n) for n in names]
+            w = w[0] if len(w) == 1 else np.concatenate(w, axis=0)
+            return _vitc.gemm_pack_nk(isa, np.ascontiguousarray(w.reshape(w.shape[0], -1)))
+
+        self._cls = vec("embeddings.cls_token")
+        self._dist = vec("embeddings.distillation_token") if plan.num_prefix == 2 else None
+        self._pos = np.ascontiguousarray(reader.get_float32(plan.base("embeddings.position_embeddings"))[0])
+        self._patch_w = packed(plan.base("embeddings.patch_embeddings.projection.weight"))
+        self._patch_b = vec("embeddings.patch_embeddings.projection.bias")
+        act = cfg.hidden_act_code
+        self._layers = []
+        for i in range(cfg.num_hidden_layers):
+            p = f"encoder.layer.{i}."
+            qkv = [p + f"attention.attention.{x}" for x in ("query", "key", "value")]
+            arrays = {
+                "ln1_g": vec(p + "layernorm_before.weight"), "ln1_b": vec(p + "layernorm_before.bias"),
+                "ln2_g": vec(p + "layernorm_after.weight"), "ln2_b": vec(p + "layernorm_after.bias"),
+                "qkv_w": packed(*(plan.base(n + ".weight") for n in qkv)),
+                "qkv_b": np.concatenate([vec(n + ".bias") for n in qkv])
+                if cfg.qkv_bias else None,
+                "proj_w": packed(plan.base(p + "attention.output.dense.weight")),
+                "proj_b": vec(p + "attention.output.dense.bias"),
+                "fc1_w": packed(plan.base(p + "intermediate.dense.weight")),
+                "fc1_b": vec(p + "intermediate.dense.bias"),
+                "fc2_w": packed(plan.base(p + "output.dense.weight")),
+                "fc2_b": vec(p + "output.dense.bias"),
+            }
+            self._layers.append(_vitc.EncoderLayer(isa, d, cfg.num_attention_heads, cfg.intermediate_size,
+                                                   float(cfg.layer_norm_eps), act, arrays))
+        self._ln_g, self._ln_b = vec("layernorm.weight"), vec("layernorm.bias")
+        self._pooler = None
+        if plan.has_pooler:
+            self._pooler = (packed(plan.base("pooler.dense.weight")), vec("pooler.dense.bias"))
+        self._heads = []
+        if self._with_head and cfg.num_labels > 0:
+            names = ("classifier",) if plan.head == "classifier" else ("cls_classifier", "distillation_classifier")
+            for n in names:
+                self._heads.append((packed(n + ".weight"),
+                                    np.ascontiguousarray(reader.get_float32(n + ".bias").reshape(-1))))
+        self._head_kind = plan.head
+
+    # ---- properties ------------------------------------------------------------------------------------
+    @property
+    def isa(self):
+        """Name of the ISA this model's weights are packed for."""
+        return runtime.ISA_NAMES[self._isa]
+
+    def num_parameters(self):
+        """Parameters loaded (as transformers' model.num_parameters() for the same modules)."""
+        return self._num_parameters
+
+    def eval(self):
+        """Inference only; kept so code written for transformers runs unchanged."""
+        return self
+
+    def _nthreads(self):
+        """Threads of the call in progress (set under self._lock by _calling)."""
+        return self._call_threads
+
+    @contextlib.contextmanager
+    def _calling(self):
+        """One forward at a time per model (its buffers are shared); the cores are split between models
+        that run concurrently in other Python threads (runtime.compute_threads)."""
+        wanted = self.threads if self.threads is not None else runtime.get_num_threads()
+        with runtime.compute_threads(wanted) as nthreads, self._lock:
+            self._call_threads = nthreads
+            yield
+
+    # ---- images in, labels and embeddings out --------------------------------------------------------
+    @property
+    def image_processor(self):
+        """The checkpoint's ViTImageProcessor (its preprocessor_config.json, else ViT defaults at the model's
+        image size), made on first use."""
+        if self._image_processor is None:
+            from .image_processing import ViTImageProcessor
+            if self.preprocessor_config_path:
+                self._image_processor = ViTImageProcessor.from_pretrained(self.preprocessor_config_path)
+            else:
+                h, w = self.config.image_hw
+                self._image_processor = ViTImageProcessor(size={"height": h, "width": w})
+        return self._image_processor
+
+    def embed(self, images, all_tokens=False):
+        """CLS embeddings [N, D] of images (paths, PIL images, HWC uint8 arrays, lists of them, or a
+        [N, C, H, W] float array): the pooler output where the checkpoint has a pooler, else the CLS token of
+        the final LayerNorm output. all_tokens=True: every token, [N, S, D]."""
+        from .pipeline import pixel_values_for
+        out = self.encode(pixel_values_for(self, images))
+        if all_tokens:
+            return out.last_hidden_state
+        return out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0]
+
+    def encode(self, pixel_values, output_hidden_states=False, output_attentions=False,
+               interpolate_pos_encoding=False, return_dict=True):
+        """The encoder's outputs (ViTModel's forward): last_hidden_state after the final LayerNorm,
+        pooler_output (None without pooler weights), hidden_states and attentions on request."""
+        interpolate = bool(interpolate_pos_encoding)
+        x = self._check_pixels(pixel_values, interpolate)
+        with self._calling():
+            bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)
+            b, s, d = x.shape[0], bufs.seq, self.config.hidden_size
+            last = np.empty((b, s, d), np.float32)
+            self._layernorm(bufs.hidden, last.reshape(b * s, d))
+            pooled = None
+            if self._pooler is not None:
+                pooled = self._linear(last[:, 0], self._pooler, self.config.pooler_output_size,
+                                      act=self.config.pooler_act_code)
+        out = BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled,
+                                         hidden_states=hidden_states, attentions=attentions)
+        return out if return_dict else out.to_tuple()
+
+    # ---- forward ---------------------------------------------------------------------------------------
+    def _check_pixels(self, pixel_values, interpolate):
+        x = np.asarray(pixel_values)
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"pixel_values must be a real-valued array, got dtype {x.dtype}")
+        if x.ndim != 4:
+            raise ValueError(f"pixel_values must be 4-D [batch, channels, height, width], got {x.ndim}-D shape "
+                             f"{tuple(x.shape)}" + (" (add a batch axis: x[None])" if x.ndim == 3 else ""))
+        b, c, h, w = x.shape
+        cfg = self.config
+        if c != cfg.num_channels:
+            raise ValueError(f"pixel_values has {c} channels, expected {cfg.num_channels} (config.num_channels); "
+                             f"shape {tuple(x.shape)} must be [batch, channels, height, width]")
+        if b == 0:
+            raise ValueError("pixel_values has an empty batch")
+        (ih, iw), (ph, pw) = cfg.image_hw, cfg.patch_hw
+        if not interpolate and (h, w) != (ih, iw):
+            raise ValueError(f"Input image size ({h}*{w}) doesn't match model ({ih}*{iw}); pass "
+                             f"interpolate_pos_encoding=True to run at another resolution.")
+        if h < ph or w < pw:
+            raise ValueError(f"Input image size ({h}*{w}) is smaller than one patch ({ph}*{pw})")
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    def _get_buffers(self, batch, height, width, nthreads):
+        key = (batch, height, width, nthreads)
+        bufs = self._buffers.get(key)
+        if bufs is None:
+            bufs = _Buffers(self, batch, height, width, nthreads)
+            self._buffers[key] = bufs
+            while len(self._buffers) > self._max_cached_shapes:
+                self._buffers.popitem(last=False)
+        else:
+            self._buffers.move_to_end(key)
+        return bufs
+
+    def _get_positions(self, grid, height, width, interpolate):
+        """(pos rows for the C embedding [1 + patches, D], distillation row [D] or None), cached per grid:
+        the C embedding adds pos[0] to CLS and pos[1:] to the patches; DeiT's distillation token (row 1 of
+        its position table) is inserted separately."""
+        key = (grid, height == width) if interpolate else None
+        entry = self._positions.get(key)
+        if entry is None:
+            pos = self._pos
+            if interpolate:
+                pos = interpolate_pos_encoding(pos, self._num_prefix, self.config.grid, grid, height == width)
+            if self._num_prefix == 2:
+                entry = (np.ascontiguousarray(np.concatenate([pos[:1], pos[2:]])), self._dist + pos[1])
+            else:
+                entry = (pos, None)
+            if len(self._positions) >= 8:
+                self._positions.clear()
+            self._positions[key] = entry
+        return entry
+
+    def _encode(self, x, output_hidden_states, output_attentions, interpolate):
+        """Embeddings and every encoder layer into the shape's hidden buffer [N*S, D] (before the final LN).
+        Returns (buffers, hidden_states tuple or None, attentions tuple or None)."""
+        cfg, isa, nt = self.config, self._isa, self._nthreads()
+        b, _, h, w = x.shape
+        ph, pw = cfg.patch_hw
+        bufs = self._get_buffers(b, h, w, nt)
+        s, d = bufs.seq, cfg.hidden_size
+        pos, dist_row = self._get_positions(bufs.grid, h, w, interpolate)
+        hidden3 = bufs.hidden.reshape(b, s, d)
+        if self._num_prefix == 1:
+            _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos, hidden3, bufs.embed_ws)
+        else:  # DeiT: [cls, distillation, patches]
+            _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos, bufs.embed_out,
+                        bufs.embed_ws)
+            hidden3[:, 0] = bufs.embed_out[:, 0]
+            hidden3[:, 1] = dist_row
+            hidden3[:, 2:] = bufs.embed_out[:, 1:]
+        hidden_states = [hidden3.copy()] if output_hidden_states else None
+        attentions = [] if output_attentions else None
+        for layer in self._layers:
+            probs = np.empty((b, cfg.num_attention_heads, s, s), np.float32) if output_attentions else None
+            layer.forward(nt, bufs.hidden, b, bufs.layer_ws, probs)
+            if output_hidden_states:
+                hidden_states.append(hidden3.copy())
+            if output_attentions:
+                attentions.append(probs)
+        return (bufs, tuple(hidden_states) if hidden_states is not None else None,
+                tuple(attentions) if attentions is not None else None)
+
+    def _layernorm(self, x, out):
+        return _vitc.layernorm(self._isa, self._nthreads(), x, self._ln_g, self._ln_b,
+                               float(self.config.layer_norm_eps), out)
+
+    def _linear(self, a, weight, n, act=0):
+        out = np.empty((a.shape[0], n), np.float32)
+        return _vitc.gemm(self._isa, self._nthreads(), a, weight[0], n, out, bias=weight[1], act=act)
+
+    def __repr__(self):
+        c = self.config
+        return (f"{type(self).__name__}(model_type={c.model_type!r}, hidden_size={c.hidden_size}, "
+                f"layers={c.num_hidden_layers}, heads={c.num_attention_heads}, image_size={c.image_size}, "
+                f"patch_size={c.patch_size}, isa={self.isa!r})")
+
+
+class ViTModel(_ViTBase):
+    """The bare encoder: last_hidden_state after the final LayerNorm, pooler_output when the checkpoint has
+    a pooler (tanh(dense(CLS)) by default), else None."""
+    _with_head = False
+
+    __call__ = _ViTBase.encode
+    forward = __call__
+
+    @property
+    def has_pooler(self):
+        return self._pooler is not None
+
+
+class ViTForImageClassification(_ViTBase):
+    """Encoder + linear classifier on the CLS token after the final LayerNorm (DeiT with teacher: the mean
+    of the CLS and distillation heads)."""
+    _with_head = True
+
+    def __call__(self, pixel_values, output_hidden_states=False, output_attentions=False,
+                 interpolate_pos_encoding=False, return_dict=True):
+        interpolate = bool(interpolate_pos_encoding)
+        x = self._check_pixels(pixel_values, interpolate)
+        cfg = self.config
+        with self._calling():
+            bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)
+            b, s = x.shape[0], bufs.seq
+            # only the prefix rows feed the heads: LayerNorm just those ([N, D] views with row stride S*D)
+            tokens = [self._layernorm(bufs.hidden[t::s], np.empty((b, cfg.hidden_size), np.float32))
+                      for t in range(2 if self._head_kind == "teacher" else 1)]
+            if cfg.num_labels == 0:  # nn.Identity head(s)
+                logits = tokens
+            else:
+                logits = [self._linear(tok, head, cfg.num_labels) for tok, head in zip(tokens, self._heads)]
+        if self._head_kind == "teacher":
+            out = DeiTImageClassifierOutput(logits=(logits[0] + logits[1]) / 2, cls_logits=logits[0],
+                                            distillation_logits=logits[1], hidden_states=hidden_states,
+                                            attentions=attentions)
+        else:
+            out = ImageClassifierOutput(logits=logits[0], hidden_states=hidden_states, attentions=attentions)
+        return out if return_dict else out.to_tuple()
+
+    forward = __call__
+
+    def classify(self, images, top_k=5):
+        """Per image a list of (label, score), best first, with the checkpoint's id2label: softmax scores,
+        or sigmoid for multi-label checkpoints (as transformers' image-classification pipeline)."""
+        from .pipeline import classify
+        return classify(self, images, top_k)
+
+
+# DeiT names, for code written against transformers' DeiT classes
+DeiTModel = ViTModel
+DeiTForImageClassification = ViTForImageClassification
+DeiTForImageClassificationWithTeacher = ViTForImageClassification

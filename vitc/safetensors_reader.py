@@ -1,0 +1,258 @@
+"""A strict reader for .safetensors files (one file or a sharded set), returning float32 numpy arrays.
+
+Why our own: numpy has no bfloat16, and checkpoint files come from the internet, so every header field is
+checked against the file before any tensor is touched:
+  8-byte little-endian header length N | N bytes of JSON | data area
+  JSON: {"__metadata__": {str: str}, name: {"dtype": str, "shape": [int], "data_offsets": [begin, end]}}
+  offsets are relative to the data area; tensors tile it exactly (like the reference implementation).
+Tensors are read through mmap and converted (F16, BF16, F64 -> F32) into fresh arrays, so nothing keeps
+the file mapped after `close()`.
+"""
+import json
+import mmap
+import os
+
+import numpy as np
+
+# dtype -> (itemsize, numpy dtype or None for bf16, convertible to float32)
+DTYPES = {
+    "F64": (8, np.dtype("<f8"), True),
+    "F32": (4, np.dtype("<f4"), True),
+    "F16": (2, np.dtype("<f2"), True),
+    "BF16": (2, None, True),
+    "F8_E4M3": (1, None, False), "F8_E5M2": (1, None, False),
+    "I64": (8, None, False), "I32": (4, None, False), "I16": (2, None, False), "I8": (1, None, False),
+    "U64": (8, None, False), "U32": (4, None, False), "U16": (2, None, False), "U8": (1, None, False),
+    "BOOL": (1, None, False),
+}
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's limit
+
+
+class SafetensorsError(ValueError):
+    """A malformed or unsupported safetensors file (the message names the file and tensor)."""
+
+
+class TensorInfo:
+    __slots__ = ("name", "dtype", "shape", "begin", "end", "path")
+
+    def __init__(self, name, dtype, shape, begin, end, path):
+        self.name, self.dtype, self.shape, self.begin, self.end, self.path = name, dtype, shape, begin, end, path
+
+    def __repr__(self):
+        return f"TensorInfo({self.name!r}, {self.dtype}, {list(self.shape)})"
+
+
+def _no_duplicates(pairs):
+    d = {}
+    for key, value in pairs:
+        if key in d:
+            raise SafetensorsError(f"duplicate key {key!r} in the JSON header")
+        d[key] = value
+    return d
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _parse_header(path, raw, data_size):
+    """{name: TensorInfo} from the JSON header bytes, validated against the data area size."""
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except SafetensorsError as exc:
+        raise SafetensorsError(f"{path}: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SafetensorsError(f"{path}: the header is not valid UTF-8 JSON ({exc})") from None
+    if not isinstance(header, dict):
+        raise SafetensorsError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
+    meta = header.pop("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise SafetensorsError(f"{path}: __metadata__ must map strings to strings")
+    tensors = {}
+    for name, entry in header.items():
+        where = f"{path}: tensor {name!r}"
+        if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+            raise SafetensorsError(f"{where}: expected an object with exactly dtype, shape, data_offsets, "
+                                   f"got {entry!r}")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPES:
+            raise SafetensorsError(f"{where}: unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
+            raise SafetensorsError(f"{where}: shape must be a list of non-negative ints, got {shape!r}")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1] <= data_size):
+            raise SafetensorsError(f"{where}: data_offsets {offsets!r} are not inside the data area of "
+                                   f"{data_size} bytes")
+        count = 1
+        for s in shape:
+            count *= s
+        nbytes = count * DTYPES[dtype][0]
+        if offsets[1] - offsets[0] != nbytes:
+            raise SafetensorsError(f"{where}: shape {shape} x {dtype} needs {nbytes} bytes but data_offsets "
+                                   f"{offsets} span {offsets[1] - offsets[0]}")
+        tensors[name] = TensorInfo(name, dtype, tuple(shape), offsets[0], offsets[1], path)
+    # the tensors must tile the data area: no overlap (aliasing tricks), no hole, nothing after the end
+    end = 0
+    for info in sorted(tensors.values(), key=lambda t: (t.begin, t.end)):
+        if info.begin != end:
+            what = "overlaps the previous tensor" if info.begin < end else f"leaves a gap at byte {end}"
+            raise SafetensorsError(f"{path}: tensor {info.name!r} at bytes [{info.begin}, {info.end}) {what}")
+        end = info.end
+    if end != data_size:
+        raise SafetensorsError(f"{path}: tensors cover {end} bytes of a {data_size}-byte data area")
+    return meta, tensors
+
+
+class SafetensorsFile:
+    """One .safetensors file: validated header on open, tensors read on demand."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._file = open(self.path, "rb")
+        try:
+            size = os.fstat(self._file.fileno()).st_size
+            if size < 8:
+                raise SafetensorsError(f"{self.path}: {size} bytes is too short for a safetensors file")
+            n = int.from_bytes(self._file.read(8), "little")
+            if n > MAX_HEADER_BYTES or 8 + n > size:
+                raise SafetensorsError(f"{self.path}: header length {n} does not fit in a file of {size} bytes")
+            raw = self._file.read(n)
+            self._data_start = 8 + n
+            self.metadata, self.tensors = _parse_header(self.path, raw, size - self._data_start)
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
+        except BaseException:
+            self._file.close()
+            raise
+
+    def keys(self):
+        return list(self.tensors)
+
+    def get_float32(self, name):
+        """A fresh C-contiguous float32 array of tensor `name` (F32/F16/BF16/F64)."""
+        info = self.tensors.get(name)
+        if info is None:
+            raise KeyError(f"{self.path}: no tensor {name!r}")
+        return _read_float32(self._map, self._data_start, info)
+
+    def close(self):
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _read_float32(buf, data_start, info):
+    itemsize, np_dtype, convertible = DTYPES[info.dtype]
+    if not convertible:
+        raise SafetensorsError(f"{info.path}: tensor {info.name!r} has dtype {info.dtype}; expected a float "
+                               f"dtype (F32, F16, BF16, F64)")
+    count = (info.end - info.begin) // itemsize
+    offset = data_start + info.begin
+    if count == 0:
+        out = np.empty(0, np.float32)
+    elif info.dtype == "BF16":  # bfloat16 is the top half of a float32
+        bits = np.frombuffer(buf, dtype="<u2", count=count, offset=offset)
+        out = (bits.astype(np.uint32) << 16).view(np.float32)
+    else:
+        out = np.frombuffer(buf, dtype=np_dtype, count=count, offset=offset).astype(np.float32)
+        # astype always copies: the mmap can be closed afterwards
+    _release_pages(buf, offset, info.end - info.begin)
+    return out.reshape(info.shape)
+
+
+def _release_pages(buf, offset, nbytes):
+    """Drop the mapped pages of a tensor already copied out, so loading a model does not keep the whole file
+    resident next to the packed weights (they stay in the page cache; a re-read just faults them back)."""
+    if nbytes and hasattr(buf, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        start = offset - offset % mmap.PAGESIZE
+        buf.madvise(mmap.MADV_DONTNEED, start, offset + nbytes - start)
+
+
+class CheckpointReader:
+    """All tensors of a checkpoint: one .safetensors file or the shards listed by a
+    model.safetensors.index.json ({"weight_map": {tensor: shard file name}})."""
+
+    def __init__(self, paths_or_index):
+        self.files = []
+        self.tensors = {}  # name -> SafetensorsFile
+        try:
+            if isinstance(paths_or_index, (str, os.PathLike)) and os.fspath(paths_or_index).endswith(".json"):
+                self._open_index(os.fspath(paths_or_index))
+            else:
+                paths = [paths_or_index] if isinstance(paths_or_index, (str, os.PathLike)) else paths_or_index
+                for p in paths:
+                    self._add(SafetensorsFile(p))
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def shard_names(index_path):
+        """Shard file names of an index, validated (plain names inside the index's folder)."""
+        try:
+            with open(index_path, encoding="utf-8") as f:
+                index = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SafetensorsError(f"{index_path}: not valid JSON ({exc})") from None
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not weight_map or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
+            raise SafetensorsError(f"{index_path}: expected a non-empty \"weight_map\" object of tensor name -> "
+                                   f"shard file name")
+        for shard in set(weight_map.values()):
+            if os.path.basename(shard) != shard or shard in ("", ".", "..") or not shard.endswith(".safetensors"):
+                raise SafetensorsError(f"{index_path}: shard {shard!r} must be a plain *.safetensors file name "
+                                       f"in the same folder")
+        return weight_map, sorted(set(weight_map.values()))
+
+    def _open_index(self, index_path):
+        weight_map, shards = self.shard_names(index_path)
+        folder = os.path.dirname(index_path)
+        for shard in shards:
+            path = os.path.join(folder, shard)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"shard {shard} listed in {index_path} is missing")
+            self._add(SafetensorsFile(path))
+        for name, shard in weight_map.items():
+            f = self.tensors.get(name)
+            if f is None or os.path.basename(f.path) != shard:
+                raise SafetensorsError(f"{index_path}: tensor {name!r} is listed in {shard} but that shard "
+                                       f"does not hold it")
+        for name, f in self.tensors.items():
+            if name not in weight_map:
+                raise SafetensorsError(f"{f.path}: tensor {name!r} is not listed in {index_path}")
+
+    def _add(self, f):
+        self.files.append(f)
+        for name in f.tensors:
+            if name in self.tensors:
+                raise SafetensorsError(f"tensor {name!r} is in both {self.tensors[name].path} and {f.path}")
+            self.tensors[name] = f
+
+    def keys(self):
+        return list(self.tensors)
+
+    def info(self, name):
+        return self.tensors[name].tensors[name]
+
+    def shape(self, name):
+        return self.info(name).shape
+
+    def get_float32(self, name):
+        return self.tensors[name].get_float32(name)
+
+    def close(self):
+        for f in self.files:
+            f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
