@@ -120,17 +120,17 @@ def train(args):
     return model, processor, len(train_y), (held_x, held_y, held_idx), time.time() - start
 
 
-def write_samples(held_x, held_y, held_idx):
+def write_samples(samples_dir, held_x, held_y, held_idx):
     """One PNG per class: the first held-out image of that class (chosen without looking at the model)."""
-    if os.path.isdir(SAMPLES_DIR):
-        shutil.rmtree(SAMPLES_DIR)
-    os.makedirs(SAMPLES_DIR)
+    if os.path.isdir(samples_dir):
+        shutil.rmtree(samples_dir)
+    os.makedirs(samples_dir)
     rows = []
     for label in range(10):
         pos = int(np.flatnonzero(held_y == label)[0])
         name = f"digit_{label}.png"
         digits_data.upscale_nearest(digits_data.render_digit(held_x[pos]), SAMPLE_SIDE).save(
-            os.path.join(SAMPLES_DIR, name)
+            os.path.join(samples_dir, name)
         )
         rows.append((name, pos, int(held_idx[pos]), label))
     return rows
@@ -150,7 +150,8 @@ the vitc package so that vitc has a real ViT checkpoint to run without network a
   hidden {args.hidden}, {args.layers} layers, {args.heads} heads, MLP {2 * args.hidden}, GELU, no dropout;
   {stats['params']} parameters, `model.safetensors` {stats['size_kb']:.0f} KB (float32).
 - **Held-out accuracy: {stats['acc']:.4f}** ({stats['correct']}/{stats['n_held']}) on the canonical 8x8 renderings;
-  {stats['acc64']:.4f} on the same digits as 64x64 nearest-upscaled PNG-style images.
+  {stats['acc64']:.4f} on the same digits as 64x64 nearest-upscaled PNG-style images (like the samples);
+  {stats['acc_aug']:.4f} on the same digits distorted as in training (one fixed draw, seed 12345).
 
 ## Input convention
 
@@ -181,7 +182,7 @@ Wall time: {stats['wall']:.0f} s ({args.threads} thread(s), a shared 2-core AMD 
 |---|---|---|---|
 {sample_rows}
 """
-    with open(os.path.join(MODEL_DIR, "README.md"), "w") as f:
+    with open(os.path.join(args.model_dir, "README.md"), "w") as f:
         f.write(card)
 
 
@@ -197,6 +198,8 @@ def main(argv=None):
     # One thread by default: on the shared 2-core box two threads ran ~9x slower per step (OpenMP threads
     # contending with other processes), and the thread count is part of what makes a run bit-reproducible.
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--model-dir", default=MODEL_DIR, help="output checkpoint folder (replaced)")
+    parser.add_argument("--samples-dir", default=SAMPLES_DIR, help="output folder of the sample PNGs (replaced)")
     args = parser.parse_args(argv)
 
     model, processor, n_train, (held_x, held_y, held_idx), wall = train(args)
@@ -204,23 +207,28 @@ def main(argv=None):
     held_images = [digits_data.render_digit(g) for g in held_x]
     acc = accuracy(model, processor, held_images, held_y)
     acc64 = accuracy(model, processor, [digits_data.upscale_nearest(im, SAMPLE_SIDE) for im in held_images], held_y)
+    # Robustness: the held-out digits under the training distortions (a fixed draw, separate from training's).
+    aug_rng = np.random.RandomState(12345)
+    acc_aug = accuracy(model, processor, [digits_data.augment_digit(g, aug_rng) for g in held_x], held_y)
 
-    if os.path.isdir(MODEL_DIR):
-        shutil.rmtree(MODEL_DIR)
-    model.save_pretrained(MODEL_DIR)
-    processor.save_pretrained(MODEL_DIR)
-    samples = write_samples(held_x, held_y, held_idx)
-    flags = " ".join(f"--{k} {v}" for k, v in vars(args).items() if v != parser.get_default(k))
+    if os.path.isdir(args.model_dir):
+        shutil.rmtree(args.model_dir)
+    model.save_pretrained(args.model_dir)
+    processor.save_pretrained(args.model_dir)
+    samples = write_samples(args.samples_dir, held_x, held_y, held_idx)
+    flags = " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v != parser.get_default(k) and not k.endswith("_dir")
+    )
     stats = dict(
-        acc=acc, acc64=acc64, correct=int(round(acc * len(held_y))), n_held=len(held_y),
+        acc=acc, acc64=acc64, acc_aug=acc_aug, correct=int(round(acc * len(held_y))), n_held=len(held_y),
         n_train=n_train,
         params=sum(p.numel() for p in model.parameters()),
-        size_kb=os.path.getsize(os.path.join(MODEL_DIR, "model.safetensors")) / 1024,
+        size_kb=os.path.getsize(os.path.join(args.model_dir, "model.safetensors")) / 1024,
         wall=wall, command=("python scripts/train_digits.py " + flags).strip(),
     )
     write_card(args, stats, samples)
     print(f"held-out accuracy {acc:.4f} ({stats['correct']}/{len(held_y)}), 64px nearest {acc64:.4f}, "
-          f"model {stats['size_kb']:.0f} KB, training {wall:.0f} s -> {MODEL_DIR}")
+          f"distorted {acc_aug:.4f}, model {stats['size_kb']:.0f} KB, training {wall:.0f} s -> {args.model_dir}")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ def test_split_is_stratified_and_fixed():
     assert np.all(np.abs(np.bincount(held_y, minlength=10) / np.bincount(train_y, minlength=10) - 0.25) < 0.02)
     _, _, _, _, again = digits_data.load_digits_split()
     np.testing.assert_array_equal(held_idx, again)
+    # Pinned: the split the bundled model was trained on; a changed split would score it on training images.
+    np.testing.assert_array_equal(held_idx[:10], [3, 7, 13, 19, 36, 38, 43, 48, 53, 55])
 
 
 def test_transformers_held_out_accuracy(held_out, hf_logits):
@@ -114,8 +116,20 @@ def test_vitc_resolves_bundled_name(held_out):
     np.testing.assert_array_equal(by_name, by_path)
 
 
-def test_one_sample_per_class():
+def test_one_sample_per_class_taken_from_held_out():
     assert [_sample_label(p) for p in SAMPLES] == list(range(10))
+    train_x, _, held_x, held_y, _ = digits_data.load_digits_split()
+    held = np.stack([np.asarray(digits_data.render_digit(g)) for g in held_x])
+    train = np.stack([np.asarray(digits_data.render_digit(g)) for g in train_x])
+    side = 64  # SAMPLE_SIDE of scripts/train_digits.py
+    for path in SAMPLES:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        assert image.shape == (side, side, 3)
+        small = image[:: side // 8, :: side // 8]  # undo the nearest upscaling
+        np.testing.assert_array_equal(np.asarray(digits_data.upscale_nearest(Image.fromarray(small), side)), image)
+        matches = np.flatnonzero((held == small).all(axis=(1, 2, 3)))
+        assert matches.size and np.all(held_y[matches] == _sample_label(path)), path
+        assert not (train == small).all(axis=(1, 2, 3)).any(), f"{path} is also a training image"
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=os.path.basename)
