@@ -13,10 +13,9 @@
 #define VM_LN2_HI 0.693147182464599609f  /* float(ln 2) */
 #define VM_LN2_LO -1.90465429995776805e-09f /* ln 2 - LN2_HI */
 
-static inline vm_f VM_FN(vexp_parts)(vm_f yh, vm_f yl, vm_f *n_out) {
-    /* clamp so that n stays in [-162, 129]: e^-112 times any factor our callers use (<= 120) is
-     * below half the smallest subnormal, so the clamp never shows; above 89: inf. NaN passes. */
-    yh = vm_min(vm_set1(89.0f), vm_max(vm_set1(-112.0f), yh));
+/* Same without the clamp, for callers whose yh is already in [-112.5, 88] (and not NaN-producing
+ * beyond what the clamp would pass). */
+static inline vm_f VM_FN(vexp_parts_inrange)(vm_f yh, vm_f yl, vm_f *n_out) {
     vm_f n = vm_round(vm_mul(yh, vm_set1(VM_LOG2E)));
     vm_f r = vm_fnma(n, vm_set1(VM_LN2_HI), yh);
     r = vm_fnma(n, vm_set1(VM_LN2_LO), r);
@@ -28,6 +27,13 @@ static inline vm_f VM_FN(vexp_parts)(vm_f yh, vm_f yl, vm_f *n_out) {
     vm_f t = vm_fma(vm_mul(r, r), q, r);
     *n_out = n;
     return vm_add(t, vm_set1(1.0f));
+}
+
+static inline vm_f VM_FN(vexp_parts)(vm_f yh, vm_f yl, vm_f *n_out) {
+    /* clamp so that n stays in [-162, 129]: e^-112 times any factor our callers use (<= 120) is
+     * below half the smallest subnormal, so the clamp never shows; above 89: inf. NaN passes. */
+    yh = vm_min(vm_set1(89.0f), vm_max(vm_set1(-112.0f), yh));
+    return VM_FN(vexp_parts_inrange)(yh, yl, n_out);
 }
 
 static inline vm_f VM_FN(vexp)(vm_f x) {
@@ -99,9 +105,9 @@ static inline vm_f VM_FN(vgelu_tanh)(vm_f x) {
 static inline vm_f VM_FN(vgelu_erf)(vm_f x) {
     vm_f xs = vm_min(vm_set1(15.0f), vm_max(vm_set1(-15.0f), x)); /* beyond, |x| Phi(-|x|) < 2^-150 */
     vm_f a = vm_abs(xs);
-    vm_f h = vm_mul(xs, xs), l = vm_fms(xs, xs, h);
-    vm_f half = vm_set1(-0.5f);
-    vm_f n, p = VM_FN(vexp_parts)(vm_mul(h, half), vm_mul(l, half), &n);
+    vm_f hx = vm_mul(xs, vm_set1(-0.5f));           /* exact */
+    vm_f yh = vm_mul(hx, xs), yl = vm_fms(hx, xs, yh); /* yh + yl = -x^2/2 exactly, yh >= -112.5 */
+    vm_f n, p = VM_FN(vexp_parts_inrange)(yh, yl, &n);
     vm_f num = vm_set1(VM_GELU_P4);
     num = vm_fma(num, a, vm_set1(VM_GELU_P3));
     num = vm_fma(num, a, vm_set1(VM_GELU_P2));
