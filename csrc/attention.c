@@ -4,6 +4,7 @@
  * O_h = P V_h (GEMM, V_h packed as a plain [seq, head_dim] matrix). The two products go through the
  * GEMM API so attention runs on whatever micro-kernels gemm.c has for the ISA. */
 #include <math.h>
+#include <stdint.h>
 #include "vitc.h"
 
 #ifdef _OPENMP
@@ -20,8 +21,10 @@ static size_t slice_floats(vitc_isa isa, size_t seq, size_t head_dim) {
            round_line(vitc_f32_gemm_serial_workspace_floats(isa, head_dim > seq ? head_dim : seq));
 }
 
+/* + 15 floats of slack: the caller's workspace may start anywhere on a float boundary (e.g. after other
+ * buffers in a layer workspace); attention aligns its own start up to 64 bytes. */
 size_t vitc_f32_attention_workspace_floats(vitc_isa isa, int nthreads, size_t seq, size_t head_dim) {
-    return (size_t)(nthreads > 0 ? nthreads : 1) * slice_floats(isa, seq, head_dim);
+    return (size_t)(nthreads > 0 ? nthreads : 1) * slice_floats(isa, seq, head_dim) + 15;
 }
 
 /* Attention of image b, head h, using the thread's workspace slice ws. */
@@ -52,6 +55,7 @@ void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, si
                         float *probs, float *workspace) {
     const long long jobs = (long long)(batch * heads);
     const size_t slice = slice_floats(isa, seq, head_dim);
+    float *base = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63); /* 64-byte aligned slices */
     int team = nthreads;
     if ((long long)team > jobs) team = (int)jobs;
 #pragma omp parallel num_threads(team) if (team > 1)
@@ -61,7 +65,7 @@ void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, si
 #else
         const int t = 0, nt = 1;
 #endif
-        float *ws = workspace + (size_t)t * slice;
+        float *ws = base + (size_t)t * slice;
         /* static split of the (image, head) jobs: thread t takes [j0, j1) */
         const long long j0 = jobs * t / nt, j1 = jobs * (t + 1) / nt;
         for (long long job = j0; job < j1; job++)
