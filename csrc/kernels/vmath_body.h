@@ -99,7 +99,7 @@ static inline vm_f VM_FN(vgelu_tanh)(vm_f x) {
 #define VM_GELU_Q4 0.10247944295406342f
 #define VM_GELU_Q5 0.010410417802631855f
 
-/* gelu(x) = x Phi(x). With a = |x|: Phi(-a) = e^(-a^2/2) R(a), R = P/Q rational (rel. error ~1e-8 on
+/* gelu(x) = x Phi(x). With a = |x|: Phi(-a) = e^(-a^2/2) R(a), R = P/Q rational (rel. error 4e-8 on
  * [0, 15], fitted for vitc); a^2/2 is carried exactly (FMA remainder) so the exponential sees no
  * rounding of its argument. s = x Phi(-a):  x < 0: gelu = s;  x >= 0: gelu = x - s (s <= x/2). */
 static inline vm_f VM_FN(vgelu_erf)(vm_f x) {
