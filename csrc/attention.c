@@ -1,47 +1,75 @@
-/* attention.c — multi-head self-attention core, parallel over (image, head). */
+/* attention.c — multi-head self-attention core, parallel over (image, head) jobs.
+ *
+ * Per job, on its thread: S = Q_h K_hᵀ (GEMM, K_h packed as a Linear weight), P = softmax(S · scale),
+ * O_h = P V_h (GEMM, V_h packed as a plain [seq, head_dim] matrix). The two products go through the
+ * GEMM API so attention runs on whatever micro-kernels gemm.c has for the ISA. */
 #include <math.h>
+#include <stdint.h>
 #include "vitc.h"
 
 #ifdef _OPENMP
 #include <omp.h>
-#define THREAD_ID() ((size_t)omp_get_thread_num())
-#else
-#define THREAD_ID() ((size_t)0)
 #endif
 
+/* floats rounded up to whole 64-byte lines, so every workspace slice stays 64-byte aligned */
+static size_t round_line(size_t floats) { return (floats + 15) & ~(size_t)15; }
+
+/* One thread's slice: packed K_h | packed V_h | scores [seq, seq] | GEMM serial workspace. */
+static size_t slice_floats(vitc_isa isa, size_t seq, size_t head_dim) {
+    return round_line(vitc_f32_gemm_packed_floats(isa, seq, head_dim)) +
+           round_line(vitc_f32_gemm_packed_floats(isa, head_dim, seq)) + round_line(seq * seq) +
+           round_line(vitc_f32_gemm_serial_workspace_floats(isa, head_dim > seq ? head_dim : seq));
+}
+
+/* + 15 floats of slack: the caller's workspace may start anywhere on a float boundary (e.g. after other
+ * buffers in a layer workspace); attention aligns its own start up to 64 bytes. */
 size_t vitc_f32_attention_workspace_floats(vitc_isa isa, int nthreads, size_t seq, size_t head_dim) {
-    (void)isa;
-    (void)head_dim;
-    return (size_t)nthreads * seq * seq;
+    return (size_t)(nthreads > 0 ? nthreads : 1) * slice_floats(isa, seq, head_dim) + 15;
+}
+
+/* Attention of image b, head h, using the thread's workspace slice ws. */
+static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t heads, size_t head_dim,
+                          const float *qkv, size_t ldqkv, float *out, size_t ldo, float *probs, float *ws) {
+    const size_t dim = heads * head_dim;
+    float *k_packed = ws;
+    float *v_packed = k_packed + round_line(vitc_f32_gemm_packed_floats(isa, seq, head_dim));
+    float *scores = v_packed + round_line(vitc_f32_gemm_packed_floats(isa, head_dim, seq));
+    float *gemm_ws = scores + round_line(seq * seq);
+    if (probs) scores = probs + (b * heads + h) * seq * seq; /* softmax lands where it is wanted */
+
+    const float *q = qkv + b * seq * ldqkv + h * head_dim; /* [seq, head_dim], row stride ldqkv */
+    const float *k = q + dim, *v = q + 2 * dim;
+    /* S[seq, seq] = Q_h K_hᵀ: K_h rows play Linear weight rows (n = seq, k = head_dim) */
+    vitc_f32_gemm_pack_nk(isa, seq, head_dim, k, ldqkv, k_packed);
+    vitc_f32_gemm_serial(isa, seq, seq, head_dim, q, ldqkv, k_packed, NULL, scores, seq, gemm_ws);
+    /* P = softmax(S · head_dim^-0.5), scaling after the product as transformers' eager attention */
+    vitc_f32_softmax_rows(isa, seq, seq, 1.0f / sqrtf((float)head_dim), scores, seq);
+    /* O_h[seq, head_dim] = P V_h: V_h is a plain [k = seq, n = head_dim] matrix */
+    vitc_f32_gemm_pack_kn(isa, head_dim, seq, v, ldqkv, v_packed);
+    vitc_f32_gemm_serial(isa, seq, head_dim, seq, scores, seq, v_packed, NULL, out + b * seq * ldo + h * head_dim,
+                         ldo, gemm_ws);
 }
 
 void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, size_t heads,
                         size_t head_dim, const float *qkv, size_t ldqkv, float *out, size_t ldo,
                         float *probs, float *workspace) {
-    size_t dim = heads * head_dim;
-    float scale = 1.0f / sqrtf((float)head_dim);
-    long long jobs = (long long)(batch * heads);
-#pragma omp parallel for num_threads(nthreads) schedule(static)
-    for (long long job = 0; job < jobs; job++) {
-        size_t b = (size_t)job / heads, h = (size_t)job % heads;
-        float *s = workspace + THREAD_ID() * seq * seq;
-        if (probs) s = probs + ((b * heads + h) * seq) * seq;
-        const float *q = qkv + b * seq * ldqkv + h * head_dim;
-        const float *k = q + dim, *v = q + 2 * dim;
-        for (size_t i = 0; i < seq; i++)
-            for (size_t j = 0; j < seq; j++) {
-                float acc = 0.0f;
-                for (size_t d = 0; d < head_dim; d++) acc += q[i * ldqkv + d] * k[j * ldqkv + d];
-                s[i * seq + j] = acc;
-            }
-        vitc_f32_softmax_rows(isa, seq, seq, scale, s, seq);
-        for (size_t i = 0; i < seq; i++) {
-            float *o = out + (b * seq + i) * ldo + h * head_dim;
-            for (size_t d = 0; d < head_dim; d++) o[d] = 0.0f;
-            for (size_t j = 0; j < seq; j++) {
-                float p = s[i * seq + j];
-                for (size_t d = 0; d < head_dim; d++) o[d] += p * v[j * ldqkv + d];
-            }
-        }
+    const long long jobs = (long long)(batch * heads);
+    const size_t slice = slice_floats(isa, seq, head_dim);
+    float *base = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63); /* 64-byte aligned slices */
+    int team = nthreads;
+    if ((long long)team > jobs) team = (int)jobs;
+#pragma omp parallel num_threads(team) if (team > 1)
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+        const int t = 0, nt = 1;
+#endif
+        float *ws = base + (size_t)t * slice;
+        /* static split of the (image, head) jobs: thread t takes [j0, j1) */
+        const long long j0 = jobs * t / nt, j1 = jobs * (t + 1) / nt;
+        for (long long job = j0; job < j1; job++)
+            attention_job(isa, (size_t)job / heads, (size_t)job % heads, seq, heads, head_dim, qkv, ldqkv, out,
+                          ldo, probs, ws);
     }
 }

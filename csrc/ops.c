@@ -1,63 +1,143 @@
-/* ops.c — LayerNorm, softmax and activations (portable scalar path; SIMD paths dispatch from here). */
+/* ops.c — LayerNorm, softmax and activations: portable scalar reference path and per-ISA dispatch.
+ *
+ * The scalar path computes in double and rounds once (it is the accuracy reference and the fallback
+ * on non-x86 builds). SIMD paths live in kernels/ops_<isa>.c (vector math in kernels/vmath_*.h).
+ * Activation limits: f(+inf) = +inf, gelu/silu/quick_gelu(-inf) = -0, NaN -> NaN. */
 #include <math.h>
 #include "vitc.h"
+#include "kernels/ops_kernels.h"
 
-void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, const float *x, size_t ldx,
-                        const float *gamma, const float *beta, float eps, float *y, size_t ldy) {
-    (void)isa;
-    (void)nthreads;
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * ldx;
-        float *yr = y + r * ldy;
-        /* two-pass in double: mean, then variance of the centred values (stable) */
-        double mean = 0.0;
-        for (size_t i = 0; i < dim; i++) mean += xr[i];
-        mean /= (double)dim;
-        double var = 0.0;
-        for (size_t i = 0; i < dim; i++) {
-            double d = xr[i] - mean;
-            var += d * d;
-        }
-        var /= (double)dim;
-        float inv = (float)(1.0 / sqrt(var + (double)eps));
-        float m = (float)mean;
-        for (size_t i = 0; i < dim; i++) yr[i] = (xr[i] - m) * inv * gamma[i] + beta[i];
-    }
-}
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
-void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx) {
-    (void)isa;
-    for (size_t r = 0; r < rows; r++) {
-        float *xr = x + r * ldx;
-        float mx = -INFINITY;
-        for (size_t i = 0; i < n; i++) mx = fmaxf(mx, xr[i] * scale);
-        float sum = 0.0f;
-        for (size_t i = 0; i < n; i++) {
-            xr[i] = expf(xr[i] * scale - mx);
-            sum += xr[i];
-        }
-        float inv = 1.0f / sum;
-        for (size_t i = 0; i < n; i++) xr[i] *= inv;
-    }
+/* ---- scalar reference ------------------------------------------------------------------------ */
+
+/* x sigmoid(u) without overflow: u >= 0: x / (1 + e^-u); u < 0: x e^u / (1 + e^u) */
+static double mul_sigmoid(double x, double u) {
+    if (u >= 0.0) return x / (1.0 + exp(-u));
+    double e = exp(u);
+    return x * e / (1.0 + e);
 }
 
 static float act_scalar(vitc_act act, float v) {
+    double x = v;
+    if (isnan(x)) return v;
     switch (act) {
     case VITC_ACT_NONE: return v;
-    case VITC_ACT_GELU_ERF: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
-    case VITC_ACT_GELU_TANH:
-        return 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-    case VITC_ACT_QUICK_GELU: return v / (1.0f + expf(-1.702f * v));
-    case VITC_ACT_RELU: return v > 0.0f ? v : 0.0f;
-    case VITC_ACT_SILU: return v / (1.0f + expf(-v));
-    case VITC_ACT_TANH: return tanhf(v);
-    case VITC_ACT_SIGMOID: return 1.0f / (1.0f + expf(-v));
+    case VITC_ACT_GELU_ERF:
+        if (x == -INFINITY) return -0.0f;
+        return (float)(0.5 * x * erfc(-x * 0.70710678118654752440));
+    case VITC_ACT_GELU_TANH: {
+        if (x == -INFINITY) return -0.0f;
+        double y = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+        return (float)mul_sigmoid(x, 2.0 * y); /* 0.5 x (1 + tanh y) = x sigmoid(2y) */
+    }
+    case VITC_ACT_QUICK_GELU:
+        if (x == -INFINITY) return -0.0f;
+        return (float)mul_sigmoid(x, (double)1.702f * x);
+    case VITC_ACT_RELU: return v > 0.0f || v == 0.0f ? v : 0.0f; /* -0 stays -0, as max(0, x) */
+    case VITC_ACT_SILU:
+        if (x == -INFINITY) return -0.0f;
+        return (float)mul_sigmoid(x, x);
+    case VITC_ACT_TANH: return (float)tanh(x);
+    case VITC_ACT_SIGMOID: return (float)mul_sigmoid(1.0, x);
     }
     return v;
 }
 
-void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n) {
-    (void)isa;
+static void activation_scalar(vitc_act act, float *x, size_t n) {
     if (act == VITC_ACT_NONE) return;
     for (size_t i = 0; i < n; i++) x[i] = act_scalar(act, x[i]);
+}
+
+static void softmax_rows_scalar(size_t rows, size_t n, float scale, float *x, size_t ldx) {
+    for (size_t r = 0; r < rows; r++) {
+        float *xr = x + r * ldx;
+        double mx = -INFINITY;
+        for (size_t i = 0; i < n; i++) mx = fmax(mx, (double)xr[i] * scale);
+        double sum = 0.0;
+        for (size_t i = 0; i < n; i++) sum += exp((double)xr[i] * scale - mx);
+        double inv = 1.0 / sum;
+        for (size_t i = 0; i < n; i++) xr[i] = (float)(exp((double)xr[i] * scale - mx) * inv);
+    }
+}
+
+/* Two-pass in double on values shifted by x[0] (see ops_body.h for why the shift). */
+static void layernorm_rows_scalar(size_t rows, size_t dim, const float *x, size_t ldx, const float *gamma,
+                                  const float *beta, float eps, float *y, size_t ldy) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        float *yr = y + r * ldy;
+        const double shift = xr[0];
+        double mean = 0.0;
+        for (size_t i = 0; i < dim; i++) mean += (double)xr[i] - shift;
+        mean /= (double)dim;
+        double var = 0.0;
+        for (size_t i = 0; i < dim; i++) {
+            double d = ((double)xr[i] - shift) - mean;
+            var += d * d;
+        }
+        var /= (double)dim;
+        const double inv = 1.0 / sqrt(var + (double)eps);
+        for (size_t i = 0; i < dim; i++)
+            yr[i] = (float)((((double)xr[i] - shift) - mean) * inv * gamma[i] + beta[i]);
+    }
+}
+
+/* ---- dispatch -------------------------------------------------------------------------------- */
+
+static void layernorm_rows(vitc_isa isa, size_t rows, size_t dim, const float *x, size_t ldx,
+                           const float *gamma, const float *beta, float eps, float *y, size_t ldy) {
+    switch (isa) {
+#if defined(VITC_HAVE_X86_KERNELS)
+    case VITC_ISA_AVX512: vitc_f32_layernorm_rows__avx512(rows, dim, x, ldx, gamma, beta, eps, y, ldy); return;
+    case VITC_ISA_AVX2: vitc_f32_layernorm_rows__avx2(rows, dim, x, ldx, gamma, beta, eps, y, ldy); return;
+#endif
+    default: layernorm_rows_scalar(rows, dim, x, ldx, gamma, beta, eps, y, ldy); return;
+    }
+}
+
+/* Below this many floats a LayerNorm runs on the calling thread: waking a team costs more. */
+#define LAYERNORM_PARALLEL_MIN_FLOATS 16384
+
+void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, const float *x, size_t ldx,
+                        const float *gamma, const float *beta, float eps, float *y, size_t ldy) {
+    int team = nthreads;
+    if ((size_t)team > rows) team = (int)rows;
+    if (team <= 1 || rows * dim < LAYERNORM_PARALLEL_MIN_FLOATS) {
+        layernorm_rows(isa, rows, dim, x, ldx, gamma, beta, eps, y, ldy);
+        return;
+    }
+#pragma omp parallel num_threads(team)
+    {
+#ifdef _OPENMP
+        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
+#else
+        size_t t = 0, nt = 1;
+#endif
+        /* static split: thread t gets rows [r0, r1) */
+        size_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+        if (r1 > r0) layernorm_rows(isa, r1 - r0, dim, x + r0 * ldx, ldx, gamma, beta, eps, y + r0 * ldy, ldy);
+    }
+}
+
+void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx) {
+    switch (isa) {
+#if defined(VITC_HAVE_X86_KERNELS)
+    case VITC_ISA_AVX512: vitc_f32_softmax_rows__avx512(rows, n, scale, x, ldx); return;
+    case VITC_ISA_AVX2: vitc_f32_softmax_rows__avx2(rows, n, scale, x, ldx); return;
+#endif
+    default: softmax_rows_scalar(rows, n, scale, x, ldx); return;
+    }
+}
+
+void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n) {
+    switch (isa) {
+#if defined(VITC_HAVE_X86_KERNELS)
+    case VITC_ISA_AVX512: vitc_f32_activation__avx512(act, x, n); return;
+    case VITC_ISA_AVX2: vitc_f32_activation__avx2(act, x, n); return;
+#endif
+    default: activation_scalar(act, x, n); return;
+    }
 }

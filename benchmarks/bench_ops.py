@@ -1,0 +1,72 @@
+"""Non-GEMM kernel timings per ISA (median of repeats, same process).
+
+    python benchmarks/bench_ops.py [--threads N] [--repeat R]
+
+LayerNorm 197x768, GELU (erf) over 197x3072, softmax 12x197x197, attention core for ViT-B/16 shapes
+(seq 197, 12 heads, head_dim 64) at batch 1 and 8; attention GFLOP/s counts 4*seq^2*head_dim*heads*batch.
+"""
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from vitc import _vitc, runtime  # noqa: E402
+
+
+def median_time(fn, repeat, min_time=0.2):
+    fn()  # warm-up
+    times = []
+    start = time.perf_counter()
+    while len(times) < repeat or (time.perf_counter() - start < min_time and len(times) < 50 * repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=runtime.default_num_threads())
+    ap.add_argument("--repeat", type=int, default=7)
+    args = ap.parse_args()
+    nt, rep = args.threads, args.repeat
+    rng = np.random.default_rng(0)
+    seq, heads, hd = 197, 12, 64
+    dim = heads * hd
+    x_ln = rng.standard_normal((seq, dim)).astype(np.float32)
+    g, b = np.ones(dim, np.float32), np.zeros(dim, np.float32)
+    y_ln = np.empty_like(x_ln)
+    x_act = rng.standard_normal(seq * 4 * dim).astype(np.float32) * 3
+    x_sm = rng.standard_normal((heads * seq, seq)).astype(np.float32) * 4
+    qkv = {bt: rng.standard_normal((bt * seq, 3 * dim)).astype(np.float32) for bt in (1, 8)}
+    out = {bt: np.empty((bt * seq, dim), np.float32) for bt in (1, 8)}
+
+    print(f"vitc bench_ops: threads={nt} (LayerNorm, attention), openmp={_vitc.openmp_enabled()}")
+    print(f"{'isa':7s} {'layernorm 197x768':>18s} {'gelu 197x3072':>16s} {'softmax 12x197x197':>19s} "
+          f"{'attn b=1':>18s} {'attn b=8':>18s}")
+    for name in runtime.available_isas():
+        isa = runtime.isa_code(name)
+        t_ln = median_time(lambda: _vitc.layernorm(isa, nt, x_ln, g, b, 1e-12, y_ln), rep)
+        buf = x_act.copy()
+
+        def gelu():
+            buf[:] = x_act
+            _vitc.activation(isa, 1, buf)
+        t_copy = median_time(lambda: buf.__setitem__(slice(None), x_act), rep)
+        t_gelu = max(median_time(gelu, rep) - t_copy, 1e-9)
+        sm = x_sm.copy()
+        t_sm = median_time(lambda: _vitc.softmax_rows(isa, sm, 0.125), rep)  # values stay finite
+        cells = []
+        for bt in (1, 8):
+            t = median_time(lambda: _vitc.attention(isa, nt, qkv[bt], bt, heads, out[bt]), max(3, rep // 2))
+            gflops = 4 * seq * seq * hd * heads * bt / t / 1e9
+            cells.append(f"{t * 1e3:8.2f} ms {gflops:5.1f} GF/s")
+        print(f"{name:7s} {t_ln * 1e6:15.1f} us {t_gelu * 1e6:13.1f} us "
+              f"({x_act.size / t_gelu / 1e9:4.2f} Gelem/s) {t_sm * 1e6:9.1f} us {cells[0]:>18s} {cells[1]:>18s}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+/* ops_kernels.h — prototypes of the per-ISA row-op kernels (ops_avx2.c, ops_avx512.c).
+ * Declarations only; reached solely through the VITC_HAVE_X86_KERNELS dispatch in ops.c. */
+#ifndef VITC_OPS_KERNELS_H
+#define VITC_OPS_KERNELS_H
+#include "../vitc.h"
+
+#define VITC_DECLARE_OPS(isa)                                                                        \
+    void vitc_f32_activation__##isa(vitc_act act, float *x, size_t n);                               \
+    void vitc_f32_softmax_rows__##isa(size_t rows, size_t n, float scale, float *x, size_t ldx);     \
+    void vitc_f32_layernorm_rows__##isa(size_t rows, size_t dim, const float *x, size_t ldx,         \
+                                        const float *gamma, const float *beta, float eps, float *y,  \
+                                        size_t ldy);
+VITC_DECLARE_OPS(avx2)
+VITC_DECLARE_OPS(avx512)
+#undef VITC_DECLARE_OPS
+#endif /* VITC_OPS_KERNELS_H */
