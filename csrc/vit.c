@@ -1,6 +1,21 @@
 /* vit.c — a ViT encoder layer and the embeddings, composed from the kernels. */
 #include <string.h>
+#include <time.h>
 #include "vitc.h"
+
+static double now_seconds(void) {
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Adds the time since *t0 to phase_seconds[phase] (when timing is on) and restarts the clock. */
+static void lap(double *phase_seconds, vitc_phase phase, double *t0) {
+    if (!phase_seconds) return;
+    double t = now_seconds();
+    phase_seconds[phase] += t - *t0;
+    *t0 = t;
+}
 
 /* workspace layout for one layer: ln [T,D] | qkv [T,3D] | ctx [T,D] | inter [T,I] | attention */
 size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
@@ -11,24 +26,33 @@ size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vi
 }
 
 void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
-                            size_t batch, size_t seq, float *hidden, float *probs, float *workspace) {
+                            size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
+                            double *phase_seconds) {
     size_t t = batch * seq, dim = d->dim;
     float *ln = workspace, *qkv = ln + t * dim, *ctx = qkv + t * 3 * dim, *inter = ctx + t * dim;
     float *attn_ws = inter + t * d->inter;
+    double t0 = phase_seconds ? now_seconds() : 0.0;
 
     vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln1_g, w->ln1_b, d->eps, ln, dim);
+    lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     vitc_epilogue ep_qkv = {w->qkv_b, VITC_ACT_NONE, NULL, 0};
     vitc_f32_gemm(isa, nthreads, t, 3 * dim, dim, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim);
+    lap(phase_seconds, VITC_PHASE_QKV, &t0);
     vitc_f32_attention(isa, nthreads, batch, seq, d->heads, dim / d->heads, qkv, 3 * dim, ctx, dim, probs,
                        attn_ws);
+    lap(phase_seconds, VITC_PHASE_ATTENTION, &t0);
     vitc_epilogue ep_proj = {w->proj_b, VITC_ACT_NONE, hidden, dim};
     vitc_f32_gemm(isa, nthreads, t, dim, dim, ctx, dim, w->proj_w, &ep_proj, hidden, dim);
+    lap(phase_seconds, VITC_PHASE_PROJ, &t0);
 
     vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln2_g, w->ln2_b, d->eps, ln, dim);
+    lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     vitc_epilogue ep_fc1 = {w->fc1_b, d->act, NULL, 0};
     vitc_f32_gemm(isa, nthreads, t, d->inter, dim, ln, dim, w->fc1_w, &ep_fc1, inter, d->inter);
+    lap(phase_seconds, VITC_PHASE_FC1, &t0);
     vitc_epilogue ep_fc2 = {w->fc2_b, VITC_ACT_NONE, hidden, dim};
     vitc_f32_gemm(isa, nthreads, t, dim, d->inter, inter, d->inter, w->fc2_w, &ep_fc2, hidden, dim);
+    lap(phase_seconds, VITC_PHASE_FC2, &t0);
 }
 
 size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,

@@ -116,11 +116,24 @@ typedef struct {
     const float *fc2_w, *fc2_b;   /* packed [dim, inter], bias [dim] */
 } vitc_vit_layer;
 
+/* Phases of a layer, for the optional per-phase timing of vitc_vit_layer_forward. */
+typedef enum {
+    VITC_PHASE_LAYERNORM = 0, /* both LayerNorms */
+    VITC_PHASE_QKV = 1,       /* fused Q|K|V projection GEMM */
+    VITC_PHASE_ATTENTION = 2, /* QKᵀ, softmax, P·V */
+    VITC_PHASE_PROJ = 3,      /* attention output GEMM + residual */
+    VITC_PHASE_FC1 = 4,       /* MLP up-projection GEMM + activation */
+    VITC_PHASE_FC2 = 5        /* MLP down-projection GEMM + residual */
+} vitc_phase;
+#define VITC_PHASE_COUNT 6
+
 size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
                                        size_t seq);
-/* One pre-LN encoder layer in place on hidden [batch*seq, dim]; probs as in vitc_f32_attention. */
+/* One pre-LN encoder layer in place on hidden [batch*seq, dim]; probs as in vitc_f32_attention.
+ * phase_seconds, if not NULL, has VITC_PHASE_COUNT entries that get each phase's wall time added. */
 void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
-                            size_t batch, size_t seq, float *hidden, float *probs, float *workspace);
+                            size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
+                            double *phase_seconds);
 
 /* Patch + position embeddings: out [batch, 1 + np, dim] with row 0 = cls + pos[0],
  * row 1+p = patch_p · Wᵀ + b + pos[1+p]. patch_w packed [dim, channels*ph*pw];

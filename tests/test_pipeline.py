@@ -105,3 +105,22 @@ def test_image_processor_from_checkpoint_config(checkpoints, tmp_path):
     images = noise_images(2, seed=3)
     ref = transformers.ViTImageProcessorPil.from_pretrained(folder)(images, return_tensors="np")["pixel_values"]
     assert np.array_equal(model.image_processor(images)["pixel_values"], ref)
+
+
+def test_profile_times_every_phase_without_changing_outputs(checkpoints):
+    ckpt = checkpoints.get("square")
+    model = vitc.ViTForImageClassification.from_pretrained(ckpt.path)
+    x = np.random.default_rng(5).standard_normal((2, 3, 24, 24)).astype(np.float32)
+    plain = model(x).logits
+    with model.profile() as prof:
+        profiled = model(x).logits
+        model(x)
+    assert np.array_equal(plain, profiled)
+    model(x)  # after the block: not counted
+    assert prof.calls == 2
+    phases = prof.as_dict()
+    assert set(phases) == {"embeddings", "layernorm", "qkv", "attention", "proj", "fc1", "fc2", "other"}
+    assert all(v >= 0 for v in phases.values()) and phases["fc1"] > 0 and phases["attention"] > 0
+    assert sum(phases.values()) == pytest.approx(prof.total, rel=1e-6)
+    assert 0 <= prof.outside_linear_fraction() <= 1
+    assert "outside the linear layers" in prof.table()

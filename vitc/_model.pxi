@@ -1,5 +1,8 @@
 # Bindings for the ViT pieces of csrc/vit.c (included by _vitc.pyx).
 
+# Names of the vitc_phase entries (csrc/vitc.h), in order: the layout of forward()'s phase_seconds.
+LAYER_PHASES = ("layernorm", "qkv", "attention", "proj", "fc1", "fc2")
+
 _LAYER_FIELDS = ("ln1_g", "ln1_b", "ln2_g", "ln2_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
                  "fc1_w", "fc1_b", "fc2_w", "fc2_b")
 
@@ -58,8 +61,9 @@ cdef class EncoderLayer:
         return vitc_vit_layer_workspace_floats(<vitc_isa>self.isa, nthreads, &self.dims, batch, seq)
 
     def forward(self, int nthreads, float[:, ::1] hidden, size_t batch, float[::1] workspace,
-                float[:, :, :, ::1] probs=None):
-        """In place on hidden [batch*seq, dim]; probs, if given, gets [batch, heads, seq, seq]."""
+                float[:, :, :, ::1] probs=None, double[::1] phase_seconds=None):
+        """In place on hidden [batch*seq, dim]; probs, if given, gets [batch, heads, seq, seq];
+        phase_seconds, if given (float64, len(LAYER_PHASES)), gets each phase's wall time added."""
         _threads(nthreads)
         cdef size_t t = hidden.shape[0]
         if batch == 0 or t == 0 or t % batch or <size_t>hidden.shape[1] != self.dims.dim:
@@ -71,9 +75,13 @@ cdef class EncoderLayer:
         if probs is not None:
             _check_shape(np.asarray(probs), (batch, self.dims.heads, seq, seq), "probs")
             pp = &probs[0, 0, 0, 0]
+        cdef double *ps = NULL
+        if phase_seconds is not None:
+            _check_shape(np.asarray(phase_seconds), (len(LAYER_PHASES),), "phase_seconds")
+            ps = &phase_seconds[0]
         with nogil:
             vitc_vit_layer_forward(<vitc_isa>self.isa, nthreads, &self.dims, &self.c, batch, seq, &hidden[0, 0],
-                                   pp, &workspace[0])
+                                   pp, &workspace[0], ps)
 
 
 def embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph, size_t pw):

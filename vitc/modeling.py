@@ -10,6 +10,7 @@ DeiT checkpoints (model_type "deit") add a distillation token after CLS: two pre
 """
 import contextlib
 import threading
+import time
 from collections import OrderedDict
 
 import numpy as np
@@ -17,6 +18,7 @@ import numpy as np
 from . import _vitc, runtime
 from .config import ViTConfig
 from .hub import resolve_checkpoint
+from .profiling import ForwardProfile
 from .outputs import BaseModelOutputWithPooling, DeiTImageClassifierOutput, ImageClassifierOutput
 from .safetensors_reader import CheckpointReader
 
@@ -209,6 +211,7 @@ class _ViTBase:
         self._positions = {}
         self._lock = threading.Lock()
         self._call_threads = 1
+        self._profile = None
         self._image_processor = None
         self.name_or_path = source
         self.preprocessor_config_path = None
@@ -303,7 +306,26 @@ class _ViTBase:
         wanted = self.threads if self.threads is not None else runtime.get_num_threads()
         with runtime.compute_threads(wanted) as nthreads, self._lock:
             self._call_threads = nthreads
+            prof = self._profile
+            if prof is None:
+                yield
+                return
+            prof.call_start = time.perf_counter()
             yield
+            prof.end_call(time.perf_counter() - prof.call_start)
+
+    @contextlib.contextmanager
+    def profile(self):
+        """Time the phases of the forward calls made inside the block:
+        `with model.profile() as prof: model(x)`, then prof.table() / prof.as_dict()."""
+        prof = ForwardProfile()
+        with self._lock:
+            self._profile = prof
+        try:
+            yield prof
+        finally:
+            with self._lock:
+                self._profile = None
 
     # ---- images in, labels and embeddings out --------------------------------------------------------
     @property
@@ -420,11 +442,14 @@ class _ViTBase:
             hidden3[:, 0] = bufs.embed_out[:, 0]
             hidden3[:, 1] = dist_row
             hidden3[:, 2:] = bufs.embed_out[:, 1:]
+        prof = self._profile
+        if prof is not None:
+            prof.add("embeddings", time.perf_counter() - prof.call_start)
         hidden_states = [hidden3.copy()] if output_hidden_states else None
         attentions = [] if output_attentions else None
         for layer in self._layers:
             probs = np.empty((b, cfg.num_attention_heads, s, s), np.float32) if output_attentions else None
-            layer.forward(nt, bufs.hidden, b, bufs.layer_ws, probs)
+            layer.forward(nt, bufs.hidden, b, bufs.layer_ws, probs, None if prof is None else prof.layer_seconds)
             if output_hidden_states:
                 hidden_states.append(hidden3.copy())
             if output_attentions:
