@@ -7,14 +7,18 @@ import io
 import os
 import stat
 
+import sys
+
 import numpy as np
 import pytest
-from robust_helpers import SMALL, image_batch, write_checkpoint, write_raw
 from safetensors.numpy import load_file, save_file
 
-import vitc
-from vitc import cli
-from vitc.safetensors_reader import MAX_NDIM, CheckpointReader, SafetensorsError, SafetensorsFile
+sys.path.insert(0, os.path.dirname(__file__))
+from robust_helpers import SMALL, image_batch, write_checkpoint, write_raw  # noqa: E402
+
+import vitc  # noqa: E402
+from vitc import cli  # noqa: E402
+from vitc.safetensors_reader import MAX_NDIM, CheckpointReader, SafetensorsError, SafetensorsFile  # noqa: E402
 
 
 def entry(dtype="F32", shape=(2,), offsets=(0, 8)):
