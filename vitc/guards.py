@@ -106,7 +106,8 @@ def check_forward_memory(model, shape, dtype, contiguous_float32, hidden_states=
     available = available_memory_bytes()
     if available is None:
         return
-    nthreads = model.threads if model.threads is not None else 1
+    from . import runtime
+    nthreads = model.threads if model.threads is not None else runtime.get_num_threads()
     cached = any(key[:3] == (shape[0], shape[2], shape[3]) for key in list(model._buffers))
     need = forward_bytes(model.config, model._num_prefix, shape, nthreads, hidden_states, attentions,
                          buffers_cached=cached, input_copy=not contiguous_float32)
