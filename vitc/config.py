@@ -42,8 +42,28 @@ _DEFAULTS = {
 }
 
 
+# Sanity bounds, far above any published ViT (ViT-22B: hidden 6144, 48 layers, MLP 24576): a hostile config
+# with num_hidden_layers = 10**9 must fail here, not build a billion-entry weight plan or allocate.
+MAX_SIZES = {
+    "hidden_size": 1 << 16,
+    "num_hidden_layers": 1 << 10,
+    "num_attention_heads": 1 << 12,
+    "intermediate_size": 1 << 18,
+    "num_channels": 1 << 10,
+    "pooler_output_size": 1 << 18,
+    "image_size": 1 << 15,
+    "num_labels": 1 << 20,
+}
+
+
 def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _clip(value, limit=120):
+    """repr of a config value, cut short (a hostile file can put megabytes in one field)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _pair(name, value):
@@ -53,9 +73,11 @@ def _pair(name, value):
     elif isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
         value = tuple(value)
     else:
-        raise ValueError(f"config.{name} must be an int or a [height, width] pair of ints, got {value!r}")
+        raise ValueError(f"config.{name} must be an int or a [height, width] pair of ints, got {_clip(value)}")
     if min(value) <= 0:
         raise ValueError(f"config.{name} must be positive, got {value!r}")
+    if max(value) > MAX_SIZES["image_size"]:
+        raise ValueError(f"config.{name} {value!r} is larger than {MAX_SIZES['image_size']}")
     return value
 
 
@@ -65,7 +87,9 @@ def _labels(d):
     if id2label is None:
         num = d.get("num_labels", 2)
         if not _is_int(num) or num < 0:
-            raise ValueError(f"config.num_labels must be an int >= 0, got {num!r}")
+            raise ValueError(f"config.num_labels must be an int >= 0, got {_clip(num)}")
+        if num > MAX_SIZES["num_labels"]:
+            raise ValueError(f"config.num_labels = {num} is larger than {MAX_SIZES['num_labels']}")
         id2label = {i: f"LABEL_{i}" for i in range(num)}
     if not isinstance(id2label, dict):
         raise ValueError(f"config.id2label must be an object mapping ids to labels, got {type(id2label).__name__}")
@@ -74,14 +98,14 @@ def _labels(d):
         try:
             idx = int(key)
         except (TypeError, ValueError):
-            raise ValueError(f"config.id2label: key {key!r} is not an integer id") from None
+            raise ValueError(f"config.id2label: key {_clip(key)} is not an integer id") from None
         if idx < 0 or not isinstance(label, str):
-            raise ValueError(f"config.id2label: bad entry {key!r}: {label!r}")
+            raise ValueError(f"config.id2label: bad entry {_clip(key)}: {_clip(label)}")
         out[idx] = label
     if sorted(out) != list(range(len(out))):
-        raise ValueError(f"config.id2label: ids must be 0..{len(out) - 1}, got {sorted(out)}")
+        raise ValueError(f"config.id2label: ids must be 0..{len(out) - 1}, got {_clip(sorted(out))}")
     if "num_labels" in d and d["num_labels"] != len(out):
-        raise ValueError(f"config.num_labels = {d['num_labels']!r} but id2label has {len(out)} entries")
+        raise ValueError(f"config.num_labels = {_clip(d['num_labels'])} but id2label has {len(out)} entries")
     label2id = d.get("label2id")
     if label2id is None:
         label2id = {label: i for i, label in out.items()}
@@ -94,8 +118,11 @@ class ViTConfig:
     """Configuration of a ViT / DeiT / DINO encoder (fields and defaults as transformers.ViTConfig)."""
 
     def __init__(self, **kwargs):
+        self._init(kwargs)
+
+    def _init(self, fields):
         d = dict(_DEFAULTS)
-        d.update(kwargs)
+        d.update(fields)
         self.model_type = d.pop("model_type")
         for name in _INT_FIELDS:
             setattr(self, name, d.pop(name))
@@ -119,7 +146,12 @@ class ViTConfig:
     def from_dict(cls, config_dict):
         if not isinstance(config_dict, dict):
             raise ValueError(f"a config must be a JSON object / dict, got {type(config_dict).__name__}")
-        return cls(**config_dict)
+        bad = [k for k in config_dict if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"config keys must be strings, got {_clip(bad)}")
+        self = cls.__new__(cls)
+        self._init(config_dict)  # not cls(**config_dict): a key named "self" must not break the call
+        return self
 
     @classmethod
     def from_json_file(cls, path):
@@ -128,6 +160,14 @@ class ViTConfig:
                 data = json.load(f)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: the JSON is nested too deeply") from None
+        except IsADirectoryError:
+            raise IsADirectoryError(f"{path}: is a directory, expected a config.json file") from None
+        except ValueError as exc:  # e.g. an integer with more digits than sys.get_int_max_str_digits()
+            raise ValueError(f"{path}: unreadable JSON value ({exc})") from None
         try:
             return cls.from_dict(data)
         except ValueError as exc:
@@ -144,31 +184,36 @@ class ViTConfig:
 
     # ---- checks and derived values -----------------------------------------------------------------
     def validate(self):
-        if self.model_type not in SUPPORTED_MODEL_TYPES:
-            raise ValueError(f"config.model_type {self.model_type!r} is not supported: expected one of "
+        if not isinstance(self.model_type, str) or self.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"config.model_type {_clip(self.model_type)} is not supported: expected one of "
                              f"{', '.join(SUPPORTED_MODEL_TYPES)}")
         for name in _INT_FIELDS + ("pooler_output_size",):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
-                raise ValueError(f"config.{name} must be a positive int, got {value!r}")
+                raise ValueError(f"config.{name} must be a positive int, got {_clip(value)}")
+            if value > MAX_SIZES[name]:
+                raise ValueError(f"config.{name} = {value} is larger than {MAX_SIZES[name]} (a sanity bound: "
+                                 f"no ViT comes close)")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"config.hidden_size ({self.hidden_size}) must be divisible by "
                              f"num_attention_heads ({self.num_attention_heads})")
         if "head_dim" in self.extra and self.extra["head_dim"] not in (None, self.head_dim):
-            raise ValueError(f"config.head_dim = {self.extra['head_dim']!r} is not hidden_size / "
+            raise ValueError(f"config.head_dim = {_clip(self.extra['head_dim'])} is not hidden_size / "
                              f"num_attention_heads = {self.head_dim}: unsupported")
-        if not isinstance(self.layer_norm_eps, (int, float)) or isinstance(self.layer_norm_eps, bool) \
-                or not self.layer_norm_eps > 0:
-            raise ValueError(f"config.layer_norm_eps must be a number > 0, got {self.layer_norm_eps!r}")
+        eps = self.layer_norm_eps
+        # the kernels take eps as a float32: it must stay positive and finite there (1e-50 would become 0)
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 1.2e-38 <= eps <= 3.4e38:
+            raise ValueError(f"config.layer_norm_eps must be a number > 0 that float32 can hold "
+                             f"(1.2e-38 .. 3.4e38), got {_clip(eps)}")
         if not isinstance(self.qkv_bias, bool):
-            raise ValueError(f"config.qkv_bias must be true or false, got {self.qkv_bias!r}")
+            raise ValueError(f"config.qkv_bias must be true or false, got {_clip(self.qkv_bias)}")
         image, patch = _pair("image_size", self.image_size), _pair("patch_size", self.patch_size)
         if patch[0] > image[0] or patch[1] > image[1]:
             raise ValueError(f"config.patch_size {list(patch)} is larger than image_size {list(image)}")
         for name in ("hidden_act", "pooler_act"):
             value = getattr(self, name)
-            if value not in ACTIVATION_CODES:
-                raise ValueError(f"config.{name} {value!r} is not supported: expected one of "
+            if not isinstance(value, str) or value not in ACTIVATION_CODES:  # a list/dict is unhashable
+                raise ValueError(f"config.{name} {_clip(value)} is not supported: expected one of "
                                  f"{', '.join(sorted(ACTIVATION_CODES))}")
 
     @property

@@ -63,12 +63,16 @@ def _open_file(source):
         raise ImageLoadError(f"image file not found: {path!r}{hint}")
     if os.path.isdir(path):
         raise ImageLoadError(f"expected an image file, got a directory: {path!r}")
+    if not os.path.isfile(path):  # a FIFO would block Image.open forever, a device reads without end
+        raise ImageLoadError(f"expected an image file, got a device, FIFO or socket: {path!r}")
     try:
         with Image.open(path) as image:  # Pillow's decompression-bomb check runs here (kept as Pillow has it)
             image.load()  # decode now, inside the try, so truncation/corruption is reported with the name
             return path, _upright(image)
     except Image.DecompressionBombError as err:
         raise ImageLoadError(f"image file {path!r} is too large (Pillow decompression-bomb limit): {err}") from err
+    except PermissionError as err:
+        raise ImageLoadError(f"image file {path!r} cannot be read: permission denied") from err
     except Image.UnidentifiedImageError as err:
         size = os.path.getsize(path)
         what = "is empty (0 bytes)" if size == 0 else f"is not an image Pillow can read ({size} bytes)"

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import _vitc, runtime
+from . import _vitc, guards, runtime
 from .config import ViTConfig
 from .hub import resolve_checkpoint
 from .profiling import ForwardProfile
@@ -193,7 +193,13 @@ class _Buffers:
 
 
 class _ViTBase:
-    """Shared loading and encoder forward of ViTModel and ViTForImageClassification."""
+    """Shared loading and encoder forward of ViTModel and ViTForImageClassification.
+
+    Thread safety: a model object may be called from any number of Python threads. Its calls run one at a
+    time (a per-model lock guards the activation buffers it reuses between calls); each call returns fresh
+    output arrays that no later call writes. The GIL is released inside the C kernels, so different model
+    objects run in parallel, and concurrent calls split the cores between them (runtime.compute_threads).
+    For parallel throughput on one checkpoint, load one model object per thread."""
     _with_head = False
     _max_cached_shapes = 2
 
@@ -206,7 +212,9 @@ class _ViTBase:
         plan = _WeightPlan(config, reader.keys(), reader.shape, self._with_head, source)
         self._num_prefix = plan.num_prefix
         self._num_parameters = plan.num_parameters
-        self._load(plan, reader)
+        counter = guards.NonfiniteCounter(reader)  # NaN/Inf per tensor, counted on the raw copies
+        self._load(plan, counter)
+        self._nonfinite = dict(counter.nonfinite)
         self._buffers = OrderedDict()
         self._positions = {}
         self._lock = threading.Lock()
@@ -291,6 +299,18 @@ class _ViTBase:
         """Parameters loaded (as transformers' model.num_parameters() for the same modules)."""
         return self._num_parameters
 
+    def nonfinite_weights(self):
+        """{checkpoint tensor name: number of NaN/Inf values} for the tensors that have any (empty when all
+        weights are finite). Counted while loading; such a model loads and runs, its outputs may be NaN."""
+        return dict(self._nonfinite)
+
+    def check_weights(self):
+        """Raise ValueError naming the tensors that hold NaN/Inf values; return self when all are finite."""
+        if self._nonfinite:
+            raise ValueError(f"{self.name_or_path}: non-finite weights (NaN/Inf count per tensor): "
+                             f"{_short([f'{k}: {v}' for k, v in sorted(self._nonfinite.items())])}")
+        return self
+
     def eval(self):
         """Inference only; kept so code written for transformers runs unchanged."""
         return self
@@ -356,7 +376,7 @@ class _ViTBase:
         """The encoder's outputs (ViTModel's forward): last_hidden_state after the final LayerNorm,
         pooler_output (None without pooler weights), hidden_states and attentions on request."""
         interpolate = bool(interpolate_pos_encoding)
-        x = self._check_pixels(pixel_values, interpolate)
+        x = self._check_pixels(pixel_values, interpolate, output_hidden_states, output_attentions)
         with self._calling():
             bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)
             b, s, d = x.shape[0], bufs.seq, self.config.hidden_size
@@ -371,7 +391,7 @@ class _ViTBase:
         return out if return_dict else out.to_tuple()
 
     # ---- forward ---------------------------------------------------------------------------------------
-    def _check_pixels(self, pixel_values, interpolate):
+    def _check_pixels(self, pixel_values, interpolate, hidden_states=False, attentions=False):
         x = np.asarray(pixel_values)
         if x.dtype.kind not in "fiu":
             raise TypeError(f"pixel_values must be a real-valued array, got dtype {x.dtype}")
@@ -391,6 +411,9 @@ class _ViTBase:
                              f"interpolate_pos_encoding=True to run at another resolution.")
         if h < ph or w < pw:
             raise ValueError(f"Input image size ({h}*{w}) is smaller than one patch ({ph}*{pw})")
+        # a huge batch is a MemoryError here, before the float32 copy or any buffer is allocated
+        guards.check_forward_memory(self, x.shape, x.dtype, x.dtype == np.float32 and x.flags.c_contiguous,
+                                    bool(hidden_states), bool(attentions))
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def _get_buffers(self, batch, height, width, nthreads):
@@ -474,7 +497,8 @@ class _ViTBase:
 
 class ViTModel(_ViTBase):
     """The bare encoder: last_hidden_state after the final LayerNorm, pooler_output when the checkpoint has
-    a pooler (tanh(dense(CLS)) by default), else None."""
+    a pooler (tanh(dense(CLS)) by default), else None. Thread-safe: see _ViTBase (calls on one object are
+    serialized)."""
     _with_head = False
 
     __call__ = _ViTBase.encode
@@ -487,13 +511,13 @@ class ViTModel(_ViTBase):
 
 class ViTForImageClassification(_ViTBase):
     """Encoder + linear classifier on the CLS token after the final LayerNorm (DeiT with teacher: the mean
-    of the CLS and distillation heads)."""
+    of the CLS and distillation heads). Thread-safe: see _ViTBase (calls on one object are serialized)."""
     _with_head = True
 
     def __call__(self, pixel_values, output_hidden_states=False, output_attentions=False,
                  interpolate_pos_encoding=False, return_dict=True):
         interpolate = bool(interpolate_pos_encoding)
-        x = self._check_pixels(pixel_values, interpolate)
+        x = self._check_pixels(pixel_values, interpolate, output_hidden_states, output_attentions)
         cfg = self.config
         with self._calling():
             bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)

@@ -5,12 +5,18 @@ checked against the file before any tensor is touched:
   8-byte little-endian header length N | N bytes of JSON | data area
   JSON: {"__metadata__": {str: str}, name: {"dtype": str, "shape": [int], "data_offsets": [begin, end]}}
   offsets are relative to the data area; tensors tile it exactly (like the reference implementation).
-Tensors are read through mmap and converted (F16, BF16, F64 -> F32) into fresh arrays, so nothing keeps
-the file mapped after `close()`.
+Tensors are read with pread into fresh arrays and converted (F16, BF16, F64 -> F32). Not mmap on purpose: a
+file truncated or rewritten by another process after the header was checked makes a mapped read die with
+SIGBUS; a pread just comes back short, which is reported as a SafetensorsError.
+
+Hostile-input rules (docs/robustness.md lists each case): every size is checked in Python ints (no overflow),
+at most MAX_NDIM dimensions and a product below 2**63 bytes, the header is at most MAX_HEADER_BYTES and must be
+a JSON object (deep nesting / giant numbers are errors, not crashes), only regular files are opened (a
+directory or a FIFO is refused before open() could block).
 """
 import json
-import mmap
 import os
+import stat
 
 import numpy as np
 
@@ -26,6 +32,8 @@ DTYPES = {
     "BOOL": (1, None, False),
 }
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's limit
+MAX_NDIM = 32           # numpy 1.x's limit (2.x allows 64); checkpoints use <= 4
+MAX_TENSOR_BYTES = 2 ** 63 - 1  # sizes must fit an int64 / size_t, as the reference's checked_mul
 
 
 class SafetensorsError(ValueError):
@@ -40,6 +48,12 @@ class TensorInfo:
 
     def __repr__(self):
         return f"TensorInfo({self.name!r}, {self.dtype}, {list(self.shape)})"
+
+
+def _clip(value, limit=200):
+    """repr of a hostile header value, cut short so an error message stays readable."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _no_duplicates(pairs):
@@ -63,6 +77,10 @@ def _parse_header(path, raw, data_size):
         raise SafetensorsError(f"{path}: {exc}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SafetensorsError(f"{path}: the header is not valid UTF-8 JSON ({exc})") from None
+    except RecursionError:
+        raise SafetensorsError(f"{path}: the header JSON is nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more than sys.get_int_max_str_digits() digits
+        raise SafetensorsError(f"{path}: the header JSON has an unreadable value ({exc})") from None
     if not isinstance(header, dict):
         raise SafetensorsError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
     meta = header.pop("__metadata__", {})
@@ -73,20 +91,26 @@ def _parse_header(path, raw, data_size):
         where = f"{path}: tensor {name!r}"
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise SafetensorsError(f"{where}: expected an object with exactly dtype, shape, data_offsets, "
-                                   f"got {entry!r}")
+                                   f"got {_clip(entry)}")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in DTYPES:
-            raise SafetensorsError(f"{where}: unknown dtype {dtype!r}")
+        if not isinstance(dtype, str) or dtype not in DTYPES:
+            raise SafetensorsError(f"{where}: unknown dtype {_clip(dtype)}")
         if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
-            raise SafetensorsError(f"{where}: shape must be a list of non-negative ints, got {shape!r}")
+            raise SafetensorsError(f"{where}: shape must be a list of non-negative ints, got {_clip(shape)}")
+        if len(shape) > MAX_NDIM:
+            raise SafetensorsError(f"{where}: {len(shape)} dimensions, at most {MAX_NDIM} are supported")
         if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
                 and 0 <= offsets[0] <= offsets[1] <= data_size):
-            raise SafetensorsError(f"{where}: data_offsets {offsets!r} are not inside the data area of "
+            raise SafetensorsError(f"{where}: data_offsets {_clip(offsets)} are not inside the data area of "
                                    f"{data_size} bytes")
-        count = 1
+        # sizes as size_t / numpy's intp: the product of the non-zero dimensions must stay below 2**63 bytes
+        # (numpy refuses a (0, 2**62, 2**62) array too), so no later size computation can overflow
+        span = DTYPES[dtype][0]
         for s in shape:
-            count *= s
-        nbytes = count * DTYPES[dtype][0]
+            span *= max(s, 1)
+            if span > MAX_TENSOR_BYTES:
+                raise SafetensorsError(f"{where}: shape {shape} x {dtype} overflows 2**63 bytes")
+        nbytes = 0 if 0 in shape else span
         if offsets[1] - offsets[0] != nbytes:
             raise SafetensorsError(f"{where}: shape {shape} x {dtype} needs {nbytes} bytes but data_offsets "
                                    f"{offsets} span {offsets[1] - offsets[0]}")
@@ -108,18 +132,28 @@ class SafetensorsFile:
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        self._file = open(self.path, "rb")
+        if isinstance(self.path, bytes):
+            self.path = os.fsdecode(self.path)
+        _check_regular_file(self.path)
         try:
-            size = os.fstat(self._file.fileno()).st_size
+            self._file = open(self.path, "rb")
+        except PermissionError:
+            raise PermissionError(f"{self.path}: permission denied reading the safetensors file") from None
+        try:
+            st = os.fstat(self._file.fileno())
+            if not stat.S_ISREG(st.st_mode):  # replaced between the check and open()
+                raise SafetensorsError(f"{self.path}: not a regular file")
+            size = st.st_size
             if size < 8:
                 raise SafetensorsError(f"{self.path}: {size} bytes is too short for a safetensors file")
             n = int.from_bytes(self._file.read(8), "little")
             if n > MAX_HEADER_BYTES or 8 + n > size:
                 raise SafetensorsError(f"{self.path}: header length {n} does not fit in a file of {size} bytes")
             raw = self._file.read(n)
+            if len(raw) != n:
+                raise SafetensorsError(f"{self.path}: the file ended inside its {n}-byte header")
             self._data_start = 8 + n
             self.metadata, self.tensors = _parse_header(self.path, raw, size - self._data_start)
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size > 0 else None
         except BaseException:
             self._file.close()
             raise
@@ -132,12 +166,11 @@ class SafetensorsFile:
         info = self.tensors.get(name)
         if info is None:
             raise KeyError(f"{self.path}: no tensor {name!r}")
-        return _read_float32(self._map, self._data_start, info)
+        if self._file.closed:
+            raise ValueError(f"{self.path}: read after close()")
+        return _read_float32(self._file.fileno(), self._data_start, info)
 
     def close(self):
-        if self._map is not None:
-            self._map.close()
-            self._map = None
         self._file.close()
 
     def __enter__(self):
@@ -147,31 +180,59 @@ class SafetensorsFile:
         self.close()
 
 
-def _read_float32(buf, data_start, info):
+def _check_regular_file(path):
+    """A clear error for what open() would not give one for (or would block on, like a FIFO)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such safetensors file") from None
+    except PermissionError:
+        raise PermissionError(f"{path}: permission denied reading the safetensors file") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(f"{path}: is a directory, expected a .safetensors file")
+    if not stat.S_ISREG(st.st_mode):
+        raise SafetensorsError(f"{path}: not a regular file (a device, FIFO or socket)")
+
+
+def _read_float32(fd, data_start, info):
     itemsize, np_dtype, convertible = DTYPES[info.dtype]
     if not convertible:
         raise SafetensorsError(f"{info.path}: tensor {info.name!r} has dtype {info.dtype}; expected a float "
                                f"dtype (F32, F16, BF16, F64)")
     count = (info.end - info.begin) // itemsize
-    offset = data_start + info.begin
     if count == 0:
-        out = np.empty(0, np.float32)
+        return np.empty(0, np.float32).reshape(info.shape)
+    if info.dtype == "F32":
+        out = np.empty(count, "<f4")
+        _pread_exact(fd, out, data_start + info.begin, info)
+        if out.dtype != np.float32:  # big-endian host: the file is little-endian
+            out = out.astype(np.float32)
     elif info.dtype == "BF16":  # bfloat16 is the top half of a float32
-        bits = np.frombuffer(buf, dtype="<u2", count=count, offset=offset)
+        bits = np.empty(count, "<u2")
+        _pread_exact(fd, bits, data_start + info.begin, info)
         out = (bits.astype(np.uint32) << 16).view(np.float32)
     else:
-        out = np.frombuffer(buf, dtype=np_dtype, count=count, offset=offset).astype(np.float32)
-        # astype always copies: the mmap can be closed afterwards
-    _release_pages(buf, offset, info.end - info.begin)
+        raw = np.empty(count, np_dtype)
+        _pread_exact(fd, raw, data_start + info.begin, info)
+        out = raw.astype(np.float32)
     return out.reshape(info.shape)
 
 
-def _release_pages(buf, offset, nbytes):
-    """Drop the mapped pages of a tensor already copied out, so loading a model does not keep the whole file
-    resident next to the packed weights (they stay in the page cache; a re-read just faults them back)."""
-    if nbytes and hasattr(buf, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        start = offset - offset % mmap.PAGESIZE
-        buf.madvise(mmap.MADV_DONTNEED, start, offset + nbytes - start)
+def _pread_exact(fd, array, offset, info):
+    """Fill `array` from the file at `offset`; a short read (file shrunk since it was opened) is an error."""
+    view = memoryview(array).cast("B")
+    done = 0
+    while done < len(view):
+        if hasattr(os, "preadv"):
+            got = os.preadv(fd, [view[done:]], offset + done)
+        else:  # no preadv (Windows, old macOS): pread copies once more
+            chunk = os.pread(fd, min(len(view) - done, 1 << 30), offset + done)
+            got = len(chunk)
+            view[done:done + got] = chunk
+        if got == 0:
+            raise SafetensorsError(f"{info.path}: tensor {info.name!r}: the file ended at byte "
+                                   f"{offset + done} (truncated while open?)")
+        done += got
 
 
 class CheckpointReader:
@@ -200,6 +261,12 @@ class CheckpointReader:
                 index = json.load(f)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise SafetensorsError(f"{index_path}: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise SafetensorsError(f"{index_path}: the JSON is nested too deeply") from None
+        except IsADirectoryError:
+            raise IsADirectoryError(f"{index_path}: is a directory, expected a safetensors index file") from None
+        except ValueError as exc:
+            raise SafetensorsError(f"{index_path}: unreadable JSON value ({exc})") from None
         weight_map = index.get("weight_map") if isinstance(index, dict) else None
         if not isinstance(weight_map, dict) or not weight_map or not all(
                 isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items()):
