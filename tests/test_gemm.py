@@ -11,7 +11,7 @@ import pytest
 from vitc import _vitc
 
 # (MR, NR, KC) per ISA code, as in csrc/gemm.c's block-size table; NR is checked against the packed size.
-TILES = {0: (4, 16, 256), 1: (6, 16, 256), 2: (14, 32, 256)}
+TILES = {0: (4, 16, 256), 1: (6, 16, 768), 2: (14, 32, 1024)}
 
 
 def tile(isa):
@@ -86,11 +86,14 @@ def run_gemm(isa, a, b_kn, layout="nk", nthreads=1, out=None, serial=False, **ep
 
 
 def small_shapes(isa):
+    """Every m × n edge case for k within one KC block; a diagonal of them for k spanning KC blocks."""
     mr, nr, kc = tile(isa)
     ms = [1, mr - 1, mr, mr + 1, 37, 197]
     ns = [1, 7, nr - 1, nr, nr + 1, 97]
-    ks = [1, 7, kc - 1, kc, kc + 1, 2 * kc + 3]
-    return [(m, n, k) for m in ms for n in ns for k in ks if m * n * k <= 197 * 97 * 300 and m >= 1]
+    shapes = [(m, n, k) for m in ms for n in ns for k in (1, 7, 300)]
+    for k in (kc - 1, kc, kc + 1, 2 * kc + 3):
+        shapes += [(m, n, k) for m, n in zip(ms, ns[::-1] if k % 2 else ns)]
+    return shapes
 
 
 def test_small_shapes_against_float64(isa):

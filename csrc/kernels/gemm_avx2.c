@@ -44,6 +44,7 @@ static inline __attribute__((always_inline)) void tile_6x16(const int rows, size
         }
     } else {
         float buf[NR];
+#pragma GCC unroll 8 /* constant indices keep acc0/acc1 in registers */
         for (int r = 0; r < rows; r++) {
             float *cr = c + (size_t)r * ldc;
             _mm256_storeu_ps(buf, acc0[r]);
