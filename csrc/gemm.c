@@ -158,9 +158,11 @@ static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size
 }
 
 /* ---- one thread's rectangle: rows [m0, m1), panels [jp0, jp1) ---------------------------------- */
+/* shared_a: when not NULL, all of A already packed (see pack_a_shared) and m0 is a multiple of MR;
+ * else A is packed here, MC×KC at a time, into apack. */
 static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, size_t m0, size_t m1, size_t jp0,
                       size_t jp1, size_t n, size_t k, const float *a, size_t lda, const float *packed, float *c,
-                      size_t ldc, float *apack) {
+                      size_t ldc, float *apack, const float *shared_a, size_t m_pad) {
     const size_t MR = cfg->mr, NR = cfg->nr;
     const size_t kcb = block_size(k, cfg->kc, 1);
     const size_t mcb = block_size(m1 - m0, cfg->mc, MR);
@@ -173,14 +175,18 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
             const int last = pc + kc == k;
             for (size_t ic = m0; ic < m1; ic += mcb) {
                 const size_t mc = min_size(mcb, m1 - ic);
-                pack_a(MR, mc, kc, a + ic * lda + pc, lda, apack);
+                const float *ap = apack;
+                if (shared_a)
+                    ap = shared_a + pc * m_pad + ic * kc;
+                else
+                    pack_a(MR, mc, kc, a + ic * lda + pc, lda, apack);
                 for (size_t jp = jc; jp < jend; jp++) {
                     const size_t col0 = jp * NR, nr = min_size(NR, n - col0);
                     const float *bp = packed + col0 * k + pc * NR; /* panel jp, row pc */
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         const size_t mr = min_size(MR, mc - ir);
                         float *ct = c + (ic + ir) * ldc + col0;
-                        cfg->ukernel(mr, nr, kc, apack + ir * kc, bp, ct, ldc, accumulate);
+                        cfg->ukernel(mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate);
                         if (last) epilogue_tile(e, mr, nr, ic + ir, col0, ct, ldc);
                     }
                 }
@@ -221,7 +227,7 @@ static void gemm_run(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, si
     if (e->alias && e->act != VITC_ACT_NONE)
         gemm_rect_fullk(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack);
     else
-        gemm_rect(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack);
+        gemm_rect(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack, NULL, 0);
 }
 
 /* ---- workspace ----------------------------------------------------------------------------------- */
@@ -272,6 +278,44 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
     }
 }
 
+/* Largest A (floats) packed once for all threads: 8 MB, i.e. M = 1576 × K = 768 or M = 197 × K = 3072+. */
+#define SHARED_A_MAX_FLOATS ((size_t)2 << 20)
+
+/* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
+ * rectangles of C from a dynamic queue: no thread packs A twice, and a thread the OS delays (the machine
+ * is shared) leaves its remaining rectangles to the others instead of holding up the whole GEMM. */
+static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, int nthreads, size_t m,
+                          size_t n, size_t k, const float *a, size_t lda, const float *packed, float *c,
+                          size_t ldc, float *shared_a) {
+    const size_t MR = cfg->mr, m_tiles = div_up(m, MR), m_pad = m_tiles * MR, n_panels = div_up(n, cfg->nr);
+    const size_t kcb = block_size(k, cfg->kc, 1), k_blocks = div_up(k, kcb);
+    /* ~4 rectangles per thread: N panels first (each streams less of B), rows too when N is narrow */
+    const size_t want = 4 * (size_t)nthreads;
+    const size_t tn = min_size(n_panels, want), tm = min_size(m_tiles, div_up(want, tn));
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+#endif
+    {
+#ifdef _OPENMP
+#pragma omp for schedule(static)
+#endif
+        for (size_t t = 0; t < k_blocks * m_tiles; t++) {
+            const size_t pc = t / m_tiles * kcb, i = t % m_tiles * MR, kc = min_size(kcb, k - pc);
+            pack_a(MR, min_size(MR, m - i), kc, a + i * lda + pc, lda, shared_a + pc * m_pad + i * kc);
+        } /* implicit barrier: A is packed */
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (size_t t = 0; t < tm * tn; t++) {
+            const size_t ti = t / tn, tj = t % tn;
+            const size_t m0 = ti * m_tiles / tm * MR, m1 = min_size((ti + 1) * m_tiles / tm * MR, m);
+            const size_t jp0 = tj * n_panels / tn, jp1 = (tj + 1) * n_panels / tn;
+            if (m0 < m1 && jp0 < jp1)
+                gemm_rect(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, NULL, shared_a, m_pad);
+        }
+    }
+}
+
 vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t k,
                           const float *a, size_t lda, const float *packed, const vitc_epilogue *ep,
                           float *c, size_t ldc) {
@@ -290,6 +334,15 @@ vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t
         gemm_run(cfg, &e, 0, m, 0, n_panels, n, k, a, lda, packed, c, ldc, align64(buf));
         return VITC_OK;
     }
+    const size_t shared_floats = m_tiles * cfg->mr * k;
+    if (shared_floats <= SHARED_A_MAX_FLOATS && !(e.alias && e.act != VITC_ACT_NONE)) {
+        float *buf = thread_workspace(shared_floats + 16); /* the calling thread's cache */
+        if (!buf) return VITC_ERR_NOMEM;
+        gemm_shared_a(cfg, &e, (int)work, m, n, k, a, lda, packed, c, ldc,
+                      align64(buf));
+        return VITC_OK;
+    }
+    /* large A: static rectangles, each thread packing its rows MC×KC at a time into its own buffer */
     int failed = 0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads((int)work)
