@@ -17,17 +17,20 @@
  * Block sizes, measured on Zen 4 (L1d 32 KB, L2 1 MB per core) against OpenBLAS with a best-of-N CPU-time
  * harness (the machine is shared). Zen 4's L2 feeds the micro-kernel fast enough that the textbook "B
  * micro-panel in L1" (KC ~256) loses: every extra KC block costs one more read-modify-write pass over C
- * and more packing/loop overhead. Going from KC 256 to KC 768-1536 took the batch-8 shapes from
- * 0.90-0.98x to 1.00-1.07x OpenBLAS (single thread); MC 42..168 made no measurable difference.
- *  - avx512 14×32: KC 1024 (k = 768 is one block, k = 3072 three), MC 112 -> packed A 112·1024·4 = 448 KB,
- *    under half of L2; the B micro-panel (128 KB) and A micro-panel (56 KB) stream from L2 with the
- *    hardware prefetcher. NC 3072 (a KC×NC slice of B: 12 MB in L3; only the thread's panels are used).
- *  - avx2 6×16: KC 768, MC 120 (360 KB); same reasoning. On Zen 4 it reaches the AVX-512 kernel's speed
- *    (both issue 32 flop/cycle), so avx2 is a full-speed path here.
+ * and more loop/packing overhead. Single thread, KC 256 -> 768 -> 3072 took the batch-8 shapes from
+ * 0.76-0.98x to 0.95-1.05x to 1.03-1.09x OpenBLAS; the batch-1 shapes are 1.15-1.25x. MC 42..168: no
+ * measurable difference with KC 768-1536, MC 56 worse than 112 with KC 3072.
+ *  - avx512 14×32: KC 3072 (every ViT-B k is one block), MC 112 (packed A 112·3072·4 = 1.3 MB when
+ *    k = 3072: A and B micro-panels stream from L2/L3 under the hardware prefetcher), NC 3072.
+ *  - avx2 6×16: KC 768, MC 120, NC 3072. On Zen 4 it matches the AVX-512 kernel (both issue 32
+ *    flop/cycle); KC 3072 was equal within noise here, and 768 is kinder to the 256-512 KB L2 of the
+ *    AVX2-only CPUs this path exists for.
  *  - scalar 4×16: KC 256, MC 128, NC 1024 (the portable fallback; tuned for nothing in particular).
- * Threads: one OpenMP region splits the (M tiles × N panels) grid into tm × tn rectangles, choosing the
- * split whose largest rectangle is smallest (ties: split N, so each thread streams less of B). At batch 1
- * (M = 197) that gives each of 2 threads half of the N panels and all rows.
+ * Threads (one OpenMP region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
+ * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread, N
+ * panels first) from a dynamic queue, so a thread the OS delays does not hold the others up. Larger A:
+ * the (M tiles × N panels) grid is split statically into tm × tn rectangles (the split whose largest
+ * rectangle is smallest; ties split N), each thread packing its rows MC×KC at a time.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -43,7 +46,7 @@
 static const vitc_f32_gemm_config gemm_config_scalar = {4, 16, 256, 128, 1024, vitc_f32_gemm_ukernel_4x16__scalar};
 #if defined(VITC_HAVE_X86_KERNELS)
 static const vitc_f32_gemm_config gemm_config_avx2 = {6, 16, 768, 120, 3072, vitc_f32_gemm_ukernel_6x16__avx2};
-static const vitc_f32_gemm_config gemm_config_avx512 = {14, 32, 1024, 112, 3072,
+static const vitc_f32_gemm_config gemm_config_avx512 = {14, 32, 3072, 112, 3072,
                                                         vitc_f32_gemm_ukernel_14x32__avx512};
 #endif
 
