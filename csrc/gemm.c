@@ -26,8 +26,8 @@
  *    flop/cycle); KC 3072 was equal within noise here, and 768 is kinder to the 256-512 KB L2 of the
  *    AVX2-only CPUs this path exists for.
  *  - scalar 4×16: KC 256, MC 128, NC 1024 (the portable fallback; tuned for nothing in particular).
- * Threads (one OpenMP region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
- * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread, N
+ * Threads (one OpenMP region per call): when the packed A fits 32 MB (m·k <= 8M floats: ViT-B/L up to
+ * batch 8) the threads pack A together once, then take rectangles of C (~4 per thread, N
  * panels first) from a dynamic queue, so a thread the OS delays does not hold the others up. Larger A:
  * the (M tiles × N panels) grid is split statically into tm × tn rectangles (the split whose largest
  * rectangle is smallest; ties split N), each thread packing its rows MC×KC at a time.
@@ -103,18 +103,24 @@ void vitc_f32_gemm_pack_kn(vitc_isa isa, size_t n, size_t k, const float *b, siz
     }
 }
 
-/* A[m, lda] (kc columns) -> MR-row panels [m/MR][kc][MR], rows past m zero. */
+/* A[m, lda] (kc columns) -> MR-row panels [m/MR][kc][MR], rows past m zero.
+ * k is walked in slices of 16 so the slice of the panel being written (16·MR floats) stays in L1 while the
+ * MR source rows are read in turn: the plain row-by-row transpose ran at ~0.2 floats/cycle on a 14-row
+ * panel (each row's stride-MR writes sweep a 170 KB panel), which cost ~9% of a 1576×3072×768 GEMM. */
 static void pack_a(size_t mr, size_t m, size_t kc, const float *VITC_RESTRICT a, size_t lda,
                    float *VITC_RESTRICT ap) {
     for (size_t i = 0; i < m; i += mr) {
         float *dst = ap + i * kc;
         const size_t rows = min_size(mr, m - i);
-        for (size_t r = 0; r < rows; r++) {
-            const float *src = a + (i + r) * lda;
-            for (size_t p = 0; p < kc; p++) dst[p * mr + r] = src[p];
+        for (size_t p0 = 0; p0 < kc; p0 += 16) {
+            const size_t p1 = min_size(p0 + 16, kc);
+            for (size_t r = 0; r < rows; r++) {
+                const float *src = a + (i + r) * lda;
+                for (size_t p = p0; p < p1; p++) dst[p * mr + r] = src[p];
+            }
+            for (size_t r = rows; r < mr; r++)
+                for (size_t p = p0; p < p1; p++) dst[p * mr + r] = 0.0f;
         }
-        for (size_t r = rows; r < mr; r++)
-            for (size_t p = 0; p < kc; p++) dst[p * mr + r] = 0.0f;
     }
 }
 
@@ -281,8 +287,10 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
     }
 }
 
-/* Largest A (floats) packed once for all threads: 8 MB, i.e. M = 1576 × K = 768 or M = 197 × K = 3072+. */
-#define SHARED_A_MAX_FLOATS ((size_t)2 << 20)
+/* Largest A (floats) packed once for all threads: 32 MB, all of ViT-B/L at batch 8 (1576 × 3072 = 19 MB).
+ * Beyond it each thread packs its own rows; with an N split every thread would pack all of A, ~7% of a
+ * 2-thread 1576×3072×768 GEMM even with the blocked packing. The buffer stays cached in the calling thread. */
+#define SHARED_A_MAX_FLOATS ((size_t)8 << 20)
 
 /* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
  * rectangles of C from a dynamic queue: no thread packs A twice, and a thread the OS delays (the machine
