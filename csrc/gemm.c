@@ -308,7 +308,7 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
 #endif
     {
 #ifdef _OPENMP
-#pragma omp for schedule(static)
+#pragma omp for schedule(dynamic, 2) /* a late thread finds the packing done */
 #endif
         for (size_t t = 0; t < k_blocks * m_tiles; t++) {
             const size_t pc = t / m_tiles * kcb, i = t % m_tiles * MR, kc = min_size(kcb, k - pc);
