@@ -26,9 +26,10 @@
  *    flop/cycle); KC 3072 was equal within noise here, and 768 is kinder to the 256-512 KB L2 of the
  *    AVX2-only CPUs this path exists for.
  *  - scalar 4×16: KC 256, MC 128, NC 1024 (the portable fallback; tuned for nothing in particular).
- * Threads (one OpenMP region per call): when the packed A fits 32 MB (m·k <= 8M floats: ViT-B/L up to
- * batch 8) the threads pack A together once, then take rectangles of C (~4 per thread, N
- * panels first) from a dynamic queue, so a thread the OS delays does not hold the others up. Larger A:
+ * Threads (one OpenMP region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
+ * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread; row
+ * blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so a thread the OS delays does not
+ * hold the others up. Larger A:
  * the (M tiles × N panels) grid is split statically into tm × tn rectangles (the split whose largest
  * rectangle is smallest; ties split N), each thread packing its rows MC×KC at a time.
  */
@@ -287,10 +288,10 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
     }
 }
 
-/* Largest A (floats) packed once for all threads: 32 MB, all of ViT-B/L at batch 8 (1576 × 3072 = 19 MB).
- * Beyond it each thread packs its own rows; with an N split every thread would pack all of A, ~7% of a
- * 2-thread 1576×3072×768 GEMM even with the blocked packing. The buffer stays cached in the calling thread. */
-#define SHARED_A_MAX_FLOATS ((size_t)8 << 20)
+/* Largest A (floats) packed once for all threads: 8 MB (batch 1, and batch 8 for k = 768). A bigger packed
+ * A has left the caches by the time it is used (packed up front, 19 MB at 1576×3072): per-thread packing
+ * right before use ran ~12% more flop per CPU-second there, despite packing A once per thread. */
+#define SHARED_A_MAX_FLOATS ((size_t)2 << 20)
 
 /* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
  * rectangles of C from a dynamic queue: no thread packs A twice, and a thread the OS delays (the machine
@@ -300,9 +301,13 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
                           size_t ldc, float *shared_a) {
     const size_t MR = cfg->mr, m_tiles = div_up(m, MR), m_pad = m_tiles * MR, n_panels = div_up(n, cfg->nr);
     const size_t kcb = block_size(k, cfg->kc, 1), k_blocks = div_up(k, kcb);
-    /* ~4 rectangles per thread: N panels first (each streams less of B), rows too when N is narrow */
+    /* ~4 rectangles per thread. Rows are cut so a rectangle's packed A is <= 1 MB: rectangles are taken
+     * row block by row block, so the threads share the A rows they stream while those are in L3 (one
+     * 19 MB A read 4 times from DRAM cost ~10% at 1576×3072). Then N panels, and more rows if N is narrow. */
     const size_t want = 4 * (size_t)nthreads;
-    const size_t tn = min_size(n_panels, want), tm = min_size(m_tiles, div_up(want, tn));
+    size_t tm = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
+    const size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
+    tm = min_size(m_tiles, tm > div_up(want, tn) ? tm : div_up(want, tn));
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads)
 #endif

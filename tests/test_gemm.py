@@ -179,7 +179,7 @@ def test_residual_separate_and_in_place(isa, act):
 
 
 # A packed once and shared by the threads (the first three), per-thread packing of an A over the 8M-float
-# shared limit (2800×3073), and a problem too small to thread at all.
+# shared limit (2M floats; 2800×3073), and a problem too small to thread at all.
 @pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (15, 2304, 65), (2800, 9, 3073), (3, 5, 3072)])
 def test_threads_and_serial_agree_bitwise(isa, m, n, k):
     rng = np.random.default_rng(6)
