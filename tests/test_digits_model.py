@@ -4,6 +4,7 @@ The held-out split and the rendering come from scripts/digits_data.py, the modul
 """
 import glob
 import importlib.util
+import filecmp
 import json
 import os
 import re
@@ -74,7 +75,9 @@ def test_bundled_files_are_small_and_labelled():
 
 
 def test_bundled_model_path_resolves_by_name():
-    assert os.path.samefile(bundled_model_path("vitc-digits"), MODEL_DIR)
+    resolved = bundled_model_path("vitc-digits")  # the repo's copy, or the installed package's
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
+        assert filecmp.cmp(os.path.join(resolved, name), os.path.join(MODEL_DIR, name), shallow=False), name
     assert set(BUNDLED) == {"vitc-digits"}
     assert bundled_model_path("google/vit-base-patch16-224") is None
     assert bundled_model_path("models") is None
