@@ -3,9 +3,14 @@
     PYTHONPATH=. python benchmarks/bench_gemm.py --threads 1 2 --batch 1 8
 
 For each shape (M×K)·(K×N), M = 197·batch: C = A·Wᵀ with W [N, K] (Linear layout), vitc with W packed
-once (pack_nk), numpy as np.matmul(A, W.T, out=C) on preallocated float32 arrays. Each repeat times one
-vitc call and one numpy call back to back (the machine is shared: noise hits both alike); the table shows
-the median (or, with --stat min, best) GFLOP/s of each and their ratio.
+once (pack_nk), numpy as np.matmul(A, W.T, out=C) on preallocated float32 arrays.
+
+Timing alternates between the two libraries in rounds of short blocks of back-to-back calls (the steady
+state of a model's forward pass), with a pause between blocks: OpenBLAS's idle threads keep spinning for
+~0.1 s after a call and the OpenMP ones for a while too, so a vitc call right after a numpy call (or the
+reverse) would run against the other library's spinning thread for the second core. The first call of
+each block (thread wake-up) is not counted; the table shows the median (or, with --stat min, best)
+GFLOP/s of each and their ratio.
 """
 import argparse
 import os
@@ -42,7 +47,8 @@ def main():
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
     ap.add_argument("--isa", default=None, help="scalar | avx2 | avx512 (default: best)")
-    ap.add_argument("--repeats", type=int, default=0, help="timed pairs per row (default: ~1 s of work)")
+    ap.add_argument("--repeats", type=int, default=0, help="timed calls per library and row (default: 5 rounds)")
+    ap.add_argument("--pause", type=float, default=0.25, help="seconds between blocks (threads go idle)")
     ap.add_argument("--stat", choices=["median", "min"], default="median",
                     help="min: best of the repeats (steadier than the median on a busy machine)")
     args = ap.parse_args()
@@ -73,11 +79,14 @@ def main():
                     for _ in range(2):  # warm caches, thread pools, page tables
                         run_vitc()
                         run_np()
-                    reps = args.repeats or max(5, min(60, int(1.0 / max(time_once(run_vitc), 1e-4))))
+                    block = max(3, min(20, int(0.2 / max(time_once(run_vitc), 1e-4))))
+                    rounds = max(1, args.repeats // block) if args.repeats else 5
                     tv, tn = [], []
-                    for _ in range(reps):
-                        tv.append(time_once(run_vitc))
-                        tn.append(time_once(run_np))
+                    for _ in range(rounds):
+                        for fn, times in ((run_vitc, tv), (run_np, tn)):
+                            time.sleep(args.pause)  # let the other library's threads go idle
+                            fn()  # wake-up call, not counted
+                            times += [time_once(fn) for _ in range(block)]
                     stat = np.median if args.stat == "median" else np.min
                     gv, gn = flop / stat(tv) / 1e9, flop / stat(tn) / 1e9
                     ratios.append(gv / gn)

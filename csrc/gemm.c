@@ -290,7 +290,7 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
 
 /* Largest A (floats) packed once for all threads: 8 MB (batch 1, and batch 8 for k = 768). A bigger packed
  * A has left the caches by the time it is used (packed up front, 19 MB at 1576×3072): per-thread packing
- * right before use ran ~12% more flop per CPU-second there, despite packing A once per thread. */
+ * right before use ran ~12% more flop per CPU-second there, though each thread then packs all of A. */
 #define SHARED_A_MAX_FLOATS ((size_t)2 << 20)
 
 /* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
