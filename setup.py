@@ -77,8 +77,9 @@ class BuildExt(build_ext):
             print("WARNING: " + msg, file=sys.stderr)
             omp = []
         for ext in self.extensions:
-            ext.extra_compile_args = BASE_FLAGS + omp
-            ext.extra_link_args = omp + ([f"-fsanitize={SANITIZE}"] if SANITIZE else [])
+            threads = ["-pthread"] if os.name == "posix" else []
+            ext.extra_compile_args = BASE_FLAGS + omp + threads
+            ext.extra_link_args = omp + threads + ([f"-fsanitize={SANITIZE}"] if SANITIZE else [])
             # ISA files: compiled here with their own flags, linked in as objects.
             objects = []
             for src in ISA_SOURCES:
@@ -95,6 +96,8 @@ ISA_SOURCES = [rel(s) for s in c_sources if isa_of(s) is not None] if IS_X86_64 
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if ISA_SOURCES:
     macros.append(("VITC_HAVE_X86_KERNELS", "1"))
+if os.name == "posix":  # thread-exit cleanup of per-thread buffers (csrc/gemm.c)
+    macros.append(("VITC_HAVE_PTHREAD", "1"))
 
 ext = Extension(
     "vitc._vitc",

@@ -258,10 +258,24 @@ void vitc_f32_gemm_serial(vitc_isa isa, size_t m, size_t n, size_t k, const floa
     gemm_run(cfg, &e, 0, m, 0, div_up(n, cfg->nr), n, k, a, lda, packed, c, ldc, align64(workspace));
 }
 
-/* Each (OpenMP) thread keeps its packing buffer across calls and grows it when needed: no malloc or
- * page faults per call in the steady state. Freed never: it lives as long as the thread (a cache). */
+/* Each (OpenMP or caller) thread keeps its packing buffer across calls and grows it when needed: no
+ * malloc or page faults per call in the steady state. A thread-specific key frees it when the thread
+ * exits, so an app that runs models from short-lived threads does not leak one buffer per thread. */
 static _Thread_local float *thread_buffer;
 static _Thread_local size_t thread_buffer_floats;
+
+#if defined(VITC_HAVE_PTHREAD)
+#include <pthread.h>
+static pthread_key_t thread_buffer_key;
+static pthread_once_t thread_buffer_once = PTHREAD_ONCE_INIT;
+static void thread_buffer_key_create(void) { pthread_key_create(&thread_buffer_key, free); }
+static void thread_buffer_register(void *buf) {
+    pthread_once(&thread_buffer_once, thread_buffer_key_create);
+    pthread_setspecific(thread_buffer_key, buf);
+}
+#else
+static void thread_buffer_register(void *buf) { (void)buf; } /* lives as long as the thread */
+#endif
 
 static float *thread_workspace(size_t floats) {
     if (thread_buffer_floats < floats) {
@@ -269,6 +283,7 @@ static float *thread_workspace(size_t floats) {
         size_t bytes = div_up(floats * sizeof(float), 64) * 64;
         thread_buffer = (float *)aligned_alloc(64, bytes);
         thread_buffer_floats = thread_buffer ? floats : 0;
+        thread_buffer_register(thread_buffer);
     }
     return thread_buffer;
 }

@@ -95,3 +95,32 @@ def test_many_input_shapes_keep_a_bounded_cache(folder):
     gc.collect()
     assert len(model._buffers) <= model._max_cached_shapes
     assert rss_bytes() - rss0 < 8 * MiB
+
+
+def test_short_lived_threads_do_not_leak_packing_buffers():
+    """The GEMM caches an A-packing buffer per thread; it must be freed when the thread exits, or a server
+    that runs each request on a new thread would grow by one buffer (here ~2.4 MB) per thread."""
+    import threading
+
+    from vitc import _vitc, runtime
+    isa = runtime.isa_code()
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((780, 768)).astype(np.float32)
+    packed = _vitc.gemm_pack_nk(isa, rng.standard_normal((64, 768)).astype(np.float32))
+
+    def work():
+        _vitc.gemm(isa, 2, a, packed, 64, np.empty((780, 64), np.float32))  # 2: A packed once, shared
+
+    def churn(count):
+        for _ in range(count):
+            t = threading.Thread(target=work)
+            t.start()
+            t.join()
+
+    churn(5)
+    gc.collect()
+    before = rss_bytes()
+    churn(60)
+    gc.collect()
+    grown = rss_bytes() - before
+    assert grown < 40 * 2**20, f"RSS grew {grown / 2**20:.0f} MB over 60 short-lived threads"
