@@ -111,10 +111,12 @@ def cmd_classify(args):
     model = load_model(args)
     paths = expand_images(args.images)
 
+    shown = os.path.basename if getattr(args, "short_names", False) else str
+
     def emit(good, pixels):
         logits = model(pixels).logits
         scores = scores_from_logits(logits, getattr(model.config, "problem_type", None))
-        for path, ranked in zip(good, top_k_labels(scores, model.config.id2label, args.top_k)):
+        for path, ranked in zip(map(shown, good), top_k_labels(scores, model.config.id2label, args.top_k)):
             if args.json:
                 print(json.dumps({"image": path, "predictions": [{"label": l, "score": s} for l, s in ranked]}))
             else:
@@ -208,8 +210,9 @@ def cmd_demo(args):
     samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
     args.model = args.model or DEMO_MODEL
     args.images = [samples]
-    print(f"classifying the bundled samples in {samples} with {args.model} "
-          f"({bundled_model_path(DEMO_MODEL) or 'not bundled'}):")
+    args.short_names = True
+    if not args.json:
+        print(f"{args.model} ({bundled_model_path(args.model) or 'not bundled'}) on the sample images in {samples}:")
     return cmd_classify(args)
 
 
