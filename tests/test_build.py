@@ -81,3 +81,16 @@ def test_concurrent_calls_share_the_cores(monkeypatch):
                 assert third == 1
     with runtime.compute_threads(3) as again:
         assert again == 3
+
+
+def test_runtime_needs_no_framework(subprocess_env, tmp_path):
+    """Loading the bundled model and classifying an image imports neither torch nor transformers."""
+    code = ("import sys, numpy as np, vitc; "
+            "m = vitc.ViTForImageClassification.from_pretrained('vitc-digits'); "
+            "m.classify(np.zeros((20, 20, 3), np.uint8)); "
+            "bad = [n for n in ('torch', 'transformers', 'onnxruntime', 'tensorflow', 'jax') if n in sys.modules]; "
+            "print(bad, type(vitc.ViTImageProcessor()).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         env=subprocess_env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "ViTImageProcessor"]

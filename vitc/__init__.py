@@ -7,7 +7,15 @@ from .hub import CheckpointNotFoundError
 from .safetensors_reader import SafetensorsError
 
 __version__ = "0.1.0"
-__all__ = ["get_isa", "set_isa", "get_num_threads", "set_num_threads", "show_config", "__version__",
+__all__ = ["ViTImageProcessor", "get_isa", "set_isa", "get_num_threads", "set_num_threads", "show_config", "__version__",
            "ViTConfig", "ViTModel", "ViTForImageClassification", "DeiTModel", "DeiTForImageClassification",
            "DeiTForImageClassificationWithTeacher", "WeightsMismatchError", "CheckpointNotFoundError",
            "SafetensorsError"]
+
+
+def __getattr__(name):
+    # Pillow is imported only by code that handles images, so `import vitc` stays fast
+    if name == "ViTImageProcessor":
+        from .image_processing import ViTImageProcessor
+        return ViTImageProcessor
+    raise AttributeError(f"module 'vitc' has no attribute {name!r}")
