@@ -1,11 +1,14 @@
 /* attention.c — multi-head self-attention core, parallel over (image, head) jobs.
  *
- * Per job, on its thread: S = Q_h K_hᵀ (GEMM, K_h packed as a Linear weight), P = softmax(S · scale),
- * O_h = P V_h (GEMM, V_h packed as a plain [seq, head_dim] matrix). The two products go through the
- * GEMM API so attention runs on whatever micro-kernels gemm.c has for the ISA. */
+ * Per job, on its thread: K_h packed as a Linear weight (pack_nk), V_h as a plain [seq, head_dim] matrix
+ * (pack_kn), both in the thread's workspace slice (~110 KB for ViT-B: L2-resident), then
+ *  - AVX2 / AVX-512: the fused head kernel (kernels/attention_body.h): per block of MR query rows,
+ *    S = Q Kᵀ, exp, P·V with 1/rowsum folded into the store, all in L1; Q read in place (no packing).
+ *  - scalar: S = Q_h K_hᵀ and O_h = P V_h through the GEMM API, P = softmax(S · scale) between them. */
 #include <math.h>
 #include <stdint.h>
 #include "vitc.h"
+#include "kernels/attention_kernels.h"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -35,19 +38,34 @@ static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t h
     float *v_packed = k_packed + round_line(vitc_f32_gemm_packed_floats(isa, seq, head_dim));
     float *scores = v_packed + round_line(vitc_f32_gemm_packed_floats(isa, head_dim, seq));
     float *gemm_ws = scores + round_line(seq * seq);
-    if (probs) scores = probs + (b * heads + h) * seq * seq; /* softmax lands where it is wanted */
 
     const float *q = qkv + b * seq * ldqkv + h * head_dim; /* [seq, head_dim], row stride ldqkv */
     const float *k = q + dim, *v = q + 2 * dim;
+    float *o = out + b * seq * ldo + h * head_dim;
+    const float scale = 1.0f / sqrtf((float)head_dim);
+    float *head_probs = probs ? probs + (b * heads + h) * seq * seq : NULL;
+#if defined(VITC_HAVE_X86_KERNELS)
+    if (isa == VITC_ISA_AVX512 || isa == VITC_ISA_AVX2) {
+        vitc_f32_gemm_pack_nk(isa, seq, head_dim, k, ldqkv, k_packed);
+        vitc_f32_gemm_pack_kn(isa, head_dim, seq, v, ldqkv, v_packed);
+        if (isa == VITC_ISA_AVX512)
+            vitc_f32_attention_head__avx512(seq, head_dim, scale, q, ldqkv, k_packed, v_packed, o, ldo,
+                                            head_probs, scores);
+        else
+            vitc_f32_attention_head__avx2(seq, head_dim, scale, q, ldqkv, k_packed, v_packed, o, ldo,
+                                          head_probs, scores);
+        return;
+    }
+#endif
     /* S[seq, seq] = Q_h K_hᵀ: K_h rows play Linear weight rows (n = seq, k = head_dim) */
     vitc_f32_gemm_pack_nk(isa, seq, head_dim, k, ldqkv, k_packed);
+    if (head_probs) scores = head_probs; /* softmax lands where it is wanted */
     vitc_f32_gemm_serial(isa, seq, seq, head_dim, q, ldqkv, k_packed, NULL, scores, seq, gemm_ws);
     /* P = softmax(S · head_dim^-0.5), scaling after the product as transformers' eager attention */
-    vitc_f32_softmax_rows(isa, seq, seq, 1.0f / sqrtf((float)head_dim), scores, seq);
+    vitc_f32_softmax_rows(isa, seq, seq, scale, scores, seq);
     /* O_h[seq, head_dim] = P V_h: V_h is a plain [k = seq, n = head_dim] matrix */
     vitc_f32_gemm_pack_kn(isa, head_dim, seq, v, ldqkv, v_packed);
-    vitc_f32_gemm_serial(isa, seq, head_dim, seq, scores, seq, v_packed, NULL, out + b * seq * ldo + h * head_dim,
-                         ldo, gemm_ws);
+    vitc_f32_gemm_serial(isa, seq, head_dim, seq, scores, seq, v_packed, NULL, o, ldo, gemm_ws);
 }
 
 void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, size_t heads,
