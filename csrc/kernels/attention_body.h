@@ -95,35 +95,51 @@ static void VM_FN(att_block)(size_t rows, size_t nr, size_t kc, const float *VIT
 }
 #undef ATT_TILE_CASE
 
+/* e^y for y <= ~0 (softmax arguments: x·scale - max): vexp without the upper clamp and the low-part
+ * add, which the compiler cannot drop (y + 0 is not y for y = -0). The lower clamp keeps 2^n finite:
+ * e^-104 is already below half the smallest subnormal. */
+static inline vm_f VM_FN(att_exp)(vm_f y) {
+    y = vm_max(vm_set1(-104.0f), y);
+    vm_f n = vm_round(vm_mul(y, vm_set1(VM_LOG2E)));
+    vm_f r = vm_fnma(n, vm_set1(VM_LN2_HI), y);
+    r = vm_fnma(n, vm_set1(VM_LN2_LO), r);
+    vm_f q = vm_fma(vm_set1(1.381461275741458e-3f), r, vm_set1(8.368710055947304e-3f));
+    q = vm_fma(q, r, vm_set1(4.166838899254799e-2f));
+    q = vm_fma(q, r, vm_set1(1.666652113199234e-1f));
+    q = vm_fma(q, r, vm_set1(4.999999403953552e-1f));
+    vm_f t = vm_fma(vm_mul(r, r), q, r);
+    return vm_scale2n(vm_add(t, vm_set1(1.0f)), n);
+}
+
 /* x[0..n) = exp(scale · x - max(scale · x)) in place; returns 1 / sum. As vitc_f32_softmax_rows but
- * without its normalizing pass. */
+ * without its normalizing pass. scale > 0, so max(scale · x) = scale · max(x) (rounding is monotone). */
 static float VM_FN(att_exp_row)(float *x, size_t n, float scale) {
     const vm_f vs = vm_set1(scale);
     size_t i;
     vm_f m0 = vm_set1(-INFINITY), m1 = m0;
     for (i = 0; i + 2 * VM_LANES <= n; i += 2 * VM_LANES) {
-        m0 = vm_max(m0, vm_mul(vm_loadu(x + i), vs));
-        m1 = vm_max(m1, vm_mul(vm_loadu(x + i + VM_LANES), vs));
+        m0 = vm_max(m0, vm_loadu(x + i));
+        m1 = vm_max(m1, vm_loadu(x + i + VM_LANES));
     }
-    for (; i + VM_LANES <= n; i += VM_LANES) m0 = vm_max(m0, vm_mul(vm_loadu(x + i), vs));
-    if (i < n) m1 = vm_max(m1, vm_mul(vm_load_tail(x + i, n - i, -INFINITY), vs)); /* scale > 0 */
-    const vm_f neg = vm_set1(-vm_hmax(vm_max(m0, m1)));
+    for (; i + VM_LANES <= n; i += VM_LANES) m0 = vm_max(m0, vm_loadu(x + i));
+    if (i < n) m1 = vm_max(m1, vm_load_tail(x + i, n - i, -INFINITY));
+    const vm_f neg = vm_set1(-(vm_hmax(vm_max(m0, m1)) * scale));
     vm_f s0 = vm_set1(0.0f), s1 = s0;
     for (i = 0; i + 2 * VM_LANES <= n; i += 2 * VM_LANES) {
-        const vm_f e0 = VM_FN(vexp)(vm_fma(vm_loadu(x + i), vs, neg));
-        const vm_f e1 = VM_FN(vexp)(vm_fma(vm_loadu(x + i + VM_LANES), vs, neg));
+        const vm_f e0 = VM_FN(att_exp)(vm_fma(vm_loadu(x + i), vs, neg));
+        const vm_f e1 = VM_FN(att_exp)(vm_fma(vm_loadu(x + i + VM_LANES), vs, neg));
         vm_storeu(x + i, e0);
         vm_storeu(x + i + VM_LANES, e1);
         s0 = vm_add(s0, e0);
         s1 = vm_add(s1, e1);
     }
     for (; i + VM_LANES <= n; i += VM_LANES) {
-        const vm_f e = VM_FN(vexp)(vm_fma(vm_loadu(x + i), vs, neg));
+        const vm_f e = VM_FN(att_exp)(vm_fma(vm_loadu(x + i), vs, neg));
         vm_storeu(x + i, e);
         s0 = vm_add(s0, e);
     }
     if (i < n) {
-        vm_store_tail(x + i, n - i, VM_FN(vexp)(vm_fma(vm_load_tail(x + i, n - i, 0.0f), vs, neg)));
+        vm_store_tail(x + i, n - i, VM_FN(att_exp)(vm_fma(vm_load_tail(x + i, n - i, 0.0f), vs, neg)));
         s1 = vm_add(s1, vm_load_tail(x + i, n - i, 0.0f)); /* masked-off lanes must not count */
     }
     return 1.0f / vm_hsum(vm_add(s0, s1));
