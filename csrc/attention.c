@@ -31,8 +31,10 @@ size_t vitc_f32_attention_workspace_floats(vitc_isa isa, int nthreads, size_t se
 }
 
 /* Attention of image b, head h, using the thread's workspace slice ws. */
+/* next_job: the job this thread runs next, or -1 (its Q, K, V are prefetched meanwhile) */
 static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t heads, size_t head_dim,
-                          const float *qkv, size_t ldqkv, float *out, size_t ldo, float *probs, float *ws) {
+                          const float *qkv, size_t ldqkv, float *out, size_t ldo, float *probs, float *ws,
+                          long long next_job) {
     const size_t dim = heads * head_dim;
     float *k_packed = ws;
     float *v_packed = k_packed + round_line(vitc_f32_gemm_packed_floats(isa, seq, head_dim));
@@ -46,14 +48,22 @@ static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t h
     float *head_probs = probs ? probs + (b * heads + h) * seq * seq : NULL;
 #if defined(VITC_HAVE_X86_KERNELS)
     if (isa == VITC_ISA_AVX512 || isa == VITC_ISA_AVX2) {
+        vitc_attention_next next = {{NULL, NULL, NULL, NULL}, {ldqkv, ldqkv, ldqkv, ldo}};
+        if (next_job >= 0) {
+            const size_t nb = (size_t)next_job / heads, nh = (size_t)next_job % heads;
+            const float *nq = qkv + nb * seq * ldqkv + nh * head_dim;
+            next.rows[0] = nq;
+            next.rows[1] = nq + dim;
+            next.rows[2] = nq + 2 * dim;
+            next.rows[3] = out + nb * seq * ldo + nh * head_dim;
+        }
         vitc_f32_gemm_pack_nk(isa, seq, head_dim, k, ldqkv, k_packed);
-        vitc_f32_gemm_pack_kn(isa, head_dim, seq, v, ldqkv, v_packed);
         if (isa == VITC_ISA_AVX512)
-            vitc_f32_attention_head__avx512(seq, head_dim, scale, q, ldqkv, k_packed, v_packed, o, ldo,
-                                            head_probs, scores);
+            vitc_f32_attention_head__avx512(seq, head_dim, scale, q, ldqkv, k_packed, v, ldqkv, o, ldo,
+                                            head_probs, scores, next_job >= 0 ? &next : NULL);
         else
-            vitc_f32_attention_head__avx2(seq, head_dim, scale, q, ldqkv, k_packed, v_packed, o, ldo,
-                                          head_probs, scores);
+            vitc_f32_attention_head__avx2(seq, head_dim, scale, q, ldqkv, k_packed, v, ldqkv, o, ldo,
+                                          head_probs, scores, next_job >= 0 ? &next : NULL);
         return;
     }
 #endif
@@ -88,6 +98,6 @@ void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, si
         const long long j0 = jobs * t / nt, j1 = jobs * (t + 1) / nt;
         for (long long job = j0; job < j1; job++)
             attention_job(isa, (size_t)job / heads, (size_t)job % heads, seq, heads, head_dim, qkv, ldqkv, out,
-                          ldo, probs, ws);
+                          ldo, probs, ws, job + 1 < j1 ? job + 1 : -1);
     }
 }

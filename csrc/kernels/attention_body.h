@@ -25,11 +25,20 @@ static inline __attribute__((always_inline)) void VM_FN(att_store_row)(float *c,
     }
 }
 
-/* C[rows, nr] = A[rows, kc] · B_panel[kc, ATT_NR], times rowscale[r] per row when rowscale is not NULL.
- * A row-major with row stride lda (broadcast straight from its rows); halves = 1 when nr <= VM_LANES. */
-static inline __attribute__((always_inline)) void VM_FN(att_tile)(const int rows, const int halves, size_t nr,
-                                                                  size_t kc, const float *VITC_RESTRICT a,
-                                                                  size_t lda, const float *VITC_RESTRICT b,
+/* One vector of a B row: cnt (1..VM_LANES) columns; masked (no read past them) when the variant says so. */
+static inline __attribute__((always_inline)) vm_f VM_FN(att_load_b)(const float *p, size_t cnt, int masked) {
+    return masked ? vm_load_tail(p, cnt, 0.0f) : vm_loadu(p);
+}
+
+/* C[rows, nr] = A[rows, kc] · B[kc, nr], times rowscale[r] per row when rowscale is not NULL.
+ * A row-major with row stride lda (broadcast straight from its rows); B rows of nr <= ATT_NR columns with
+ * row stride ldb: a packed panel (ldb = ATT_NR) or V_h in place (ldb = ldqkv). Variants: halves = 1 when
+ * nr <= VM_LANES (the second vector's FMAs skipped); edge = 1 when the last vector is partial (masked
+ * loads: V_h in place must not be read past its columns). */
+static inline __attribute__((always_inline)) void VM_FN(att_tile)(const int rows, const int halves, const int edge,
+                                                                  size_t nr, size_t kc,
+                                                                  const float *VITC_RESTRICT a, size_t lda,
+                                                                  const float *VITC_RESTRICT b, size_t ldb,
                                                                   float *VITC_RESTRICT c, size_t ldc,
                                                                   const float *VITC_RESTRICT rowscale) {
     vm_f acc0[ATT_MR], acc1[ATT_MR];
@@ -38,10 +47,12 @@ static inline __attribute__((always_inline)) void VM_FN(att_tile)(const int rows
         acc0[r] = vm_set1(0.0f);
         acc1[r] = vm_set1(0.0f);
     }
+    const size_t last = nr - (size_t)(halves - 1) * VM_LANES; /* columns in the last vector, 1..VM_LANES */
 #pragma GCC unroll 4
     for (size_t p = 0; p < kc; p++) {
-        const vm_f b0 = vm_loadu(b + p * ATT_NR);
-        const vm_f b1 = halves == 2 ? vm_loadu(b + p * ATT_NR + VM_LANES) : b0;
+        const float *bp = b + p * ldb;
+        const vm_f b0 = halves == 2 ? vm_loadu(bp) : VM_FN(att_load_b)(bp, last, edge);
+        const vm_f b1 = halves == 2 ? VM_FN(att_load_b)(bp + VM_LANES, last, edge) : b0;
 #pragma GCC unroll 16
         for (int r = 0; r < rows; r++) {
             const vm_f ar = vm_set1(a[(size_t)r * lda + p]);
@@ -63,15 +74,19 @@ static inline __attribute__((always_inline)) void VM_FN(att_tile)(const int rows
 
 #define ATT_TILE_CASE(R)                                                                                 \
     case R:                                                                                              \
-        if (nr > VM_LANES)                                                                               \
-            VM_FN(att_tile)(R, 2, nr, kc, a, lda, b, c, ldc, rowscale);                                  \
+        if (nr == ATT_NR)                                                                                \
+            VM_FN(att_tile)(R, 2, 0, nr, kc, a, lda, b, ldb, c, ldc, rowscale);                          \
+        else if (nr > VM_LANES)                                                                          \
+            VM_FN(att_tile)(R, 2, 1, nr, kc, a, lda, b, ldb, c, ldc, rowscale);                          \
+        else if (nr == VM_LANES)                                                                         \
+            VM_FN(att_tile)(R, 1, 0, nr, kc, a, lda, b, ldb, c, ldc, rowscale);                          \
         else                                                                                             \
-            VM_FN(att_tile)(R, 1, nr, kc, a, lda, b, c, ldc, rowscale);                                  \
+            VM_FN(att_tile)(R, 1, 1, nr, kc, a, lda, b, ldb, c, ldc, rowscale);                          \
         break;
 
 /* the tile with a compile-time row count (an edge block costs only its rows) */
 static void VM_FN(att_block)(size_t rows, size_t nr, size_t kc, const float *VITC_RESTRICT a, size_t lda,
-                             const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
+                             const float *VITC_RESTRICT b, size_t ldb, float *VITC_RESTRICT c, size_t ldc,
                              const float *VITC_RESTRICT rowscale) {
     switch (rows) {
 #if ATT_MR >= 14
@@ -152,21 +167,37 @@ static void VM_FN(att_scale_row)(float *x, size_t n, float s) {
     if (i < n) vm_store_tail(x + i, n - i, vm_mul(vm_load_tail(x + i, n - i, 0.0f), vs));
 }
 
+/* Prefetch into L2 rows [r0, r1) of the next head's Q, K, V, O ([seq, hd] each): their rows are KBs
+ * apart, a stride the hardware prefetchers don't follow well, and at batch 8 qkv (14.5 MB) is mostly out
+ * of cache: without this, batch 8 ran ~20% slower per image than batch 1. */
+static void VM_FN(att_prefetch_rows)(const vitc_attention_next *next, size_t hd, size_t r0, size_t r1) {
+    for (int m = 0; m < 4; m++) {
+        if (!next->rows[m]) continue;
+        for (size_t r = r0; r < r1; r++)
+            for (size_t c = 0; c < hd; c += 16)
+                _mm_prefetch((const char *)(next->rows[m] + r * next->ld[m] + c), _MM_HINT_T1);
+    }
+}
+
 void VM_FN(vitc_f32_attention_head)(size_t seq, size_t hd, float scale, const float *q, size_t ldq,
-                                    const float *k_packed, const float *v_packed, float *out, size_t ldo,
-                                    float *probs, float *scratch) {
+                                    const float *k_packed, const float *v, size_t ldv, float *out, size_t ldo,
+                                    float *probs, float *scratch, const vitc_attention_next *next) {
     float inv[ATT_MR];
-    for (size_t i0 = 0; i0 < seq; i0 += ATT_MR) {
-        const size_t rows = seq - i0 < ATT_MR ? seq - i0 : ATT_MR;
+    /* equal blocks of <= ATT_MR rows (197 = 2×14 + 13×13, not 14×14 + 1: a 1-row tile is latency-bound) */
+    const size_t blocks = (seq + ATT_MR - 1) / ATT_MR, pf_blocks = blocks;
+    for (size_t blk = 0; blk < blocks; blk++) {
+        const size_t i0 = seq * blk / blocks, rows = seq * (blk + 1) / blocks - i0;
         float *e = probs ? probs + i0 * seq : scratch; /* [rows, seq] */
+        if (next && blk < pf_blocks) /* spread over the blocks */
+            VM_FN(att_prefetch_rows)(next, hd, seq * blk / pf_blocks, seq * (blk + 1) / pf_blocks);
         /* E = Q_rows K_hᵀ: K_h panel jp (columns j0..) starts at j0 * hd */
         for (size_t j0 = 0; j0 < seq; j0 += ATT_NR)
             VM_FN(att_block)(rows, seq - j0 < ATT_NR ? seq - j0 : ATT_NR, hd, q + i0 * ldq, ldq,
-                             k_packed + j0 * hd, e + j0, seq, NULL);
+                             k_packed + j0 * hd, ATT_NR, e + j0, seq, NULL);
         for (size_t r = 0; r < rows; r++) inv[r] = VM_FN(att_exp_row)(e + r * seq, seq, scale);
-        /* O_rows = E V_h / l: V_h panel (columns j0..) starts at j0 * seq */
+        /* O_rows = E V_h / l, V_h read in place (its rows are contiguous head_dim floats) */
         for (size_t j0 = 0; j0 < hd; j0 += ATT_NR)
-            VM_FN(att_block)(rows, hd - j0 < ATT_NR ? hd - j0 : ATT_NR, seq, e, seq, v_packed + j0 * seq,
+            VM_FN(att_block)(rows, hd - j0 < ATT_NR ? hd - j0 : ATT_NR, seq, e, seq, v + j0, ldv,
                              out + i0 * ldo + j0, ldo, inv);
         if (probs)
             for (size_t r = 0; r < rows; r++) VM_FN(att_scale_row)(e + r * seq, seq, inv[r]);
