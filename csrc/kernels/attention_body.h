@@ -126,10 +126,8 @@ static inline vm_f VM_FN(att_exp)(vm_f y) {
     return vm_scale2n(vm_add(t, vm_set1(1.0f)), n);
 }
 
-/* x[0..n) = exp(scale · x - max(scale · x)) in place; returns 1 / sum. As vitc_f32_softmax_rows but
- * without its normalizing pass. scale > 0, so max(scale · x) = scale · max(x) (rounding is monotone). */
-static float VM_FN(att_exp_row)(float *x, size_t n, float scale) {
-    const vm_f vs = vm_set1(scale);
+/* max(x[0..n)) */
+static inline float VM_FN(att_max_row)(const float *x, size_t n) {
     size_t i;
     vm_f m0 = vm_set1(-INFINITY), m1 = m0;
     for (i = 0; i + 2 * VM_LANES <= n; i += 2 * VM_LANES) {
@@ -138,7 +136,14 @@ static float VM_FN(att_exp_row)(float *x, size_t n, float scale) {
     }
     for (; i + VM_LANES <= n; i += VM_LANES) m0 = vm_max(m0, vm_loadu(x + i));
     if (i < n) m1 = vm_max(m1, vm_load_tail(x + i, n - i, -INFINITY));
-    const vm_f neg = vm_set1(-(vm_hmax(vm_max(m0, m1)) * scale));
+    return vm_hmax(vm_max(m0, m1));
+}
+
+/* x[0..n) = exp(scale · x - mx) in place, mx = max(scale · x) = scale · max(x) (scale > 0 and rounding is
+ * monotone); returns 1 / sum. As vitc_f32_softmax_rows without its normalizing pass. */
+static inline float VM_FN(att_exp_row)(float *x, size_t n, float scale, float mx) {
+    const vm_f vs = vm_set1(scale), neg = vm_set1(-mx);
+    size_t i;
     vm_f s0 = vm_set1(0.0f), s1 = s0;
     for (i = 0; i + 2 * VM_LANES <= n; i += 2 * VM_LANES) {
         const vm_f e0 = VM_FN(att_exp)(vm_fma(vm_loadu(x + i), vs, neg));
@@ -182,7 +187,7 @@ static void VM_FN(att_prefetch_rows)(const vitc_attention_next *next, size_t hd,
 void VM_FN(vitc_f32_attention_head)(size_t seq, size_t hd, float scale, const float *q, size_t ldq,
                                     const float *k_packed, const float *v, size_t ldv, float *out, size_t ldo,
                                     float *probs, float *scratch, const vitc_attention_next *next) {
-    float inv[ATT_MR];
+    float inv[ATT_MR], mx[ATT_MR];
     /* equal blocks of <= ATT_MR rows (197 = 2×14 + 13×13, not 14×14 + 1: a 1-row tile is latency-bound) */
     const size_t blocks = (seq + ATT_MR - 1) / ATT_MR, pf_blocks = blocks;
     for (size_t blk = 0; blk < blocks; blk++) {
@@ -194,7 +199,9 @@ void VM_FN(vitc_f32_attention_head)(size_t seq, size_t hd, float scale, const fl
         for (size_t j0 = 0; j0 < seq; j0 += ATT_NR)
             VM_FN(att_block)(rows, seq - j0 < ATT_NR ? seq - j0 : ATT_NR, hd, q + i0 * ldq, ldq,
                              k_packed + j0 * hd, ATT_NR, e + j0, seq, NULL);
-        for (size_t r = 0; r < rows; r++) inv[r] = VM_FN(att_exp_row)(e + r * seq, seq, scale);
+        /* all the maxima first: no row's exp pass waits on its own max reduction */
+        for (size_t r = 0; r < rows; r++) mx[r] = VM_FN(att_max_row)(e + r * seq, seq) * scale;
+        for (size_t r = 0; r < rows; r++) inv[r] = VM_FN(att_exp_row)(e + r * seq, seq, scale, mx[r]);
         /* O_rows = E V_h / l, V_h read in place (its rows are contiguous head_dim floats) */
         for (size_t j0 = 0; j0 < hd; j0 += ATT_NR)
             VM_FN(att_block)(rows, hd - j0 < ATT_NR ? hd - j0 : ATT_NR, seq, e, seq, v + j0, ldv,
