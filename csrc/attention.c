@@ -1,10 +1,12 @@
 /* attention.c — multi-head self-attention core, parallel over (image, head) jobs.
  *
- * Per job, on its thread: K_h packed as a Linear weight (pack_nk), V_h as a plain [seq, head_dim] matrix
- * (pack_kn), both in the thread's workspace slice (~110 KB for ViT-B: L2-resident), then
- *  - AVX2 / AVX-512: the fused head kernel (kernels/attention_body.h): per block of MR query rows,
- *    S = Q Kᵀ, exp, P·V with 1/rowsum folded into the store, all in L1; Q read in place (no packing).
- *  - scalar: S = Q_h K_hᵀ and O_h = P V_h through the GEMM API, P = softmax(S · scale) between them. */
+ * Per job, on its thread:
+ *  - AVX2 / AVX-512: K_h packed as a Linear weight into the thread's workspace slice (pack_nk's layout;
+ *    AVX-512 has its own register-transposing packer), then the fused head kernel
+ *    (kernels/attention_body.h): per block of MR query rows, S = Q Kᵀ, exp, P·V with 1/rowsum folded
+ *    into the store, all in L1; Q and V read in place. The next job's Q, K, V, O rows are prefetched.
+ *  - scalar: K_h and V_h packed (pack_nk, pack_kn), S = Q_h K_hᵀ and O_h = P V_h through the GEMM API,
+ *    P = softmax(S · scale) between them. */
 #include <math.h>
 #include <stdint.h>
 #include "vitc.h"
@@ -57,7 +59,10 @@ static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t h
             next.rows[2] = nq + 2 * dim;
             next.rows[3] = out + nb * seq * ldo + nh * head_dim;
         }
-        vitc_f32_gemm_pack_nk(isa, seq, head_dim, k, ldqkv, k_packed);
+        if (isa == VITC_ISA_AVX512)
+            vitc_f32_attention_pack_k__avx512(seq, head_dim, k, ldqkv, k_packed);
+        else
+            vitc_f32_gemm_pack_nk(isa, seq, head_dim, k, ldqkv, k_packed);
         if (isa == VITC_ISA_AVX512)
             vitc_f32_attention_head__avx512(seq, head_dim, scale, q, ldqkv, k_packed, v, ldqkv, o, ldo,
                                             head_probs, scores, next_job >= 0 ? &next : NULL);
