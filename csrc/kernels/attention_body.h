@@ -110,20 +110,20 @@ static void VM_FN(att_block)(size_t rows, size_t nr, size_t kc, const float *VIT
 }
 #undef ATT_TILE_CASE
 
-/* e^y for y <= ~0 (softmax arguments: x·scale - max): vexp without the upper clamp and the low-part
- * add, which the compiler cannot drop (y + 0 is not y for y = -0). The lower clamp keeps 2^n finite:
- * e^-104 is already below half the smallest subnormal. */
-static inline vm_f VM_FN(att_exp)(vm_f y) {
-    y = vm_max(vm_set1(-104.0f), y);
-    vm_f n = vm_round(vm_mul(y, vm_set1(VM_LOG2E)));
-    vm_f r = vm_fnma(n, vm_set1(VM_LN2_HI), y);
-    r = vm_fnma(n, vm_set1(VM_LN2_LO), r);
-    vm_f q = vm_fma(vm_set1(1.381461275741458e-3f), r, vm_set1(8.368710055947304e-3f));
-    q = vm_fma(q, r, vm_set1(4.166838899254799e-2f));
-    q = vm_fma(q, r, vm_set1(1.666652113199234e-1f));
-    q = vm_fma(q, r, vm_set1(4.999999403953552e-1f));
-    vm_f t = vm_fma(vm_mul(r, r), q, r);
-    return vm_scale2n(vm_add(t, vm_set1(1.0f)), n);
+/* 2^z for softmax arguments z = (x·scale - max)·log2(e) <= ~0: z = n + f, n = round(z), |f| <= 1/2,
+ * 2^f by its degree-6 Taylor polynomial (relative error <= 1.2e-7), times 2^n (vscalefps: one rounding,
+ * gradual underflow). Base 2 folds log2(e) into the argument's FMA: 7 multiply-adds per vector instead of
+ * the 10 of e^y with Cody–Waite reduction (the FMA pipes are what the exp pass is bound by). */
+static inline vm_f VM_FN(att_exp2)(vm_f z) {
+    z = vm_max(vm_set1(-151.0f), z); /* 2^-151 rounds to 0 already */
+    const vm_f n = vm_round(z), f = vm_sub(z, n);
+    vm_f p = vm_fma(vm_set1(1.5403530393381606e-4f), f, vm_set1(1.3333558146428443e-3f));
+    p = vm_fma(p, f, vm_set1(9.618129107628477e-3f));
+    p = vm_fma(p, f, vm_set1(5.550410866482158e-2f));
+    p = vm_fma(p, f, vm_set1(2.402265069591007e-1f));
+    p = vm_fma(p, f, vm_set1(6.931471805599453e-1f));
+    p = vm_fma(p, f, vm_set1(1.0f));
+    return vm_scale2n(p, n);
 }
 
 /* max(x[0..n)) */
@@ -139,27 +139,29 @@ static inline float VM_FN(att_max_row)(const float *x, size_t n) {
     return vm_hmax(vm_max(m0, m1));
 }
 
-/* x[0..n) = exp(scale · x - mx) in place, mx = max(scale · x) = scale · max(x) (scale > 0 and rounding is
- * monotone); returns 1 / sum. As vitc_f32_softmax_rows without its normalizing pass. */
-static inline float VM_FN(att_exp_row)(float *x, size_t n, float scale, float mx) {
-    const vm_f vs = vm_set1(scale), neg = vm_set1(-mx);
+/* x[0..n) = exp(scale · x - scale · xmax) = 2^(x · c - xmax · c), c = scale · log2(e), in place;
+ * returns 1 / sum. As vitc_f32_softmax_rows without its normalizing pass. The argument's error, ~|z|
+ * ulps, is that of transformers' float32 scale · x - max. */
+static inline float VM_FN(att_exp_row)(float *x, size_t n, float scale, float xmax) {
+    const float c = scale * VM_LOG2E;
+    const vm_f vs = vm_set1(c), neg = vm_set1(-(xmax * c));
     size_t i;
     vm_f s0 = vm_set1(0.0f), s1 = s0;
     for (i = 0; i + 2 * VM_LANES <= n; i += 2 * VM_LANES) {
-        const vm_f e0 = VM_FN(att_exp)(vm_fma(vm_loadu(x + i), vs, neg));
-        const vm_f e1 = VM_FN(att_exp)(vm_fma(vm_loadu(x + i + VM_LANES), vs, neg));
+        const vm_f e0 = VM_FN(att_exp2)(vm_fma(vm_loadu(x + i), vs, neg));
+        const vm_f e1 = VM_FN(att_exp2)(vm_fma(vm_loadu(x + i + VM_LANES), vs, neg));
         vm_storeu(x + i, e0);
         vm_storeu(x + i + VM_LANES, e1);
         s0 = vm_add(s0, e0);
         s1 = vm_add(s1, e1);
     }
     for (; i + VM_LANES <= n; i += VM_LANES) {
-        const vm_f e = VM_FN(att_exp)(vm_fma(vm_loadu(x + i), vs, neg));
+        const vm_f e = VM_FN(att_exp2)(vm_fma(vm_loadu(x + i), vs, neg));
         vm_storeu(x + i, e);
         s0 = vm_add(s0, e);
     }
     if (i < n) {
-        vm_store_tail(x + i, n - i, VM_FN(att_exp)(vm_fma(vm_load_tail(x + i, n - i, 0.0f), vs, neg)));
+        vm_store_tail(x + i, n - i, VM_FN(att_exp2)(vm_fma(vm_load_tail(x + i, n - i, 0.0f), vs, neg)));
         s1 = vm_add(s1, vm_load_tail(x + i, n - i, 0.0f)); /* masked-off lanes must not count */
     }
     return 1.0f / vm_hsum(vm_add(s0, s1));
@@ -200,7 +202,7 @@ void VM_FN(vitc_f32_attention_head)(size_t seq, size_t hd, float scale, const fl
             VM_FN(att_block)(rows, seq - j0 < ATT_NR ? seq - j0 : ATT_NR, hd, q + i0 * ldq, ldq,
                              k_packed + j0 * hd, ATT_NR, e + j0, seq, NULL);
         /* all the maxima first: no row's exp pass waits on its own max reduction */
-        for (size_t r = 0; r < rows; r++) mx[r] = VM_FN(att_max_row)(e + r * seq, seq) * scale;
+        for (size_t r = 0; r < rows; r++) mx[r] = VM_FN(att_max_row)(e + r * seq, seq);
         for (size_t r = 0; r < rows; r++) inv[r] = VM_FN(att_exp_row)(e + r * seq, seq, scale, mx[r]);
         /* O_rows = E V_h / l, V_h read in place (its rows are contiguous head_dim floats) */
         for (size_t j0 = 0; j0 < hd; j0 += ATT_NR)
