@@ -47,7 +47,7 @@ void vitc_f32_attention_pack_k__avx512(size_t n, size_t k, const float *VITC_RES
         }
         for (size_t p = k16; p < k; p++)
             for (size_t i = 0; i < 16; i++) dst[p * 32 + i] = i < rows ? kh[(j0 + i) * ldk + p] : 0.0f;
-        if (rows <= 16 && (j0 & 31) == 0 && j0 + 16 >= n) /* the panel's second half: all past n */
+        if ((j0 & 31) == 0 && j0 + 16 >= n) /* the panel's second half: all past n */
             for (size_t p = 0; p < k; p++) _mm512_storeu_ps(dst + p * 32 + 16, _mm512_setzero_ps());
     }
 }

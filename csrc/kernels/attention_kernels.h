@@ -25,7 +25,8 @@ typedef struct {
                                         const float *k_packed, const float *v, size_t ldv, float *out,    \
                                         size_t ldo, float *probs, float *scratch,                         \
                                         const vitc_attention_next *next);
-/* K_h [n, k] (row stride ldk) -> exactly vitc_f32_gemm_pack_nk(VITC_ISA_AVX512, n, k, ...)'s layout */
+/* K_h [n, k] (row stride ldk) -> exactly vitc_f32_gemm_pack_nk(isa, n, k, ...)'s layout */
+void vitc_f32_attention_pack_k__avx2(size_t n, size_t k, const float *kh, size_t ldk, float *packed);
 void vitc_f32_attention_pack_k__avx512(size_t n, size_t k, const float *kh, size_t ldk, float *packed);
 
 VITC_DECLARE_ATTENTION(avx2)
