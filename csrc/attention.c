@@ -32,8 +32,8 @@ size_t vitc_f32_attention_workspace_floats(vitc_isa isa, int nthreads, size_t se
     return (size_t)(nthreads > 0 ? nthreads : 1) * slice_floats(isa, seq, head_dim) + 15;
 }
 
-/* Attention of image b, head h, using the thread's workspace slice ws. */
-/* next_job: the job this thread runs next, or -1 (its Q, K, V are prefetched meanwhile) */
+/* Attention of image b, head h, using the thread's workspace slice ws. next_job: the job this thread runs
+ * next, or -1 (its rows are prefetched meanwhile). */
 static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t heads, size_t head_dim,
                           const float *qkv, size_t ldqkv, float *out, size_t ldo, float *probs, float *ws,
                           long long next_job) {
@@ -59,16 +59,16 @@ static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t h
             next.rows[2] = nq + 2 * dim;
             next.rows[3] = out + nb * seq * ldo + nh * head_dim;
         }
-        if (isa == VITC_ISA_AVX512)
+        /* the head kernel's scratch (MR rows of scores) is the start of the scores slice */
+        if (isa == VITC_ISA_AVX512) {
             vitc_f32_attention_pack_k__avx512(seq, head_dim, k, ldqkv, k_packed);
-        else
-            vitc_f32_attention_pack_k__avx2(seq, head_dim, k, ldqkv, k_packed);
-        if (isa == VITC_ISA_AVX512)
             vitc_f32_attention_head__avx512(seq, head_dim, scale, q, ldqkv, k_packed, v, ldqkv, o, ldo,
                                             head_probs, scores, next_job >= 0 ? &next : NULL);
-        else
+        } else {
+            vitc_f32_attention_pack_k__avx2(seq, head_dim, k, ldqkv, k_packed);
             vitc_f32_attention_head__avx2(seq, head_dim, scale, q, ldqkv, k_packed, v, ldqkv, o, ldo,
                                           head_probs, scores, next_job >= 0 ? &next : NULL);
+        }
         return;
     }
 #endif
