@@ -3,6 +3,33 @@
 #include "attention_kernels.h"
 #include "vmath_avx512.h"
 #define ATT_MR VITC_ATTENTION_MR_AVX512
+
+/* C[rows, nr <= 8] = A[rows, kc] · B[kc, nr] (· rowscale) in 256-bit vectors, masked loads and stores:
+ * the body's half-width edge tile (see attention_body.h). */
+#define ATT_HALF_TILE_LANES 8
+static inline __attribute__((always_inline)) void att_tile_half__avx512(const int rows, size_t nr, size_t kc,
+                                                                        const float *VITC_RESTRICT a, size_t lda,
+                                                                        const float *VITC_RESTRICT b, size_t ldb,
+                                                                        float *VITC_RESTRICT c, size_t ldc,
+                                                                        const float *VITC_RESTRICT rowscale) {
+    const __mmask8 m = (__mmask8)((1u << nr) - 1u);
+    __m256 acc[VITC_ATTENTION_MR_AVX512];
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++) acc[r] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+    for (size_t p = 0; p < kc; p++) {
+        const __m256 b0 = _mm256_maskz_loadu_ps(m, b + p * ldb);
+#pragma GCC unroll 16
+        for (int r = 0; r < rows; r++) acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(a[(size_t)r * lda + p]), b0, acc[r]);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < rows; r++) {
+        __m256 v = acc[r];
+        if (rowscale) v = _mm256_mul_ps(v, _mm256_set1_ps(rowscale[r]));
+        _mm256_mask_storeu_ps(c + (size_t)r * ldc, m, v);
+    }
+}
+
 #include "attention_body.h"
 
 /* pack_k: K_h [n rows, k] (row stride ldk) -> panels [n/32][k][32] (rows past n zero): the layout of

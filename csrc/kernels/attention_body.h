@@ -12,6 +12,16 @@
 
 #define ATT_NR (2 * VM_LANES)
 
+/* An ISA may provide att_tile_half: the tile for nr <= ATT_HALF_TILE_LANES columns in half-width vectors
+ * (the 5 edge columns of seq = 197 on AVX-512: Zen 4 runs a 256-bit FMA in half the slots of a 512-bit one). */
+#ifndef ATT_HALF_TILE_LANES
+#define ATT_HALF_TILE_LANES 0
+static inline void VM_FN(att_tile_half)(const int rows, size_t nr, size_t kc, const float *a, size_t lda,
+                                        const float *b, size_t ldb, float *c, size_t ldc, const float *rowscale) {
+    (void)rows, (void)nr, (void)kc, (void)a, (void)lda, (void)b, (void)ldb, (void)c, (void)ldc, (void)rowscale;
+}
+#endif
+
 /* Stores the columns [0, nr) of one tile row held in v0 | v1 (masked at the edge). */
 static inline __attribute__((always_inline)) void VM_FN(att_store_row)(float *c, size_t nr, vm_f v0, vm_f v1) {
     if (nr >= ATT_NR) {
@@ -80,6 +90,8 @@ static inline __attribute__((always_inline)) void VM_FN(att_tile)(const int rows
             VM_FN(att_tile)(R, 2, 1, nr, kc, a, lda, b, ldb, c, ldc, rowscale);                          \
         else if (nr == VM_LANES)                                                                         \
             VM_FN(att_tile)(R, 1, 0, nr, kc, a, lda, b, ldb, c, ldc, rowscale);                          \
+        else if (ATT_HALF_TILE_LANES && nr <= ATT_HALF_TILE_LANES)                                       \
+            VM_FN(att_tile_half)(R, nr, kc, a, lda, b, ldb, c, ldc, rowscale);                           \
         else                                                                                             \
             VM_FN(att_tile)(R, 1, 1, nr, kc, a, lda, b, ldb, c, ldc, rowscale);                          \
         break;
