@@ -19,9 +19,16 @@
 /* floats rounded up to whole 64-byte lines, so every workspace slice stays 64-byte aligned */
 static size_t round_line(size_t floats) { return (floats + 15) & ~(size_t)15; }
 
+/* Packed K_h: pack_nk's size, or the head kernels' own (32-wide panels, the widest; kept independent of
+ * gemm.c's NR, which only the scalar path relies on). */
+static size_t k_packed_floats(vitc_isa isa, size_t seq, size_t head_dim) {
+    const size_t own = (seq + 31) / 32 * 32 * head_dim, gemm = vitc_f32_gemm_packed_floats(isa, seq, head_dim);
+    return own > gemm ? own : gemm;
+}
+
 /* One thread's slice: packed K_h | packed V_h | scores [seq, seq] | GEMM serial workspace. */
 static size_t slice_floats(vitc_isa isa, size_t seq, size_t head_dim) {
-    return round_line(vitc_f32_gemm_packed_floats(isa, seq, head_dim)) +
+    return round_line(k_packed_floats(isa, seq, head_dim)) +
            round_line(vitc_f32_gemm_packed_floats(isa, head_dim, seq)) + round_line(seq * seq) +
            round_line(vitc_f32_gemm_serial_workspace_floats(isa, head_dim > seq ? head_dim : seq));
 }
@@ -39,7 +46,7 @@ static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t h
                           long long next_job) {
     const size_t dim = heads * head_dim;
     float *k_packed = ws;
-    float *v_packed = k_packed + round_line(vitc_f32_gemm_packed_floats(isa, seq, head_dim));
+    float *v_packed = k_packed + round_line(k_packed_floats(isa, seq, head_dim));
     float *scores = v_packed + round_line(vitc_f32_gemm_packed_floats(isa, head_dim, seq));
     float *gemm_ws = scores + round_line(seq * seq);
 
