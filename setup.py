@@ -104,7 +104,8 @@ ext = Extension(
     sources=["vitc/_vitc.pyx"] + portable,
     include_dirs=["csrc", numpy.get_include()],
     define_macros=macros,
-    depends=sorted(glob("csrc/*.h") + glob("csrc/kernels/*.h") + glob("vitc/*.pxi")),
+    # the ISA files are linked in as objects: listing them here makes a change to one relink the extension
+    depends=sorted(glob("csrc/*.h") + glob("csrc/kernels/*.h") + glob("vitc/*.pxi") + ISA_SOURCES),
 )
 
 setup(
