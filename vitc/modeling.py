@@ -174,6 +174,94 @@ def _config_summary(config):
             f"num_labels={config.num_labels}")
 
 
+class _WeightArena:
+    """Every weight of a model in ONE 64-byte aligned float32 buffer, filled straight from the checkpoint.
+
+    First the loader declares what it needs (vector(): tensors' values back to back, e.g. the Q|K|V biases;
+    packed(): a Linear weight, or several stacked by rows, in the GEMM's packed layout), then load()
+    allocates the arena once and streams each tensor through one small reusable scratch: vectors are read
+    in place, weights a few NR-row panels at a time (read -> NaN/Inf count -> pack into their slice). So the
+    raw weights never exist in full next to the packed ones, and no big temporary is allocated and freed
+    (glibc would keep such freed memory: its mmap threshold grows with every freed block).
+    Peak while loading: the arena (the float32 weights, rows padded to NR) + a scratch of ~1 MiB."""
+    _scratch_floats = 1 << 18  # 1 MiB: a few panels of the largest k, stays in L2 between read and pack
+
+    def __init__(self, isa, reader):
+        self.isa, self.reader = isa, reader
+        self.entries = []  # (offset, floats, names, k or None for a vector)
+        self.floats = 0
+        self.arena = None
+
+    def _add(self, floats, names, k):
+        self.entries.append((self.floats, floats, names, k))
+        self.floats += -(-floats // 16) * 16  # next entry 64-byte aligned
+        return len(self.entries) - 1
+
+    def vector(self, *names):
+        """Handle of the named tensors' values, flattened and concatenated (float32 1-D)."""
+        return self._add(sum(_size(self.reader.shape(n)) for n in names), names, None)
+
+    def packed(self, *names):
+        """Handle of the Linear weights [n_i, k...] stacked by rows and packed for the ISA (1-D)."""
+        k = _size(self.reader.shape(names[0])[1:])
+        n = sum(self.reader.shape(name)[0] for name in names)
+        return self._add(_vitc.gemm_packed_floats(self.isa, n, k), names, k)
+
+    def load(self):
+        self.arena = _vitc.aligned_empty(max(1, self.floats))
+        scratch = None
+        for offset, floats, names, k in self.entries:
+            dst = self.arena[offset:offset + floats]
+            if k is None:
+                for name in names:
+                    rows, cols = _rows_cols(self.reader.shape(name))
+                    self.reader.read_rows(name, 0, dst[:rows * cols].reshape(rows, cols))
+                    dst = dst[rows * cols:]
+                continue
+            if scratch is None:
+                scratch = _vitc.aligned_empty(self._scratch_floats)
+            self._load_packed(names, k, dst, scratch)
+
+    def _load_packed(self, names, k, dst, scratch):
+        isa = self.isa
+        nr = _vitc.gemm_packed_floats(isa, 1, k) // k
+        chunk = max(1, len(scratch) // (k * nr)) * nr  # rows per pass: whole NR-row panels
+        if chunk * k > len(scratch):  # one panel of a very wide k exceeds the default scratch
+            scratch = _vitc.aligned_empty(chunk * k)
+        segments = [(name, self.reader.shape(name)[0]) for name in names]
+        n = sum(rows for _, rows in segments)
+        for r0 in range(0, n, chunk):
+            rows = min(chunk, n - r0)
+            buf = scratch[:rows * k].reshape(rows, k)
+            seg0, filled = 0, 0  # fill buf rows from the segment(s) covering [r0, r0 + rows)
+            for name, seg_rows in segments:
+                lo, hi = max(r0, seg0), min(r0 + rows, seg0 + seg_rows)
+                if lo < hi:
+                    self.reader.read_rows(name, lo - seg0, buf[filled:filled + hi - lo])
+                    filled += hi - lo
+                seg0 += seg_rows
+            _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
+
+    def array(self, handle):
+        """The loaded array of a handle (None for None): a view into the arena, which it keeps alive."""
+        if handle is None:
+            return None
+        offset, floats = self.entries[handle][:2]
+        return self.arena[offset:offset + floats]
+
+
+def _size(shape):
+    size = 1
+    for s in shape:
+        size *= int(s)
+    return size
+
+
+def _rows_cols(shape):
+    """A tensor seen as 2-D [shape[0], prod(shape[1:])] (a scalar as [1, 1])."""
+    return (int(shape[0]), _size(shape[1:])) if len(shape) else (1, 1)
+
+
 class _Buffers:
     """Activations for one (batch, channels, height, width, threads): allocated once, reused per call."""
 
@@ -240,53 +328,49 @@ class _ViTBase:
         return model
 
     def _load(self, plan, reader):
-        cfg, isa = self.config, self._isa
-        d = cfg.hidden_size
-
-        def vec(name):
-            return np.ascontiguousarray(reader.get_float32(plan.base(name)).reshape(-1))
-
-        def packed(*names):
-            """Linear weight(s) [n_i, k] stacked by rows and packed for the ISA; raw copies dropped here."""
-            w = [reader.get_float32(n) for n in names]
-            w = w[0] if len(w) == 1 else np.concatenate(w, axis=0)
-            return _vitc.gemm_pack_nk(isa, np.ascontiguousarray(w.reshape(w.shape[0], -1)))
-
-        self._cls = vec("embeddings.cls_token")
-        self._dist = vec("embeddings.distillation_token") if plan.num_prefix == 2 else None
-        self._pos = np.ascontiguousarray(reader.get_float32(plan.base("embeddings.position_embeddings"))[0])
-        self._patch_w = packed(plan.base("embeddings.patch_embeddings.projection.weight"))
-        self._patch_b = vec("embeddings.patch_embeddings.projection.bias")
-        act = cfg.hidden_act_code
-        self._layers = []
+        cfg, isa, base = self.config, self._isa, plan.base
+        weights = _WeightArena(isa, reader)
+        vec, packed = weights.vector, weights.packed
+        cls = vec(base("embeddings.cls_token"))
+        dist = vec(base("embeddings.distillation_token")) if plan.num_prefix == 2 else None
+        pos = vec(base("embeddings.position_embeddings"))
+        patch_w = packed(base("embeddings.patch_embeddings.projection.weight"))
+        patch_b = vec(base("embeddings.patch_embeddings.projection.bias"))
+        layers = []
         for i in range(cfg.num_hidden_layers):
             p = f"encoder.layer.{i}."
-            qkv = [p + f"attention.attention.{x}" for x in ("query", "key", "value")]
-            arrays = {
-                "ln1_g": vec(p + "layernorm_before.weight"), "ln1_b": vec(p + "layernorm_before.bias"),
-                "ln2_g": vec(p + "layernorm_after.weight"), "ln2_b": vec(p + "layernorm_after.bias"),
-                "qkv_w": packed(*(plan.base(n + ".weight") for n in qkv)),
-                "qkv_b": np.concatenate([vec(n + ".bias") for n in qkv])
-                if cfg.qkv_bias else None,
-                "proj_w": packed(plan.base(p + "attention.output.dense.weight")),
-                "proj_b": vec(p + "attention.output.dense.bias"),
-                "fc1_w": packed(plan.base(p + "intermediate.dense.weight")),
-                "fc1_b": vec(p + "intermediate.dense.bias"),
-                "fc2_w": packed(plan.base(p + "output.dense.weight")),
-                "fc2_b": vec(p + "output.dense.bias"),
-            }
-            self._layers.append(_vitc.EncoderLayer(isa, d, cfg.num_attention_heads, cfg.intermediate_size,
-                                                   float(cfg.layer_norm_eps), act, arrays))
-        self._ln_g, self._ln_b = vec("layernorm.weight"), vec("layernorm.bias")
-        self._pooler = None
-        if plan.has_pooler:
-            self._pooler = (packed(plan.base("pooler.dense.weight")), vec("pooler.dense.bias"))
-        self._heads = []
+            qkv = [base(p + f"attention.attention.{x}") for x in ("query", "key", "value")]
+            layers.append({
+                "ln1_g": vec(base(p + "layernorm_before.weight")), "ln1_b": vec(base(p + "layernorm_before.bias")),
+                "ln2_g": vec(base(p + "layernorm_after.weight")), "ln2_b": vec(base(p + "layernorm_after.bias")),
+                "qkv_w": packed(*(n + ".weight" for n in qkv)),  # rows query | key | value: one [3D, D] GEMM
+                "qkv_b": vec(*(n + ".bias" for n in qkv)) if cfg.qkv_bias else None,
+                "proj_w": packed(base(p + "attention.output.dense.weight")),
+                "proj_b": vec(base(p + "attention.output.dense.bias")),
+                "fc1_w": packed(base(p + "intermediate.dense.weight")),
+                "fc1_b": vec(base(p + "intermediate.dense.bias")),
+                "fc2_w": packed(base(p + "output.dense.weight")),
+                "fc2_b": vec(base(p + "output.dense.bias")),
+            })
+        ln = (vec(base("layernorm.weight")), vec(base("layernorm.bias")))
+        pooler = (packed(base("pooler.dense.weight")), vec(base("pooler.dense.bias"))) if plan.has_pooler else None
+        heads = []
         if self._with_head and cfg.num_labels > 0:
             names = ("classifier",) if plan.head == "classifier" else ("cls_classifier", "distillation_classifier")
-            for n in names:
-                self._heads.append((packed(n + ".weight"),
-                                    np.ascontiguousarray(reader.get_float32(n + ".bias").reshape(-1))))
+            heads = [(packed(n + ".weight"), vec(n + ".bias")) for n in names]
+
+        weights.load()
+        get = weights.array
+        self._cls, self._dist = get(cls), get(dist)
+        self._pos = get(pos).reshape(-1, cfg.hidden_size)
+        self._patch_w, self._patch_b = get(patch_w), get(patch_b)
+        act = cfg.hidden_act_code
+        self._layers = [_vitc.EncoderLayer(isa, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size,
+                                           float(cfg.layer_norm_eps), act, {k: get(v) for k, v in arrays.items()})
+                        for arrays in layers]
+        self._ln_g, self._ln_b = get(ln[0]), get(ln[1])
+        self._pooler = (get(pooler[0]), get(pooler[1])) if pooler else None
+        self._heads = [(get(w), get(b)) for w, b in heads]
         self._head_kind = plan.head
 
     # ---- properties ------------------------------------------------------------------------------------
