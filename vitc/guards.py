@@ -100,9 +100,10 @@ def available_memory_bytes():
 def forward_bytes(config, num_prefix, shape, nthreads, hidden_states=False, attentions=False,
                   buffers_cached=False, input_copy=True):
     """Bytes one forward call on a [B, C, H, W] input allocates (Python ints: no overflow), mirroring
-    modeling._Buffers and the outputs: hidden [B*S, D], embedding im2col [B*P, C*ph*pw], layer workspace
-    B*S*(5D + I) + attention scratch nthreads*S*S, final LayerNorm / outputs [B, S, D], and the requested
-    hidden_states ((L+1) x [B, S, D]) and attentions (L x [B, heads, S, S])."""
+    modeling._Buffers and the outputs: hidden [B*S, D], one workspace for the layer (B*S*(5D + I) +
+    attention scratch nthreads*S*S) that also holds the embedding's im2col [B*P, C*ph*pw], final
+    LayerNorm / outputs [B, S, D], and the requested hidden_states ((L+1) x [B, S, D]) and attentions
+    (L x [B, heads, S, S])."""
     b, c, h, w = (int(v) for v in shape)
     ph, pw = config.patch_hw
     d, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
@@ -111,9 +112,9 @@ def forward_bytes(config, num_prefix, shape, nthreads, hidden_states=False, atte
     floats = 0
     if not buffers_cached:
         floats += b * s * d                          # hidden
-        floats += b * patches * c * ph * pw          # im2col workspace
-        floats += b * s * (5 * d + inter) + max(1, nthreads) * s * s  # encoder layer workspace
-        floats += b * (patches + 1) * d if num_prefix == 2 else 0      # DeiT embedding staging
+        # one workspace: the encoder layer's, or the embedding's im2col + DeiT staging if larger
+        floats += max(b * s * (5 * d + inter) + max(1, nthreads) * s * s,
+                      b * patches * c * ph * pw + (b * (patches + 1) * d if num_prefix == 2 else 0))
     floats += b * s * d                              # last_hidden_state (or the prefix rows, less)
     if hidden_states:
         floats += (layers + 1) * b * s * d

@@ -9,6 +9,7 @@ GIL released:
 DeiT checkpoints (model_type "deit") add a distillation token after CLS: two prefix tokens instead of one.
 """
 import contextlib
+import mmap
 import threading
 import time
 from collections import OrderedDict
@@ -219,7 +220,7 @@ class _WeightArena:
                     dst = dst[rows * cols:]
                 continue
             if scratch is None:
-                scratch = _vitc.aligned_empty(self._scratch_floats)
+                scratch = _scratch_floats(self._scratch_floats)
             self._load_packed(names, k, dst, scratch)
 
     def _load_packed(self, names, k, dst, scratch):
@@ -227,7 +228,7 @@ class _WeightArena:
         nr = _vitc.gemm_packed_floats(isa, 1, k) // k
         chunk = max(1, len(scratch) // (k * nr)) * nr  # rows per pass: whole NR-row panels
         if chunk * k > len(scratch):  # one panel of a very wide k exceeds the default scratch
-            scratch = _vitc.aligned_empty(chunk * k)
+            scratch = _scratch_floats(chunk * k)
         segments = [(name, self.reader.shape(name)[0]) for name in names]
         n = sum(rows for _, rows in segments)
         for r0 in range(0, n, chunk):
@@ -248,6 +249,13 @@ class _WeightArena:
             return None
         offset, floats = self.entries[handle][:2]
         return self.arena[offset:offset + floats]
+
+
+def _scratch_floats(count):
+    """A page-aligned float32 scratch mapped outside malloc: freeing a malloc'd block of this size would raise
+    glibc's mmap threshold to it, and the forward's later blocks below that size would stay in the heap
+    after they are freed (RSS that never comes back)."""
+    return np.frombuffer(mmap.mmap(-1, 4 * count), np.float32)
 
 
 def _size(shape):
@@ -273,11 +281,15 @@ class _Buffers:
         self.seq = n_patches + model._num_prefix
         d = cfg.hidden_size
         self.hidden = _vitc.aligned_empty((batch * self.seq, d))
-        self.embed_ws = _vitc.aligned_empty(max(1, _vitc.embed_workspace_floats(
-            batch, cfg.num_channels, height, width, ph, pw)))
-        self.layer_ws = _vitc.aligned_empty(max(1, model._layers[0].workspace_floats(nthreads, batch, self.seq)))
+        # One workspace: the embedding's im2col (and DeiT's staging rows) run before any layer, so they live
+        # at the start of the layers' workspace instead of in buffers of their own.
+        embed_floats = _vitc.embed_workspace_floats(batch, cfg.num_channels, height, width, ph, pw)
+        staging = batch * (n_patches + 1) * d if model._num_prefix == 2 else 0
+        layer_floats = model._layers[0].workspace_floats(nthreads, batch, self.seq)
+        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, staging + embed_floats))
         # DeiT: the C embedding writes CLS + patches; the distillation row is inserted on the way to hidden
-        self.embed_out = _vitc.aligned_empty((batch, n_patches + 1, d)) if model._num_prefix == 2 else None
+        self.embed_out = self.layer_ws[:staging].reshape(batch, n_patches + 1, d) if staging else None
+        self.embed_ws = self.layer_ws[staging:staging + max(1, embed_floats)]
 
 
 class _ViTBase:
