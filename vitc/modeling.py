@@ -251,6 +251,25 @@ class _WeightArena:
         return self.arena[offset:offset + floats]
 
 
+def _return_free_heap():
+    """Give the free pages inside glibc's heap back to the OS once loading is done (malloc_trim). Import and
+    load leave freed blocks there (parsed JSON, compiled modules, small temporaries) that would otherwise
+    stay resident for the life of the process. A no-op where the C library has no malloc_trim."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        except (ImportError, OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 def _scratch_floats(count):
     """A page-aligned float32 scratch mapped outside malloc: freeing a malloc'd block of this size would raise
     glibc's mmap threshold to it, and the forward's later blocks below that size would stay in the heap
@@ -372,6 +391,7 @@ class _ViTBase:
             heads = [(packed(n + ".weight"), vec(n + ".bias")) for n in names]
 
         weights.load()
+        _return_free_heap()
         get = weights.array
         self._cls, self._dist = get(cls), get(dist)
         self._pos = get(pos).reshape(-1, cfg.hidden_size)
