@@ -114,7 +114,7 @@ def forward_bytes(config, num_prefix, shape, nthreads, hidden_states=False, atte
         floats += b * s * d                          # hidden
         # one workspace: the encoder layer's, or the embedding's im2col + DeiT staging if larger
         floats += max(b * s * (5 * d + inter) + max(1, nthreads) * s * s,
-                      b * patches * c * ph * pw + (b * (patches + 1) * d if num_prefix == 2 else 0))
+                      b * patches * c * ph * pw + (b * (patches + 1) * d + 15 if num_prefix == 2 else 0))
     floats += b * s * d                              # last_hidden_state (or the prefix rows, less)
     if hidden_states:
         floats += (layers + 1) * b * s * d

@@ -1,7 +1,9 @@
 """ViTModel / ViTForImageClassification: transformers' ViT forward pass over vitc's C kernels.
 
-Loading reads each tensor once from the safetensors files and packs every Linear weight for the model's ISA
-right away (Q, K, V fused as [3D, D] rows query|key|value), so raw and packed weights never coexist in full.
+Loading streams each tensor once from the safetensors files into ONE arena (_WeightArena): vectors are read
+in place, Linear weights a few panels at a time through a small scratch and packed for the model's ISA
+(Q, K, V fused as [3D, D] rows query|key|value), so raw and packed weights never coexist in full and the
+process peaks at about the float32 weights plus the activations.
 The forward keeps its activation buffers per input shape and runs each encoder layer as one C call with the
 GIL released:
     embeddings (patchify + patch GEMM + cls/pos)  ->  L x pre-LN encoder layer  ->  final LayerNorm
@@ -261,7 +263,7 @@ def _return_free_heap():
             import ctypes
             _malloc_trim = ctypes.CDLL(None).malloc_trim
             _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-        except (ImportError, OSError, AttributeError):
+        except (ImportError, OSError, AttributeError, TypeError):
             _malloc_trim = False
     if _malloc_trim:
         _malloc_trim(0)
@@ -304,11 +306,12 @@ class _Buffers:
         # at the start of the layers' workspace instead of in buffers of their own.
         embed_floats = _vitc.embed_workspace_floats(batch, cfg.num_channels, height, width, ph, pw)
         staging = batch * (n_patches + 1) * d if model._num_prefix == 2 else 0
+        im2col = -(-staging // 16) * 16  # 64-byte aligned, as a buffer of its own would be
         layer_floats = model._layers[0].workspace_floats(nthreads, batch, self.seq)
-        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, staging + embed_floats))
+        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, im2col + embed_floats))
         # DeiT: the C embedding writes CLS + patches; the distillation row is inserted on the way to hidden
         self.embed_out = self.layer_ws[:staging].reshape(batch, n_patches + 1, d) if staging else None
-        self.embed_ws = self.layer_ws[staging:staging + max(1, embed_floats)]
+        self.embed_ws = self.layer_ws[im2col:im2col + max(1, embed_floats)]
 
 
 class _ViTBase:
