@@ -145,6 +145,7 @@ def test_read_rows_reads_ranges_and_checks_the_destination(tmp_path):
     a = np.arange(5 * 6, dtype=np.float32).reshape(5, 2, 3)
     save_file({"a": a, "h": a.astype(np.float16), "s": np.array(7, np.float32)}, path)
     with CheckpointReader(path) as r:
+        r.will_need()  # read-ahead advice: changes nothing that is read
         for name in ("a", "h"):
             out = np.full((2, 6), -1, np.float32)
             r.read_rows(name, 3, out)
@@ -187,3 +188,27 @@ def test_nonfinite_counts_add_up_over_streamed_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(modeling._WeightArena, "_scratch_floats", 1)
     model = vitc.ViTForImageClassification.from_pretrained(folder)
     assert model.nonfinite_weights() == {"vit.encoder.layer.1.intermediate.dense.weight": 3}
+
+
+def test_read_rows_from_several_threads_at_once(tmp_path):
+    """pread has no shared file position and each thread converts F16 in its own raw scratch."""
+    import threading
+    path = str(tmp_path / "t.safetensors")
+    rng = np.random.default_rng(1)
+    tensors = {f"t{i}": rng.standard_normal((64, 300)).astype(np.float16) for i in range(4)}
+    save_file(tensors, path)
+    bad = []
+    with CheckpointReader(path) as r:
+        def work(name):
+            out = np.empty((16, 300), np.float32)
+            for _ in range(50):
+                for row0 in range(0, 64, 16):
+                    r.read_rows(name, row0, out)
+                    if not np.array_equal(out, tensors[name][row0:row0 + 16].astype(np.float32)):
+                        bad.append((name, row0))
+        threads = [threading.Thread(target=work, args=(n,)) for n in tensors]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not bad

@@ -19,6 +19,7 @@ directory or a FIFO is refused before open() could block).
 import json
 import os
 import stat
+import threading
 
 import numpy as np
 
@@ -183,6 +184,13 @@ class SafetensorsFile:
             raise ValueError(f"{self.path}: read after close()")
         _read_rows_float32(self._file.fileno(), self._data_start, info, row0, out, scratch or _RawScratch())
 
+    def will_need(self):
+        if hasattr(os, "posix_fadvise") and not self._file.closed:
+            try:
+                os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:  # advice only
+                pass
+
     def close(self):
         self._file.close()
 
@@ -303,7 +311,7 @@ class CheckpointReader:
     def __init__(self, paths_or_index):
         self.files = []
         self.tensors = {}  # name -> SafetensorsFile
-        self._scratch = None  # _RawScratch of read_rows, made on first use
+        self._scratch = threading.local()  # .raw: the thread's _RawScratch of read_rows, made on first use
         try:
             if isinstance(paths_or_index, (str, os.PathLike)) and os.fspath(paths_or_index).endswith(".json"):
                 self._open_index(os.fspath(paths_or_index))
@@ -377,13 +385,20 @@ class CheckpointReader:
         return self.tensors[name].get_float32(name)
 
     def read_rows(self, name, row0, out):
-        """Rows of tensor `name` into `out` (see SafetensorsFile.read_rows), one raw scratch for all files."""
-        if self._scratch is None:
-            self._scratch = _RawScratch()
-        self.tensors[name].read_rows(name, row0, out, self._scratch)
+        """Rows of tensor `name` into `out` (see SafetensorsFile.read_rows); one raw scratch for all files per
+        thread (pread has no shared file position, so threads may read at once)."""
+        scratch = getattr(self._scratch, "raw", None)
+        if scratch is None:
+            scratch = self._scratch.raw = _RawScratch()
+        self.tensors[name].read_rows(name, row0, out, scratch)
+
+    def will_need(self):
+        """Ask the OS to start reading every file now (a cold page cache: the disk streams while we pack)."""
+        for f in self.files:
+            f.will_need()
 
     def close(self):
-        self._scratch = None
+        self._scratch = threading.local()
         for f in self.files:
             f.close()
 
