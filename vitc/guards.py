@@ -100,8 +100,8 @@ def available_memory_bytes():
 def forward_bytes(config, num_prefix, shape, nthreads, hidden_states=False, attentions=False,
                   buffers_cached=False, input_copy=True):
     """Bytes one forward call on a [B, C, H, W] input allocates (Python ints: no overflow), mirroring
-    modeling._Buffers and the outputs: hidden [B*S, D], one workspace for the layer (B*S*(5D + I) +
-    attention scratch nthreads*S*S) that also holds the embedding's im2col [B*P, C*ph*pw], final
+    modeling._Buffers and the outputs: hidden [B*S, D], one workspace for the layer (B*S*(D + max(4D, I))
+    + attention scratch nthreads*S*S) that also holds the embedding's im2col [B*P, C*ph*pw], final
     LayerNorm / outputs [B, S, D], and the requested hidden_states ((L+1) x [B, S, D]) and attentions
     (L x [B, heads, S, S])."""
     b, c, h, w = (int(v) for v in shape)
@@ -112,9 +112,10 @@ def forward_bytes(config, num_prefix, shape, nthreads, hidden_states=False, atte
     floats = 0
     if not buffers_cached:
         floats += b * s * d                          # hidden
-        # one workspace: the encoder layer's, or the embedding's im2col + DeiT staging if larger
-        floats += max(b * s * (5 * d + inter) + max(1, nthreads) * s * s,
-                      b * patches * c * ph * pw + (b * (patches + 1) * d + 15 if num_prefix == 2 else 0))
+        # one workspace: the encoder layer's (LN rows, then Q|K|V + context + attention scratch or, later,
+        # the MLP's intermediate rows in the same place), or the embedding's im2col + DeiT staging if larger
+        layer = b * s * d + max(4 * b * s * d + max(1, nthreads) * s * s, b * s * inter)
+        floats += max(layer, b * patches * c * ph * pw + (b * (patches + 1) * d + 15 if num_prefix == 2 else 0))
     floats += b * s * d                              # last_hidden_state (or the prefix rows, less)
     if hidden_states:
         floats += (layers + 1) * b * s * d
