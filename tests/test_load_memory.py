@@ -212,3 +212,17 @@ def test_read_rows_from_several_threads_at_once(tmp_path):
         for t in threads:
             t.join()
     assert not bad
+
+
+def test_platforms_without_populate_fall_back_to_numpy(tmp_path, monkeypatch):
+    """No MAP_POPULATE (macOS, Windows): the arena is an aligned numpy array, the model the same."""
+    import mmap
+    folder = write_checkpoint(tmp_path / "m", hidden_size=40, num_attention_heads=4, intermediate_size=72,
+                              num_hidden_layers=2, image_size=16, patch_size=4)
+    x = image_batch(vitc.ViTConfig.from_pretrained(folder), 2)
+    want = vitc.ViTForImageClassification.from_pretrained(folder)
+    assert not isinstance(_root(want._patch_w), np.ndarray)  # the mapping (through a memoryview)
+    monkeypatch.delattr(mmap, "MAP_POPULATE", raising=False)
+    got = vitc.ViTForImageClassification.from_pretrained(folder)
+    assert isinstance(_root(got._patch_w), np.ndarray) and got._patch_w.ctypes.data % 64 == 0
+    assert np.array_equal(got(x).logits, want(x).logits)
