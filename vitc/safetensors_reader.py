@@ -7,9 +7,9 @@ checked against the file before any tensor is touched:
   offsets are relative to the data area; tensors tile it exactly (like the reference implementation).
 Tensors are read with pread into fresh arrays (get_float32), or row ranges into the caller's buffer
 (read_rows: the model loader streams each weight through one small scratch), and converted (F16, BF16,
-F64 -> F32). Not mmap on purpose: a
-file truncated or rewritten by another process after the header was checked makes a mapped read die with
-SIGBUS; a pread just comes back short, which is reported as a SafetensorsError.
+F64 -> F32). Not mmap on purpose: a file truncated or rewritten by another process after the header was
+checked makes a mapped read die with SIGBUS; a pread just comes back short, which is reported as a
+SafetensorsError.
 
 Hostile-input rules (docs/robustness.md lists each case): every size is checked in Python ints (no overflow),
 at most MAX_NDIM dimensions and a product below 2**63 bytes, the header is at most MAX_HEADER_BYTES and must be
@@ -17,6 +17,7 @@ a JSON object (deep nesting / giant numbers are errors, not crashes), only regul
 directory or a FIFO is refused before open() could block).
 """
 import json
+import mmap
 import os
 import stat
 import threading
@@ -209,8 +210,16 @@ class _RawScratch:
 
     def get(self, nbytes, dtype):
         if self._buf.size < nbytes:
-            self._buf = np.empty(nbytes, np.uint8)
+            self._buf = _private_bytes(nbytes)
         return self._buf[:nbytes].view(dtype)
+
+
+def _private_bytes(nbytes):
+    """A uint8 buffer in an anonymous mapping of its own where the platform has one: not malloc'd, so
+    freeing it does not raise glibc's mmap threshold (which would keep later freed blocks resident)."""
+    if nbytes >= 1 << 17 and hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), np.uint8)
+    return np.empty(nbytes, np.uint8)
 
 
 def _rows_cols(info):
