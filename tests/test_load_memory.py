@@ -88,10 +88,12 @@ def _reference_qkv(folder, layer=0, prefix="vit."):
 @pytest.mark.parametrize("scratch_floats", [1, 97, 1 << 18])
 def test_streamed_packing_equals_packing_the_whole_matrix(tmp_path, isa_name, scratch_floats, monkeypatch):
     """Chunks of one panel (scratch too small: grown to one panel), of several panels, and whole weights;
-    hidden 40 is not a multiple of any NR, so panels straddle the query|key|value boundaries."""
+    hidden 40 is not a multiple of any NR, so panels straddle the query|key|value boundaries. The
+    populating thread runs in page-sized steps, racing the filling one over a ~100 KB arena."""
     folder = write_checkpoint(tmp_path / "m", hidden_size=40, num_attention_heads=4, intermediate_size=72,
                               num_hidden_layers=2, image_size=16, patch_size=4, num_labels=7)
     monkeypatch.setattr(modeling._WeightArena, "_scratch_floats", scratch_floats)
+    monkeypatch.setattr(modeling, "_POPULATE_STEP", 4096)
     model = vitc.ViTForImageClassification.from_pretrained(folder)
     isa = model._isa
     w, b, t = _reference_qkv(folder)
@@ -214,15 +216,28 @@ def test_read_rows_from_several_threads_at_once(tmp_path):
     assert not bad
 
 
-def test_platforms_without_populate_fall_back_to_numpy(tmp_path, monkeypatch):
-    """No MAP_POPULATE (macOS, Windows): the arena is an aligned numpy array, the model the same."""
+def test_populated_arena_of_a_mid_size_model(mid_folder):
+    """44 MB: the populating thread maps the arena's tail in 4 MB steps while the weights stream in."""
+    model = vitc.ViTForImageClassification.from_pretrained(mid_folder)
+    t = load_file(os.path.join(mid_folder, "model.safetensors"))
+    isa, last = model._isa, len(model._layers) - 1
+    w, _, _ = _reference_qkv(mid_folder, layer=last)
+    assert np.array_equal(model._layers[last].arrays["qkv_w"], _vitc.gemm_pack_nk(isa, w))
+    assert np.array_equal(model._layers[last].arrays["fc2_w"],
+                          _vitc.gemm_pack_nk(isa, t[f"vit.encoder.layer.{last}.output.dense.weight"]))
+    assert np.array_equal(model._heads[0][0], _vitc.gemm_pack_nk(isa, t["classifier.weight"]))
+    assert not [th for th in __import__("threading").enumerate() if th.name == "vitc-populate"]
+
+
+def test_platforms_without_private_mappings_fall_back_to_numpy(tmp_path, monkeypatch):
+    """No MAP_PRIVATE / MAP_ANONYMOUS (Windows): the arena is an aligned numpy array, the model the same."""
     import mmap
     folder = write_checkpoint(tmp_path / "m", hidden_size=40, num_attention_heads=4, intermediate_size=72,
                               num_hidden_layers=2, image_size=16, patch_size=4)
     x = image_batch(vitc.ViTConfig.from_pretrained(folder), 2)
     want = vitc.ViTForImageClassification.from_pretrained(folder)
     assert not isinstance(_root(want._patch_w), np.ndarray)  # the mapping (through a memoryview)
-    monkeypatch.delattr(mmap, "MAP_POPULATE", raising=False)
+    monkeypatch.delattr(mmap, "MAP_PRIVATE", raising=False)
     got = vitc.ViTForImageClassification.from_pretrained(folder)
     assert isinstance(_root(got._patch_w), np.ndarray) and got._patch_w.ctypes.data % 64 == 0
     assert np.array_equal(got(x).logits, want(x).logits)
