@@ -76,18 +76,25 @@ size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k) {
     return div_up(n, nr) * nr * k;
 }
 
-/* W[n, ldw] (Linear layout, C = A·Wᵀ) -> panels [n/NR][k][NR] */
+/* W[n, ldw] (Linear layout, C = A·Wᵀ) -> panels [n/NR][k][NR]
+ * A transpose of NR rows; k is walked in slices of 16 so the panel slice being written (16·NR floats) stays
+ * in L1 while the NR source rows are read in turn. Row by row, each row's stride-NR writes swept the whole
+ * panel (up to 32·3072 floats) and loading ViT-B spent about as long packing as reading the file. Panels
+ * are independent, so a caller may pack a large W in row chunks (multiples of NR) at offset row0·k. */
 void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed) {
     const size_t nr = gemm_config(isa)->nr;
     for (size_t j0 = 0; j0 < n; j0 += nr) {
-        float *panel = packed + j0 * k; /* = (j0 / nr) * k * nr */
+        float *VITC_RESTRICT panel = packed + j0 * k; /* = (j0 / nr) * k * nr */
         const size_t cols = min_size(nr, n - j0);
-        for (size_t j = 0; j < cols; j++) {
-            const float *wr = w + (j0 + j) * ldw;
-            for (size_t p = 0; p < k; p++) panel[p * nr + j] = wr[p];
+        for (size_t p0 = 0; p0 < k; p0 += 16) {
+            const size_t p1 = min_size(p0 + 16, k);
+            for (size_t j = 0; j < cols; j++) {
+                const float *VITC_RESTRICT wr = w + (j0 + j) * ldw;
+                for (size_t p = p0; p < p1; p++) panel[p * nr + j] = wr[p];
+            }
+            for (size_t j = cols; j < nr; j++)
+                for (size_t p = p0; p < p1; p++) panel[p * nr + j] = 0.0f;
         }
-        for (size_t j = cols; j < nr; j++)
-            for (size_t p = 0; p < k; p++) panel[p * nr + j] = 0.0f;
     }
 }
 

@@ -46,6 +46,9 @@ SPECS = {
     "deit_teacher": ("DeiTForImageClassificationWithTeacher", {}, SQUARE, None, None),
     "deit_model": ("DeiTModel", {"add_pooling_layer": True}, SQUARE, None, None),
     "vit_b16": ("ViTForImageClassification", {}, VIT_B16, None, None),
+    # intermediate_size > 4 x hidden: the MLP rows, not Q|K|V + context + attention scratch, size the
+    # layer workspace region they share (vit.c)
+    "wide_mlp": ("ViTForImageClassification", {}, dict(TINY, intermediate_size=200), None, None),
 }
 for _act in ACTIVATIONS:
     SPECS[f"act_{_act}"] = ("ViTForImageClassification", {}, dict(TINY, hidden_act=_act), None, None)

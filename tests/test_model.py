@@ -50,7 +50,8 @@ def assert_matches(out, ref, with_details=True):
 
 
 SMALL_SPECS = ["small", "patch57", "no_qkv_bias", "gray", "model_pooler", "model_pooler_wide",
-               "model_no_pooler", "f16", "bf16", "model_bf16", "sharded", "deit", "deit_teacher", "deit_model"]
+               "model_no_pooler", "f16", "bf16", "model_bf16", "sharded", "deit", "deit_teacher", "deit_model",
+               "wide_mlp"]
 
 
 @pytest.mark.parametrize("name", SMALL_SPECS)

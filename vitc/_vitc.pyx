@@ -92,13 +92,22 @@ def gemm_packed_floats(int isa, size_t n, size_t k):
     return vitc_f32_gemm_packed_floats(<vitc_isa>_isa(isa), n, k)
 
 
-def gemm_pack_nk(int isa, const float[:, :] w):
-    """Pack a Linear weight W[n, k] (C = A·Wᵀ) into a 64-byte aligned buffer for `isa`."""
+def gemm_pack_nk(int isa, const float[:, :] w, out=None):
+    """Pack a Linear weight W[n, k] (C = A·Wᵀ) for `isa` into a new 64-byte aligned buffer, or into `out`
+    (1-D float32, exactly gemm_packed_floats(isa, n, k) long: e.g. a slice of a model's weight arena)."""
     _isa(isa)
     cdef size_t n = w.shape[0], k = w.shape[1], ldw = _ld(np.asarray(w), "w")
     if n == 0 or k == 0:
         raise ValueError("w must be non-empty")
-    packed = aligned_empty(vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k))
+    cdef size_t need = vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k)
+    if out is None:
+        packed = aligned_empty(need)
+    else:
+        packed = out
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.ndim != 1:
+            raise ValueError("out: expected a 1-D float32 array")
+        _check_shape(out, (need,), "out")
+        _no_overlap(out, np.asarray(w), "out", "w")
     cdef float[::1] p = packed
     with nogil:
         vitc_f32_gemm_pack_nk(<vitc_isa>isa, n, k, &w[0, 0], ldw, &p[0])

@@ -1,7 +1,7 @@
 """Checks that keep hostile or oversized inputs from crashing the process (docs/robustness.md).
 
 - NonfiniteCounter: wraps a checkpoint reader while a model loads and counts NaN/Inf values per tensor on
-  the raw float32 copy (before packing), so `model.nonfinite_weights()` and `vitc info` can report them.
+  the raw float32 rows (before packing, in the loader's scratch: no copy), so `model.nonfinite_weights()` and `vitc info` can report them.
   Loading is allowed: a checkpoint with a NaN in an unused row still works, and transformers loads it too.
 - check_forward_memory: estimates the bytes one forward call will allocate for an input shape and raises
   MemoryError naming the batch and the bytes when they exceed the memory this process can still get, so a
@@ -14,7 +14,8 @@ import numpy as np
 
 
 class NonfiniteCounter:
-    """A CheckpointReader proxy: get_float32 also records {name: count of NaN/Inf values} for non-zero counts."""
+    """A CheckpointReader proxy: get_float32 and read_rows also record {name: count of NaN/Inf values} for
+    non-zero counts (read_rows adds up the counts of a tensor's row ranges)."""
 
     def __init__(self, reader):
         self._reader = reader
@@ -25,22 +26,40 @@ class NonfiniteCounter:
 
     def get_float32(self, name):
         array = self._reader.get_float32(name)
-        count = count_nonfinite(array)
-        if count:
-            self.nonfinite[name] = count
+        self._record(name, count_nonfinite(array))
         return array
+
+    def read_rows(self, name, row0, out):
+        self._reader.read_rows(name, row0, out)
+        self._record(name, count_nonfinite(out))
+        return out
+
+    def _record(self, name, count):
+        if count:
+            self.nonfinite[name] = self.nonfinite.get(name, 0) + count
+
+
+_COUNT_CHUNK = 1 << 16  # floats per np.isfinite pass: a 64 KiB bool buffer, not one the size of the tensor
 
 
 def count_nonfinite(array):
     """Number of NaN/Inf values in a float32 array. Fast path: a finite float32 sum proves there are none
     (~15 ms over ViT-B's 86 M weights); a NaN/Inf sum (a non-finite value, or finite values whose sum
-    overflows) is settled by an exact count."""
+    overflows) is settled by an exact count, chunk by chunk into one small reused bool buffer."""
     if array.size == 0:
         return 0
     with np.errstate(over="ignore", invalid="ignore"):  # inf + -inf, overflow: expected here, not news
         if np.isfinite(array.sum()):
             return 0
-    return int(array.size - np.count_nonzero(np.isfinite(array)))
+    flat = array.reshape(-1)
+    finite = np.empty(min(flat.size, _COUNT_CHUNK), np.bool_)
+    count = 0
+    for i in range(0, flat.size, _COUNT_CHUNK):
+        part = flat[i:i + _COUNT_CHUNK]
+        ok = finite[:part.size]
+        np.isfinite(part, out=ok)
+        count += part.size - int(np.count_nonzero(ok))
+    return count
 
 
 # ---- memory ----------------------------------------------------------------------------------------------
@@ -81,9 +100,10 @@ def available_memory_bytes():
 def forward_bytes(config, num_prefix, shape, nthreads, hidden_states=False, attentions=False,
                   buffers_cached=False, input_copy=True):
     """Bytes one forward call on a [B, C, H, W] input allocates (Python ints: no overflow), mirroring
-    modeling._Buffers and the outputs: hidden [B*S, D], embedding im2col [B*P, C*ph*pw], layer workspace
-    B*S*(5D + I) + attention scratch nthreads*S*S, final LayerNorm / outputs [B, S, D], and the requested
-    hidden_states ((L+1) x [B, S, D]) and attentions (L x [B, heads, S, S])."""
+    modeling._Buffers and the outputs: hidden [B*S, D], one workspace for the layer (B*S*(D + max(4D, I))
+    + attention scratch nthreads*S*S) that also holds the embedding's im2col [B*P, C*ph*pw], final
+    LayerNorm / outputs [B, S, D], and the requested hidden_states ((L+1) x [B, S, D]) and attentions
+    (L x [B, heads, S, S])."""
     b, c, h, w = (int(v) for v in shape)
     ph, pw = config.patch_hw
     d, inter, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
@@ -92,9 +112,10 @@ def forward_bytes(config, num_prefix, shape, nthreads, hidden_states=False, atte
     floats = 0
     if not buffers_cached:
         floats += b * s * d                          # hidden
-        floats += b * patches * c * ph * pw          # im2col workspace
-        floats += b * s * (5 * d + inter) + max(1, nthreads) * s * s  # encoder layer workspace
-        floats += b * (patches + 1) * d if num_prefix == 2 else 0      # DeiT embedding staging
+        # one workspace: the encoder layer's (LN rows, then Q|K|V + context + attention scratch or, later,
+        # the MLP's intermediate rows in the same place), or the embedding's im2col + DeiT staging if larger
+        layer = b * s * d + max(4 * b * s * d + max(1, nthreads) * s * s, b * s * inter)
+        floats += max(layer, b * patches * c * ph * pw + (b * (patches + 1) * d + 15 if num_prefix == 2 else 0))
     floats += b * s * d                              # last_hidden_state (or the prefix rows, less)
     if hidden_states:
         floats += (layers + 1) * b * s * d

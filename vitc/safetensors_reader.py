@@ -5,9 +5,11 @@ checked against the file before any tensor is touched:
   8-byte little-endian header length N | N bytes of JSON | data area
   JSON: {"__metadata__": {str: str}, name: {"dtype": str, "shape": [int], "data_offsets": [begin, end]}}
   offsets are relative to the data area; tensors tile it exactly (like the reference implementation).
-Tensors are read with pread into fresh arrays and converted (F16, BF16, F64 -> F32). Not mmap on purpose: a
-file truncated or rewritten by another process after the header was checked makes a mapped read die with
-SIGBUS; a pread just comes back short, which is reported as a SafetensorsError.
+Tensors are read with pread into fresh arrays (get_float32), or row ranges into the caller's buffer
+(read_rows: the model loader streams each weight through one small scratch), and converted (F16, BF16,
+F64 -> F32). Not mmap on purpose: a file truncated or rewritten by another process after the header was
+checked makes a mapped read die with SIGBUS; a pread just comes back short, which is reported as a
+SafetensorsError.
 
 Hostile-input rules (docs/robustness.md lists each case): every size is checked in Python ints (no overflow),
 at most MAX_NDIM dimensions and a product below 2**63 bytes, the header is at most MAX_HEADER_BYTES and must be
@@ -15,8 +17,10 @@ a JSON object (deep nesting / giant numbers are errors, not crashes), only regul
 directory or a FIFO is refused before open() could block).
 """
 import json
+import mmap
 import os
 import stat
+import threading
 
 import numpy as np
 
@@ -170,6 +174,24 @@ class SafetensorsFile:
             raise ValueError(f"{self.path}: read after close()")
         return _read_float32(self._file.fileno(), self._data_start, info)
 
+    def read_rows(self, name, row0, out, scratch=None):
+        """Rows [row0, row0 + len(out)) of tensor `name`, seen as [shape[0], prod(shape[1:])], into `out`
+        (float32 C-contiguous [rows, cols]); nothing is allocated for F32, and F16/BF16/F64 go through
+        `scratch` (a _RawScratch, grown as needed) instead of a fresh array per tensor."""
+        info = self.tensors.get(name)
+        if info is None:
+            raise KeyError(f"{self.path}: no tensor {name!r}")
+        if self._file.closed:
+            raise ValueError(f"{self.path}: read after close()")
+        _read_rows_float32(self._file.fileno(), self._data_start, info, row0, out, scratch or _RawScratch())
+
+    def will_need(self):
+        if hasattr(os, "posix_fadvise") and not self._file.closed:
+            try:
+                os.posix_fadvise(self._file.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
+            except OSError:  # advice only
+                pass
+
     def close(self):
         self._file.close()
 
@@ -178,6 +200,62 @@ class SafetensorsFile:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class _RawScratch:
+    """One reusable byte buffer for the file bytes of non-F32 tensors (converted from there to float32)."""
+
+    def __init__(self):
+        self._buf = np.empty(0, np.uint8)
+
+    def get(self, nbytes, dtype):
+        if self._buf.size < nbytes:
+            self._buf = _private_bytes(nbytes)
+        return self._buf[:nbytes].view(dtype)
+
+
+def _private_bytes(nbytes):
+    """A uint8 buffer in an anonymous mapping of its own where the platform has one: not malloc'd, so
+    freeing it does not raise glibc's mmap threshold (which would keep later freed blocks resident)."""
+    if nbytes >= 1 << 17 and hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS), np.uint8)
+    return np.empty(nbytes, np.uint8)
+
+
+def _rows_cols(info):
+    rows = info.shape[0] if info.shape else 1
+    cols = 1
+    for s in info.shape[1:]:
+        cols *= s
+    return rows, cols
+
+
+def _read_rows_float32(fd, data_start, info, row0, out, scratch):
+    itemsize, np_dtype, convertible = DTYPES[info.dtype]
+    if not convertible:
+        raise SafetensorsError(f"{info.path}: tensor {info.name!r} has dtype {info.dtype}; expected a float "
+                               f"dtype (F32, F16, BF16, F64)")
+    rows, cols = _rows_cols(info)
+    if (out.dtype != np.float32 or not out.flags.c_contiguous or out.ndim != 2 or out.shape[1] != cols
+            or not 0 <= row0 <= row0 + out.shape[0] <= rows):
+        raise ValueError(f"read_rows {info.name!r}: out {out.dtype} {out.shape} does not fit rows "
+                         f"[{row0}, {row0 + out.shape[0]}) of a [{rows}, {cols}] tensor")
+    count = out.size
+    if count == 0:
+        return
+    offset = data_start + info.begin + row0 * cols * itemsize
+    if info.dtype == "F32" and np.dtype("<f4") == np.float32:
+        _pread_exact(fd, out, offset, info)
+    elif info.dtype == "BF16":  # bfloat16 is the top half of a float32
+        bits = scratch.get(count * 2, "<u2")
+        _pread_exact(fd, bits, offset, info)
+        wide = out.reshape(-1).view(np.uint32)
+        np.copyto(wide, bits)
+        np.left_shift(wide, 16, out=wide)
+    else:
+        raw = scratch.get(count * itemsize, np_dtype if info.dtype != "F32" else "<f4")
+        _pread_exact(fd, raw, offset, info)
+        np.copyto(out.reshape(-1), raw, casting="unsafe")
 
 
 def _check_regular_file(path):
@@ -242,6 +320,7 @@ class CheckpointReader:
     def __init__(self, paths_or_index):
         self.files = []
         self.tensors = {}  # name -> SafetensorsFile
+        self._scratch = threading.local()  # .raw: the thread's _RawScratch of read_rows, made on first use
         try:
             if isinstance(paths_or_index, (str, os.PathLike)) and os.fspath(paths_or_index).endswith(".json"):
                 self._open_index(os.fspath(paths_or_index))
@@ -314,7 +393,21 @@ class CheckpointReader:
     def get_float32(self, name):
         return self.tensors[name].get_float32(name)
 
+    def read_rows(self, name, row0, out):
+        """Rows of tensor `name` into `out` (see SafetensorsFile.read_rows); one raw scratch for all files per
+        thread (pread has no shared file position, so threads may read at once)."""
+        scratch = getattr(self._scratch, "raw", None)
+        if scratch is None:
+            scratch = self._scratch.raw = _RawScratch()
+        self.tensors[name].read_rows(name, row0, out, scratch)
+
+    def will_need(self):
+        """Ask the OS to start reading every file now (a cold page cache: the disk streams while we pack)."""
+        for f in self.files:
+            f.will_need()
+
     def close(self):
+        self._scratch = threading.local()
         for f in self.files:
             f.close()
 
