@@ -24,7 +24,6 @@ from vitc import _vitc, modeling  # noqa: E402
 from vitc.safetensors_reader import CheckpointReader  # noqa: E402
 
 MiB = 2 ** 20
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
 import json, resource, sys
@@ -43,7 +42,9 @@ print(json.dumps({"import": after_import, "load": after_load, "end": peak(),
 
 
 def fresh_process_peaks(folder):
-    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    # the child imports the same vitc as this test run (an in-place build or the installed package)
+    vitc_home = os.path.dirname(os.path.dirname(os.path.abspath(vitc.__file__)))
+    env = dict(os.environ, PYTHONPATH=vitc_home + os.pathsep + os.environ.get("PYTHONPATH", ""))
     # via /bin/sh: the child is exec'd from a forked shell, not from this big pytest process, whose
     # ru_maxrss Linux would carry across execve
     proc = subprocess.run(["/bin/sh", "-c", '"$@"', "sh", sys.executable, "-c", CHILD, folder],
