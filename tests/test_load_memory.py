@@ -48,7 +48,7 @@ def fresh_process_peaks(folder):
     # via /bin/sh: the child is exec'd from a forked shell, not from this big pytest process, whose
     # ru_maxrss Linux would carry across execve
     proc = subprocess.run(["/bin/sh", "-c", '"$@"', "sh", sys.executable, "-c", CHILD, folder],
-                          capture_output=True, text=True, timeout=120, env=env)
+                          capture_output=True, text=True, timeout=120, env=env, cwd=folder)  # not the repo root
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
