@@ -17,6 +17,13 @@ static void lap(double *phase_seconds, vitc_phase phase, double *t0) {
     *t0 = t;
 }
 
+/* Returns from the enclosing function with the status of a kernel call that failed. */
+#define RETURN_IF_FAILED(call)                                                                                \
+    do {                                                                                                      \
+        vitc_status status_ = (call);                                                                         \
+        if (status_ != VITC_OK) return status_;                                                               \
+    } while (0)
+
 /* workspace layout for one layer: ln [T,D] | then either qkv [T,3D] | ctx [T,D] | attention scratch (the
  * attention half), or inter [T,I] (the MLP half: qkv and ctx are dead once proj has read ctx). Sharing the
  * region saves T·I floats, 2.4 MB at ViT-B batch 1. */
@@ -28,7 +35,7 @@ size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vi
     return t * d->dim + (attention > mlp ? attention : mlp);
 }
 
-void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
+vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds) {
     size_t t = batch * seq, dim = d->dim;
@@ -39,23 +46,24 @@ void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, 
     vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln1_g, w->ln1_b, d->eps, ln, dim);
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     vitc_epilogue ep_qkv = {w->qkv_b, VITC_ACT_NONE, NULL, 0};
-    vitc_f32_gemm(isa, nthreads, t, 3 * dim, dim, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim);
+    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, 3 * dim, dim, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim));
     lap(phase_seconds, VITC_PHASE_QKV, &t0);
     vitc_f32_attention(isa, nthreads, batch, seq, d->heads, dim / d->heads, qkv, 3 * dim, ctx, dim, probs,
                        attn_ws);
     lap(phase_seconds, VITC_PHASE_ATTENTION, &t0);
     vitc_epilogue ep_proj = {w->proj_b, VITC_ACT_NONE, hidden, dim};
-    vitc_f32_gemm(isa, nthreads, t, dim, dim, ctx, dim, w->proj_w, &ep_proj, hidden, dim);
+    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, dim, dim, ctx, dim, w->proj_w, &ep_proj, hidden, dim));
     lap(phase_seconds, VITC_PHASE_PROJ, &t0);
 
     vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln2_g, w->ln2_b, d->eps, ln, dim);
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     vitc_epilogue ep_fc1 = {w->fc1_b, d->act, NULL, 0};
-    vitc_f32_gemm(isa, nthreads, t, d->inter, dim, ln, dim, w->fc1_w, &ep_fc1, inter, d->inter);
+    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, d->inter, dim, ln, dim, w->fc1_w, &ep_fc1, inter, d->inter));
     lap(phase_seconds, VITC_PHASE_FC1, &t0);
     vitc_epilogue ep_fc2 = {w->fc2_b, VITC_ACT_NONE, hidden, dim};
-    vitc_f32_gemm(isa, nthreads, t, dim, d->inter, inter, d->inter, w->fc2_w, &ep_fc2, hidden, dim);
+    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, dim, d->inter, inter, d->inter, w->fc2_w, &ep_fc2, hidden, dim));
     lap(phase_seconds, VITC_PHASE_FC2, &t0);
+    return VITC_OK;
 }
 
 size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
@@ -63,7 +71,7 @@ size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t hei
     return batch * (height / ph) * (width / pw) * channels * ph * pw;
 }
 
-void vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
                     size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
                     const float *patch_b, const float *cls, const float *pos, float *out, float *workspace) {
     size_t np = (height / ph) * (width / pw), kdim = channels * ph * pw, seq = np + 1;
@@ -73,6 +81,8 @@ void vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, s
         for (size_t i = 0; i < dim; i++) o[i] = cls[i] + pos[i];
         /* patch rows: conv as GEMM, bias and the position embedding fused as the residual */
         vitc_epilogue ep = {patch_b, VITC_ACT_NONE, pos + dim, dim};
-        vitc_f32_gemm(isa, nthreads, np, dim, kdim, workspace + b * np * kdim, kdim, patch_w, &ep, o + dim, dim);
+        RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, np, dim, kdim, workspace + b * np * kdim, kdim, patch_w, &ep,
+                                       o + dim, dim));
     }
+    return VITC_OK;
 }

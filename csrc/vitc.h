@@ -130,8 +130,9 @@ typedef enum {
 size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
                                        size_t seq);
 /* One pre-LN encoder layer in place on hidden [batch*seq, dim]; probs as in vitc_f32_attention.
- * phase_seconds, if not NULL, has VITC_PHASE_COUNT entries that get each phase's wall time added. */
-void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
+ * phase_seconds, if not NULL, has VITC_PHASE_COUNT entries that get each phase's wall time added.
+ * VITC_ERR_NOMEM when a GEMM could not get its packing buffer (hidden is then unspecified). */
+vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds);
 
@@ -140,7 +141,7 @@ void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, 
  * pos [1 + np, dim] already interpolated to this grid; workspace: vitc_vit_embed_workspace_floats. */
 size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
                                        size_t pw);
-void vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
                     size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
                     const float *patch_b, const float *cls, const float *pos, float *out, float *workspace);
 

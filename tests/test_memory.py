@@ -124,3 +124,40 @@ def test_short_lived_threads_do_not_leak_packing_buffers():
     gc.collect()
     grown = rss_bytes() - before
     assert grown < 40 * 2**20, f"RSS grew {grown / 2**20:.0f} MB over 60 short-lived threads"
+
+
+OOM_CHILD = r"""
+import resource, numpy as np
+from vitc import _vitc, runtime
+isa = runtime.isa_code()
+D, H, I, B, S = 256, 4, 1024, 4, 300   # fc2's packed A: 1200 x 1024 floats (4.7 MiB), allocated on first use
+rng = np.random.default_rng(0)
+lin = lambda n, k: _vitc.gemm_pack_nk(isa, (0.05 * rng.standard_normal((n, k))).astype(np.float32))
+ones, zeros = (lambda n: np.ones(n, np.float32)), (lambda n: np.zeros(n, np.float32))
+layer = _vitc.EncoderLayer(isa, D, H, I, 1e-6, 1, dict(
+    ln1_g=ones(D), ln1_b=zeros(D), ln2_g=ones(D), ln2_b=zeros(D), qkv_w=lin(3 * D, D), qkv_b=None,
+    proj_w=lin(D, D), proj_b=zeros(D), fc1_w=lin(I, D), fc1_b=zeros(I), fc2_w=lin(D, I), fc2_b=zeros(D)))
+warm = rng.standard_normal((8, D)).astype(np.float32)
+layer.forward(2, warm, 1, _vitc.aligned_empty(layer.workspace_floats(2, 1, 8)))  # threads exist, small buffers
+hidden = rng.standard_normal((B * S, D)).astype(np.float32)
+ws = _vitc.aligned_empty(layer.workspace_floats(2, B, S))
+ws[:] = 0
+with open("/proc/self/statm") as f:
+    vm = int(f.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 20), resource.RLIM_INFINITY))
+try:
+    layer.forward(2, hidden, B, ws)
+    print("no error")
+except MemoryError as exc:
+    print("MemoryError:", exc)
+"""
+
+
+def test_gemm_out_of_memory_inside_a_layer_is_a_memory_error(subprocess_env, tmp_path):
+    """A GEMM that cannot get its packing buffer stops the layer and raises MemoryError (the address space
+    is capped in a child process just above what it has mapped), instead of carrying on with garbage."""
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", OOM_CHILD], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path, env=subprocess_env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().startswith("MemoryError: vitc encoder layer: out of memory"), out.stdout

@@ -79,9 +79,11 @@ cdef class EncoderLayer:
         if phase_seconds is not None:
             _check_shape(np.asarray(phase_seconds), (len(LAYER_PHASES),), "phase_seconds")
             ps = &phase_seconds[0]
+        cdef vitc_status st
         with nogil:
-            vitc_vit_layer_forward(<vitc_isa>self.isa, nthreads, &self.dims, &self.c, batch, seq, &hidden[0, 0],
-                                   pp, &workspace[0], ps)
+            st = vitc_vit_layer_forward(<vitc_isa>self.isa, nthreads, &self.dims, &self.c, batch, seq,
+                                        &hidden[0, 0], pp, &workspace[0], ps)
+        _raise_for(st, "encoder layer")
 
 
 def embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph, size_t pw):
@@ -104,7 +106,9 @@ def embed(int isa, int nthreads, const float[:, :, :, ::1] pixels, size_t ph, si
     if patch_w.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, c * ph * pw):
         raise ValueError("patch_w: packed size does not match dim x channels*ph*pw")
     _check_len(np.asarray(workspace), vitc_vit_embed_workspace_floats(b, c, h, w, ph, pw), "workspace")
+    cdef vitc_status st
     with nogil:
-        vitc_vit_embed(<vitc_isa>isa, nthreads, b, c, h, w, ph, pw, dim, &pixels[0, 0, 0, 0], &patch_w[0],
-                       &patch_b[0], &cls[0], &pos[0, 0], &out[0, 0, 0], &workspace[0])
+        st = vitc_vit_embed(<vitc_isa>isa, nthreads, b, c, h, w, ph, pw, dim, &pixels[0, 0, 0, 0], &patch_w[0],
+                            &patch_b[0], &cls[0], &pos[0, 0], &out[0, 0, 0], &workspace[0])
+    _raise_for(st, "patch embedding")
     return np.asarray(out)

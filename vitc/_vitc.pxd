@@ -72,11 +72,11 @@ cdef extern from "vitc.h" nogil:
         const float *fc2_b
     size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
                                            size_t seq)
-    void vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
+    vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
                                 size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                                 double *phase_seconds)
     size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width,
                                            size_t ph, size_t pw)
-    void vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+    vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
                         size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
                         const float *patch_b, const float *cls, const float *pos, float *out, float *workspace)

@@ -72,6 +72,14 @@ cdef size_t _ld(arr, str name) except 0:
     return s0 // 4
 
 
+cdef _raise_for(vitc_status st, str what):
+    """A kernel's failure status as a Python exception (its outputs are then unspecified)."""
+    if st == VITC_ERR_NOMEM:
+        raise MemoryError(f"vitc {what}: out of memory for the GEMM's packing buffers")
+    if st != VITC_OK:
+        raise RuntimeError(f"vitc {what} failed with status {st}")
+
+
 cdef _check_shape(arr, tuple shape, str name):
     if tuple(arr.shape) != shape:
         raise ValueError(f"{name}: expected shape {shape}, got {tuple(arr.shape)}")
@@ -168,10 +176,7 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
             vitc_f32_gemm_serial(<vitc_isa>isa, m, n, k, &a[0, 0], lda, &packed[0], &ep, &out[0, 0], ldc, &w[0])
         else:
             st = vitc_f32_gemm(<vitc_isa>isa, nthreads, m, n, k, &a[0, 0], lda, &packed[0], &ep, &out[0, 0], ldc)
-    if st == VITC_ERR_NOMEM:
-        raise MemoryError("vitc gemm: out of memory for packing buffers")
-    elif st != VITC_OK:
-        raise RuntimeError(f"vitc gemm failed with status {st}")
+    _raise_for(st, "gemm")
     return out_arr
 
 
