@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import vitc
 from vitc import cli
 
 SAMPLES = os.path.join(os.path.dirname(cli.__file__), "samples")
@@ -97,3 +98,9 @@ def test_module_entry_point_runs(tmp_path, subprocess_env):
     out = subprocess.run([sys.executable, "-m", "vitc.cli", "config"], capture_output=True, text=True,
                          cwd=tmp_path, env=subprocess_env)
     assert out.returncode == 0 and "isa" in out.stdout
+
+
+def test_bench_reports_threads_and_isa(capsys):
+    code, out, _ = run(capsys, "bench", "--model", "vitc-digits", "--batch", "2", "--repeats", "2", "--threads", "1")
+    assert code == 0
+    assert "batch 2, 1 threads" in out and "median" in out and vitc.get_isa() in out

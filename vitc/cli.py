@@ -199,7 +199,9 @@ def cmd_bench(args):
         model(x)
         times.append(time.perf_counter() - t0)
     ms = 1e3 * float(np.median(times))
-    print(f"{args.model}: batch {args.batch}, {model.threads} threads: median {ms:.2f} ms "
+    from .runtime import get_num_threads
+    threads = model.threads if model.threads is not None else get_num_threads()
+    print(f"{args.model}: batch {args.batch}, {threads} threads, {model.isa}: median {ms:.2f} ms "
           f"({ms / args.batch:.2f} ms/image) over {args.repeats} runs")
     print("Side-by-side comparisons with PyTorch / ONNX Runtime / OpenVINO: benchmarks/bench_vit.py")
     return 0
