@@ -94,3 +94,22 @@ def test_runtime_needs_no_framework(subprocess_env, tmp_path):
                          env=subprocess_env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["[]", "ViTImageProcessor"]
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 ISA paths")
+def test_simd_registers_only_in_isa_kernels():
+    """A wheel built here must run on x86-64 CPUs without AVX: every function of the extension that touches
+    ymm/zmm registers must be an AVX2/AVX-512 kernel, reachable only through the run-time dispatch."""
+    import shutil
+    objdump = shutil.which("objdump")
+    assert objdump, "objdump (binutils, installed with the C compiler that built vitc) is needed"
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", _vitc.__file__], capture_output=True,
+                             text=True, check=True).stdout
+    function, offenders = None, set()
+    for line in listing.splitlines():
+        if line.endswith(">:") and " <" in line:
+            function = line.split(" <", 1)[1][:-2]
+        elif ("%ymm" in line or "%zmm" in line) and function:
+            if "avx2" not in function.lower() and "avx512" not in function.lower():
+                offenders.add(function)
+    assert not offenders, f"SIMD registers used outside the ISA kernels: {sorted(offenders)[:10]}"
