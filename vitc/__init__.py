@@ -20,8 +20,11 @@ _LAZY = {
     **dict.fromkeys(["CLIPImageProcessorPil", "SiglipImageProcessorPil", "BitImageProcessorPil",
                      "CLIPImageProcessor", "SiglipImageProcessor", "BitImageProcessor"], ".image_processing"),
     # Auto classes (vitc/auto.py)
-    **dict.fromkeys(["AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor"],
-                    ".auto"),
+    **dict.fromkeys(["AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor",
+                     "AutoTokenizer", "AutoProcessor"], ".auto"),
+    # text side (vitc/tokenization.py needs the `tokenizers` package; vitc/processing.py)
+    **dict.fromkeys(["CLIPTokenizer", "SiglipTokenizer"], ".tokenization"),
+    **dict.fromkeys(["CLIPProcessor", "SiglipProcessor"], ".processing"),
 }
 __all__ += list(_LAZY)
 
