@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from .config import _clip
+from .outputs import BatchFeature
 
 __all__ = ["CLIPTokenizer", "SiglipTokenizer", "BatchEncoding", "TOKENIZER_CLASSES"]
 
@@ -35,14 +36,8 @@ SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_t
 MAX_TEXTS = 1 << 20
 
 
-class BatchEncoding(dict):
+class BatchEncoding(BatchFeature):
     """dict of model inputs ({"input_ids": int64 [N, L], "attention_mask": int64 [N, L]}); keys also attributes."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 def _tokenizers():
@@ -120,8 +115,9 @@ def _sentencepiece_only_message(location, spm_name, tokenizer_class):
 
 
 # ---- special and added tokens, as transformers' from_pretrained collects them ----------------------------
-def _added_token(value, special):
-    """tokenizers.AddedToken from a config value: a string or an AddedToken dict."""
+def _added_token(value, special, force_special=False):
+    """tokenizers.AddedToken from a config value: a string or an AddedToken dict (whose own "special" flag
+    counts unless force_special: transformers makes the named special tokens special)."""
     AddedToken = _tokenizers().AddedToken
     if isinstance(value, str):
         return AddedToken(value, special=special, normalized=not special)
@@ -130,7 +126,8 @@ def _added_token(value, special):
         bad = [k for k, v in props.items() if not isinstance(v, bool)]
         if bad:
             raise ValueError(f"added token {_clip(value)}: {bad[0]} must be true or false")
-        return AddedToken(value["content"], special=bool(value.get("special", special)), **props)
+        special = special if force_special else bool(value.get("special", special))
+        return AddedToken(value["content"], special=special, **props)
     raise ValueError(f"a token must be a string or an object with a 'content' string, got {_clip(value)}")
 
 
@@ -159,7 +156,7 @@ def _special_and_added_tokens(files, defaults):
         if value is None:
             special[key] = None
             continue
-        token = _added_token(value, special=True)
+        token = _added_token(value, special=True, force_special=True)
         special[key] = by_content.get(token.content, token)
     extra = files.tokenizer_config.get("extra_special_tokens") or \
         files.tokenizer_config.get("additional_special_tokens") or []
