@@ -13,6 +13,7 @@
 #define VITC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,6 +46,29 @@ typedef enum {
 #define VITC_ACT_COUNT 8
 
 /* ---- cpu.c: features, ISA choice, threads ---------------------------------------------------- */
+/* CPU features, one bit each: set when cpuid reports the instructions AND the OS has enabled the register
+ * state they need (xgetbv: YMM for AVX2/FMA/F16C/AVX-VNNI, + opmask/ZMM for AVX-512*, + tile state for
+ * AMX). On Linux a process must still ask for AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM) before
+ * its first tile instruction. Non-x86 builds report 0. */
+#define VITC_CPU_AVX2 ((uint64_t)1 << 0)
+#define VITC_CPU_FMA ((uint64_t)1 << 1)
+#define VITC_CPU_F16C ((uint64_t)1 << 2)
+#define VITC_CPU_AVX512F ((uint64_t)1 << 3)
+#define VITC_CPU_AVX512BW ((uint64_t)1 << 4)
+#define VITC_CPU_AVX512VL ((uint64_t)1 << 5)
+#define VITC_CPU_AVX512DQ ((uint64_t)1 << 6)
+#define VITC_CPU_AVX512_BF16 ((uint64_t)1 << 7)
+#define VITC_CPU_AVX512_VNNI ((uint64_t)1 << 8)
+#define VITC_CPU_AVX_VNNI ((uint64_t)1 << 9)
+#define VITC_CPU_AMX_TILE ((uint64_t)1 << 10)
+#define VITC_CPU_AMX_BF16 ((uint64_t)1 << 11)
+#define VITC_CPU_AMX_INT8 ((uint64_t)1 << 12)
+#define VITC_CPU_FEATURE_COUNT 13
+uint64_t vitc_cpu_features(void);          /* detected once per process */
+const char *vitc_cpu_feature_name(int bit); /* "avx2", "avx512_bf16", ... for bit 0..COUNT-1, else NULL */
+/* The features each ISA's kernels are compiled for (setup.py's flags): isa is supported when all are. */
+uint64_t vitc_isa_required_features(vitc_isa isa);
+
 int vitc_isa_compiled(vitc_isa isa);   /* kernels for isa are in this build */
 int vitc_isa_supported(vitc_isa isa);  /* compiled AND the CPU + OS can run them (cpuid, xgetbv) */
 vitc_isa vitc_isa_best(void);          /* best supported ISA */

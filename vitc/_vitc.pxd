@@ -1,4 +1,6 @@
 # C declarations of csrc/vitc.h for the bindings in _vitc.pyx (see that header for the contracts).
+from libc.stdint cimport uint64_t
+
 cdef extern from "vitc.h" nogil:
     ctypedef enum vitc_isa:
         VITC_ISA_SCALAR
@@ -19,6 +21,10 @@ cdef extern from "vitc.h" nogil:
         VITC_ACT_TANH
         VITC_ACT_SIGMOID
 
+    enum: VITC_CPU_FEATURE_COUNT
+    uint64_t vitc_cpu_features()
+    const char *vitc_cpu_feature_name(int bit)
+    uint64_t vitc_isa_required_features(vitc_isa isa)
     int vitc_isa_compiled(vitc_isa isa)
     int vitc_isa_supported(vitc_isa isa)
     vitc_isa vitc_isa_best()

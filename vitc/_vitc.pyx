@@ -11,6 +11,22 @@ ISA_NAMES = ("scalar", "avx2", "avx512")
 ACTIVATIONS = ("none", "gelu_erf", "gelu_tanh", "quick_gelu", "relu", "silu", "tanh", "sigmoid")
 
 
+# Names of the vitc_cpu_features() bits, bit i = CPU_FEATURES[i] (csrc/vitc.h VITC_CPU_*).
+CPU_FEATURES = tuple(vitc_cpu_feature_name(i).decode() for i in range(VITC_CPU_FEATURE_COUNT))
+
+
+def cpu_features():
+    """Bitmask of the CPU features cpuid reports and the OS has enabled (bit i: CPU_FEATURES[i])."""
+    return int(vitc_cpu_features())
+
+
+def isa_required_features(int isa):
+    """Bitmask of the CPU features the kernels of ISA code `isa` are compiled for."""
+    if not (0 <= isa < len(ISA_NAMES)):
+        raise ValueError(f"unknown ISA code {isa}")
+    return int(vitc_isa_required_features(<vitc_isa>isa))
+
+
 def isa_compiled(int isa):
     return bool(vitc_isa_compiled(<vitc_isa>isa)) if 0 <= isa < 3 else False
 
