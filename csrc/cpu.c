@@ -140,12 +140,8 @@ vitc_isa vitc_isa_best(void) {
 }
 
 const char *vitc_isa_name(vitc_isa isa) {
-    switch (isa) {
-    case VITC_ISA_SCALAR: return "scalar";
-    case VITC_ISA_AVX2: return "avx2";
-    case VITC_ISA_AVX512: return "avx512";
-    }
-    return "unknown";
+    static const char *const names[VITC_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+    return (unsigned)isa < VITC_ISA_COUNT ? names[isa] : "unknown";
 }
 
 int vitc_openmp_enabled(void) {
