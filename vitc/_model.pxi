@@ -1,7 +1,8 @@
 # Bindings for the ViT pieces of csrc/vit.c (included by _vitc.pyx).
 
 # Names of the vitc_phase entries (csrc/vitc.h), in order: the layout of forward()'s phase_seconds.
-LAYER_PHASES = ("layernorm", "qkv", "attention", "proj", "fc1", "fc2")
+LAYER_PHASES = tuple(vitc_phase_name(<vitc_phase>i).decode() for i in range(VITC_PHASE_COUNT))
+PHASE_CODES = {name: code for code, name in enumerate(LAYER_PHASES)}
 
 _LAYER_FIELDS = ("ln1_g", "ln1_b", "ln2_g", "ln2_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
                  "fc1_w", "fc1_b", "fc2_w", "fc2_b")
