@@ -208,7 +208,7 @@ def cmd_bench(args):
 
 
 def cmd_demo(args):
-    from .models import bundled_model_path
+    from .checkpoints import bundled_model_path
     samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
     args.model = args.model or DEMO_MODEL
     args.images = [samples]
