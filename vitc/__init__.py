@@ -3,6 +3,7 @@ from .runtime import get_isa, set_isa, get_num_threads, set_num_threads, show_co
 from .config import ViTConfig
 from .modeling import (DeiTForImageClassification, DeiTForImageClassificationWithTeacher, DeiTModel,
                        ViTForImageClassification, ViTModel, WeightsMismatchError)
+from .families.clip import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 from .hub import CheckpointNotFoundError
 from .safetensors_reader import SafetensorsError
 
@@ -10,7 +11,7 @@ __version__ = "0.1.0"
 __all__ = ["ViTImageProcessor", "get_isa", "set_isa", "get_num_threads", "set_num_threads", "show_config", "__version__",
            "ViTConfig", "ViTModel", "ViTForImageClassification", "DeiTModel", "DeiTForImageClassification",
            "DeiTForImageClassificationWithTeacher", "WeightsMismatchError", "CheckpointNotFoundError",
-           "SafetensorsError"]
+           "SafetensorsError", "CLIPVisionConfig", "CLIPVisionModel", "CLIPVisionModelWithProjection"]
 
 
 def __getattr__(name):

@@ -117,11 +117,14 @@ def _labels(d):
 class ViTConfig:
     """Configuration of a ViT / DeiT / DINO encoder (fields and defaults as transformers.ViTConfig)."""
 
+    defaults = _DEFAULTS  # a family's config class (vitc/families) sets its own defaults and model types
+    model_types = SUPPORTED_MODEL_TYPES
+
     def __init__(self, **kwargs):
         self._init(kwargs)
 
     def _init(self, fields):
-        d = dict(_DEFAULTS)
+        d = dict(self.defaults)
         d.update(fields)
         self.model_type = d.pop("model_type")
         for name in _INT_FIELDS:
@@ -184,9 +187,9 @@ class ViTConfig:
 
     # ---- checks and derived values -----------------------------------------------------------------
     def validate(self):
-        if not isinstance(self.model_type, str) or self.model_type not in SUPPORTED_MODEL_TYPES:
+        if not isinstance(self.model_type, str) or self.model_type not in self.model_types:
             raise ValueError(f"config.model_type {_clip(self.model_type)} is not supported: expected one of "
-                             f"{', '.join(SUPPORTED_MODEL_TYPES)}")
+                             f"{', '.join(self.model_types)}")
         for name in _INT_FIELDS + ("pooler_output_size",):
             value = getattr(self, name)
             if not _is_int(value) or value <= 0:
@@ -264,7 +267,7 @@ class ViTConfig:
         return d
 
     def __repr__(self):
-        return f"ViTConfig {json.dumps(self.to_dict(), indent=2, sort_keys=True)}"
+        return f"{type(self).__name__} {json.dumps(self.to_dict(), indent=2, sort_keys=True)}"
 
     def __eq__(self, other):
-        return isinstance(other, ViTConfig) and self.to_dict() == other.to_dict()
+        return type(other) is type(self) and self.to_dict() == other.to_dict()

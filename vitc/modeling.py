@@ -38,6 +38,7 @@ class _ViTBase:
     For parallel throughput on one checkpoint, load one model object per thread."""
     _with_head = False
     _max_cached_shapes = 2
+    _always_interpolate = False  # DINOv2: every input size runs, positions resized as transformers does
 
     config_class = ViTConfig
 
@@ -185,34 +186,42 @@ class _ViTBase:
                 self._image_processor = ViTImageProcessor(size={"height": h, "width": w})
         return self._image_processor
 
-    def embed(self, images, all_tokens=False):
-        """CLS embeddings [N, D] of images (paths, PIL images, HWC uint8 arrays, lists of them, or a
-        [N, C, H, W] float array): the pooler output where the checkpoint has a pooler, else the CLS token of
-        the final LayerNorm output. all_tokens=True: every token, [N, S, D]."""
+    def embed(self, images, all_tokens=False, normalize=False):
+        """Embeddings [N, D] of images (paths, PIL images, HWC uint8 arrays, lists of them, or a
+        [N, C, H, W] float array): what users of the family index (ViT: the pooler output where the
+        checkpoint has a pooler, else the CLS token of the final LayerNorm output). normalize=True: each row
+        scaled to unit L2 norm. all_tokens=True: every token of last_hidden_state, [N, S, D]."""
         from .pipeline import pixel_values_for
         out = self.encode(pixel_values_for(self, images))
         if all_tokens:
             return out.last_hidden_state
+        return l2_normalize(self._embedding(out)) if normalize else self._embedding(out)
+
+    def _embedding(self, out):
         return out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0]
 
     def encode(self, pixel_values, output_hidden_states=False, output_attentions=False,
                interpolate_pos_encoding=False, return_dict=True):
-        """The encoder's outputs (ViTModel's forward): last_hidden_state after the final LayerNorm,
-        pooler_output (None without pooler weights), hidden_states and attentions on request."""
-        interpolate = bool(interpolate_pos_encoding)
+        """The encoder's outputs (the family's base model forward): last_hidden_state, pooler_output,
+        hidden_states and attentions on request."""
+        interpolate = bool(interpolate_pos_encoding) or self._always_interpolate
         x = self._check_pixels(pixel_values, interpolate, output_hidden_states, output_attentions)
         with self._calling():
             bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)
-            b, s, d = x.shape[0], bufs.seq, self.config.hidden_size
-            last = np.empty((b, s, d), np.float32)
-            self._layernorm(bufs.hidden, last.reshape(b * s, d))
-            pooled = None
-            if self._pooler is not None:
-                pooled = self._linear(last[:, 0], self._pooler, self.config.pooler_output_size,
-                                      act=self.config.pooler_act_code)
-        out = BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled,
-                                         hidden_states=hidden_states, attentions=attentions)
+            out = self._outputs(bufs, x.shape[0])
+        out.hidden_states, out.attentions = hidden_states, attentions
         return out if return_dict else out.to_tuple()
+
+    def _outputs(self, bufs, b):
+        """The output object after the last layer (ViT: final LayerNorm on every token, the pooler if any)."""
+        s, d = bufs.seq, self.config.hidden_size
+        last = np.empty((b, s, d), np.float32)
+        self._layernorm(bufs.hidden, last.reshape(b * s, d))
+        pooled = None
+        if self._pooler is not None:
+            pooled = self._linear(last[:, 0], self._pooler, self.config.pooler_output_size,
+                                  act=self.config.pooler_act_code)
+        return BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled)
 
     # ---- forward ---------------------------------------------------------------------------------------
     def _check_pixels(self, pixel_values, interpolate, hidden_states=False, attentions=False):
@@ -316,6 +325,7 @@ class _ViTBase:
                                float(self.config.layer_norm_eps), out)
 
     def _linear(self, a, weight, n, act=0):
+        """a [M, K] · weight[0]ᵀ (+ weight[1]) -> [M, n]; weight[1] may be None."""
         out = np.empty((a.shape[0], n), np.float32)
         return _vitc.gemm(self._isa, self._nthreads(), a, weight[0], n, out, bias=weight[1], act=act)
 
@@ -324,6 +334,12 @@ class _ViTBase:
         return (f"{type(self).__name__}(model_type={c.model_type!r}, hidden_size={c.hidden_size}, "
                 f"layers={c.num_hidden_layers}, heads={c.num_attention_heads}, image_size={c.image_size}, "
                 f"patch_size={c.patch_size}, isa={self.isa!r})")
+
+
+def l2_normalize(x):
+    """Rows of x scaled to unit L2 norm (a zero row stays zero)."""
+    norm = np.sqrt(np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)))[:, None]
+    return (x / np.where(norm > 0, norm, 1)).astype(np.float32)
 
 
 class ViTModel(_ViTBase):

@@ -69,3 +69,9 @@ class DeiTImageClassifierOutput(ModelOutput):
     """DeiT with teacher: logits = (cls_logits + distillation_logits) / 2, as transformers'
     DeiTForImageClassificationWithTeacherOutput."""
     _fields = ("logits", "cls_logits", "distillation_logits", "hidden_states", "attentions")
+
+
+class CLIPVisionModelOutput(ModelOutput):
+    """CLIPVisionModelWithProjection: image_embeds [N, projection_dim] (visual_projection of the pooled
+    CLS); last_hidden_state, hidden_states, attentions as in BaseModelOutputWithPooling."""
+    _fields = ("image_embeds", "last_hidden_state", "hidden_states", "attentions")
