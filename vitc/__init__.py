@@ -4,6 +4,8 @@ from .config import ViTConfig
 from .modeling import (DeiTForImageClassification, DeiTForImageClassificationWithTeacher, DeiTModel,
                        ViTForImageClassification, ViTModel, WeightsMismatchError)
 from .families.clip import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
+from .families.dinov2 import (Dinov2Config, Dinov2ForImageClassification, Dinov2Model, Dinov2WithRegistersConfig,
+                              Dinov2WithRegistersModel)
 from .hub import CheckpointNotFoundError
 from .safetensors_reader import SafetensorsError
 
@@ -11,7 +13,9 @@ __version__ = "0.1.0"
 __all__ = ["ViTImageProcessor", "get_isa", "set_isa", "get_num_threads", "set_num_threads", "show_config", "__version__",
            "ViTConfig", "ViTModel", "ViTForImageClassification", "DeiTModel", "DeiTForImageClassification",
            "DeiTForImageClassificationWithTeacher", "WeightsMismatchError", "CheckpointNotFoundError",
-           "SafetensorsError", "CLIPVisionConfig", "CLIPVisionModel", "CLIPVisionModelWithProjection"]
+           "SafetensorsError", "CLIPVisionConfig", "CLIPVisionModel", "CLIPVisionModelWithProjection",
+           "Dinov2Config", "Dinov2Model", "Dinov2WithRegistersConfig", "Dinov2WithRegistersModel",
+           "Dinov2ForImageClassification"]
 
 
 def __getattr__(name):

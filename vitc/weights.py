@@ -62,8 +62,8 @@ class WeightArena:
     def _scale(self, name):
         values = self._scales.get(name)
         if values is None:
-            values = np.empty((_size(self.reader.shape(name)), 1), np.float32)
-            self.reader.read_rows(name, 0, values.reshape(1, -1))
+            values = np.empty(_rows_cols(self.reader.shape(name)), np.float32).reshape(-1, 1)
+            self.reader.read_rows(name, 0, values.reshape(_rows_cols(self.reader.shape(name))))
             self._scales[name] = values
         return values
 
