@@ -6,6 +6,7 @@ from .modeling import (DeiTForImageClassification, DeiTForImageClassificationWit
 from .families.clip import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
 from .families.dinov2 import (Dinov2Config, Dinov2ForImageClassification, Dinov2Model, Dinov2WithRegistersConfig,
                               Dinov2WithRegistersModel)
+from .families.siglip import SiglipVisionConfig, SiglipVisionModel
 from .hub import CheckpointNotFoundError
 from .safetensors_reader import SafetensorsError
 
@@ -15,7 +16,7 @@ __all__ = ["ViTImageProcessor", "get_isa", "set_isa", "get_num_threads", "set_nu
            "DeiTForImageClassificationWithTeacher", "WeightsMismatchError", "CheckpointNotFoundError",
            "SafetensorsError", "CLIPVisionConfig", "CLIPVisionModel", "CLIPVisionModelWithProjection",
            "Dinov2Config", "Dinov2Model", "Dinov2WithRegistersConfig", "Dinov2WithRegistersModel",
-           "Dinov2ForImageClassification"]
+           "Dinov2ForImageClassification", "SiglipVisionConfig", "SiglipVisionModel"]
 
 
 def __getattr__(name):
