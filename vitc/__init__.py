@@ -3,10 +3,6 @@ from .runtime import get_isa, set_isa, get_num_threads, set_num_threads, show_co
 from .config import ViTConfig
 from .modeling import (DeiTForImageClassification, DeiTForImageClassificationWithTeacher, DeiTModel,
                        ViTForImageClassification, ViTModel, WeightsMismatchError)
-from .families.clip import CLIPVisionConfig, CLIPVisionModel, CLIPVisionModelWithProjection
-from .families.dinov2 import (Dinov2Config, Dinov2ForImageClassification, Dinov2Model, Dinov2WithRegistersConfig,
-                              Dinov2WithRegistersModel)
-from .families.siglip import SiglipVisionConfig, SiglipVisionModel
 from .hub import CheckpointNotFoundError
 from .safetensors_reader import SafetensorsError
 
@@ -14,9 +10,24 @@ __version__ = "0.1.0"
 __all__ = ["ViTImageProcessor", "get_isa", "set_isa", "get_num_threads", "set_num_threads", "show_config", "__version__",
            "ViTConfig", "ViTModel", "ViTForImageClassification", "DeiTModel", "DeiTForImageClassification",
            "DeiTForImageClassificationWithTeacher", "WeightsMismatchError", "CheckpointNotFoundError",
-           "SafetensorsError", "CLIPVisionConfig", "CLIPVisionModel", "CLIPVisionModelWithProjection",
-           "Dinov2Config", "Dinov2Model", "Dinov2WithRegistersConfig", "Dinov2WithRegistersModel",
-           "Dinov2ForImageClassification", "SiglipVisionConfig", "SiglipVisionModel"]
+           "SafetensorsError"]
+
+# Exported on first use (importlib, from the module named), so `import vitc` stays fast: name -> module.
+_LAZY = {
+    # CLIP / SigLIP / DINOv2 families (vitc/config_families.py, vitc/image_processing.py)
+    **dict.fromkeys(["CLIPConfig", "CLIPTextConfig", "CLIPVisionConfig", "SiglipConfig", "SiglipTextConfig",
+                     "SiglipVisionConfig", "Dinov2Config", "Dinov2WithRegistersConfig"], ".config_families"),
+    **dict.fromkeys(["CLIPImageProcessorPil", "SiglipImageProcessorPil", "BitImageProcessorPil",
+                     "CLIPImageProcessor", "SiglipImageProcessor", "BitImageProcessor"], ".image_processing"),
+    # their model classes (vitc/families)
+    **dict.fromkeys(["CLIPVisionModel", "CLIPVisionModelWithProjection"], ".families.clip"),
+    **dict.fromkeys(["SiglipVisionModel"], ".families.siglip"),
+    **dict.fromkeys(["Dinov2Model", "Dinov2WithRegistersModel", "Dinov2ForImageClassification"], ".families.dinov2"),
+    # Auto classes (vitc/auto.py)
+    **dict.fromkeys(["AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor"],
+                    ".auto"),
+}
+__all__ += list(_LAZY)
 
 
 def __getattr__(name):
@@ -24,4 +35,7 @@ def __getattr__(name):
     if name == "ViTImageProcessor":
         from .image_processing import ViTImageProcessor
         return ViTImageProcessor
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'vitc' has no attribute {name!r}")

@@ -114,37 +114,10 @@ def _labels(d):
     return out, dict(label2id)
 
 
-class ViTConfig:
-    """Configuration of a ViT / DeiT / DINO encoder (fields and defaults as transformers.ViTConfig)."""
+class ConfigFile:
+    """Reading a config.json: from_dict / from_json_file / from_pretrained, shared by every vitc config class.
+    A subclass implements _init(fields_dict) (validate and set attributes) and to_dict()."""
 
-    defaults = _DEFAULTS  # a family's config class (vitc/families) sets its own defaults and model types
-    model_types = SUPPORTED_MODEL_TYPES
-
-    def __init__(self, **kwargs):
-        self._init(kwargs)
-
-    def _init(self, fields):
-        d = dict(self.defaults)
-        d.update(fields)
-        self.model_type = d.pop("model_type")
-        for name in _INT_FIELDS:
-            setattr(self, name, d.pop(name))
-        self.hidden_act = d.pop("hidden_act")
-        self.layer_norm_eps = d.pop("layer_norm_eps")
-        self.image_size = d.pop("image_size")
-        self.patch_size = d.pop("patch_size")
-        self.qkv_bias = d.pop("qkv_bias")
-        self.pooler_act = d.pop("pooler_act")
-        self.problem_type = d.pop("problem_type")
-        self.architectures = d.pop("architectures")
-        pooler_size = d.pop("pooler_output_size")
-        self.pooler_output_size = pooler_size if pooler_size else self.hidden_size
-        self.id2label, self.label2id = _labels(d)
-        d.pop("id2label", None), d.pop("label2id", None), d.pop("num_labels", None)
-        self.extra = d  # fields vitc does not use, kept for to_dict()
-        self.validate()
-
-    # ---- construction ------------------------------------------------------------------------------
     @classmethod
     def from_dict(cls, config_dict):
         if not isinstance(config_dict, dict):
@@ -159,21 +132,10 @@ class ViTConfig:
     @classmethod
     def from_json_file(cls, path):
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
-        except RecursionError:
-            raise ValueError(f"{path}: the JSON is nested too deeply") from None
-        except IsADirectoryError:
-            raise IsADirectoryError(f"{path}: is a directory, expected a config.json file") from None
-        except ValueError as exc:  # e.g. an integer with more digits than sys.get_int_max_str_digits()
-            raise ValueError(f"{path}: unreadable JSON value ({exc})") from None
-        try:
-            return cls.from_dict(data)
+            return cls.from_dict(read_json(path))
         except ValueError as exc:
+            if str(exc).startswith(f"{path}: "):
+                raise
             raise ValueError(f"{path}: {exc}") from None
 
     @classmethod
@@ -185,39 +147,32 @@ class ViTConfig:
         return cls.from_json_file(resolve_file(path_or_repo_id, "config.json", revision=revision,
                                                cache_dir=cache_dir, token=token))
 
-    # ---- checks and derived values -----------------------------------------------------------------
-    def validate(self):
-        if not isinstance(self.model_type, str) or self.model_type not in self.model_types:
-            raise ValueError(f"config.model_type {_clip(self.model_type)} is not supported: expected one of "
-                             f"{', '.join(self.model_types)}")
-        for name in _INT_FIELDS + ("pooler_output_size",):
-            value = getattr(self, name)
-            if not _is_int(value) or value <= 0:
-                raise ValueError(f"config.{name} must be a positive int, got {_clip(value)}")
-            if value > MAX_SIZES[name]:
-                raise ValueError(f"config.{name} = {value} is larger than {MAX_SIZES[name]} (a sanity bound: "
-                                 f"no ViT comes close)")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"config.hidden_size ({self.hidden_size}) must be divisible by "
-                             f"num_attention_heads ({self.num_attention_heads})")
-        if "head_dim" in self.extra and self.extra["head_dim"] not in (None, self.head_dim):
-            raise ValueError(f"config.head_dim = {_clip(self.extra['head_dim'])} is not hidden_size / "
-                             f"num_attention_heads = {self.head_dim}: unsupported")
-        eps = self.layer_norm_eps
-        # the kernels take eps as a float32: it must stay positive and finite there (1e-50 would become 0)
-        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 1.2e-38 <= eps <= 3.4e38:
-            raise ValueError(f"config.layer_norm_eps must be a number > 0 that float32 can hold "
-                             f"(1.2e-38 .. 3.4e38), got {_clip(eps)}")
-        if not isinstance(self.qkv_bias, bool):
-            raise ValueError(f"config.qkv_bias must be true or false, got {_clip(self.qkv_bias)}")
-        image, patch = _pair("image_size", self.image_size), _pair("patch_size", self.patch_size)
-        if patch[0] > image[0] or patch[1] > image[1]:
-            raise ValueError(f"config.patch_size {list(patch)} is larger than image_size {list(image)}")
-        for name in ("hidden_act", "pooler_act"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or value not in ACTIVATION_CODES:  # a list/dict is unhashable
-                raise ValueError(f"config.{name} {_clip(value)} is not supported: expected one of "
-                                 f"{', '.join(sorted(ACTIVATION_CODES))}")
+    def __repr__(self):
+        return f"{type(self).__name__} {json.dumps(self.to_dict(), indent=2, sort_keys=True)}"
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.to_dict() == other.to_dict()
+
+
+def read_json(path):
+    """The JSON object of a config file, every failure a ValueError (or OSError) naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: the JSON is nested too deeply") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path}: is a directory, expected a config.json file") from None
+    except ValueError as exc:  # e.g. an integer with more digits than sys.get_int_max_str_digits()
+        raise ValueError(f"{path}: unreadable JSON value ({exc})") from None
+
+
+class VisionGeometry:
+    """Derived sizes of an image encoder config with image_size, patch_size, hidden_size, num_attention_heads."""
 
     @property
     def image_hw(self):
@@ -250,6 +205,68 @@ class ViTConfig:
     def hidden_act_code(self):
         return ACTIVATION_CODES[self.hidden_act]
 
+
+class ViTConfig(ConfigFile, VisionGeometry):
+    """Configuration of a ViT / DeiT / DINO encoder (fields and defaults as transformers.ViTConfig)."""
+
+    def __init__(self, **kwargs):
+        self._init(kwargs)
+
+    def _init(self, fields):
+        d = dict(_DEFAULTS)
+        d.update(fields)
+        self.model_type = d.pop("model_type")
+        for name in _INT_FIELDS:
+            setattr(self, name, d.pop(name))
+        self.hidden_act = d.pop("hidden_act")
+        self.layer_norm_eps = d.pop("layer_norm_eps")
+        self.image_size = d.pop("image_size")
+        self.patch_size = d.pop("patch_size")
+        self.qkv_bias = d.pop("qkv_bias")
+        self.pooler_act = d.pop("pooler_act")
+        self.problem_type = d.pop("problem_type")
+        self.architectures = d.pop("architectures")
+        pooler_size = d.pop("pooler_output_size")
+        self.pooler_output_size = pooler_size if pooler_size else self.hidden_size
+        self.id2label, self.label2id = _labels(d)
+        d.pop("id2label", None), d.pop("label2id", None), d.pop("num_labels", None)
+        self.extra = d  # fields vitc does not use, kept for to_dict()
+        self.validate()
+
+    # ---- checks and derived values -----------------------------------------------------------------
+    def validate(self):
+        if not isinstance(self.model_type, str) or self.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ValueError(f"config.model_type {_clip(self.model_type)} is not supported: expected one of "
+                             f"{', '.join(SUPPORTED_MODEL_TYPES)}")
+        for name in _INT_FIELDS + ("pooler_output_size",):
+            value = getattr(self, name)
+            if not _is_int(value) or value <= 0:
+                raise ValueError(f"config.{name} must be a positive int, got {_clip(value)}")
+            if value > MAX_SIZES[name]:
+                raise ValueError(f"config.{name} = {value} is larger than {MAX_SIZES[name]} (a sanity bound: "
+                                 f"no ViT comes close)")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"config.hidden_size ({self.hidden_size}) must be divisible by "
+                             f"num_attention_heads ({self.num_attention_heads})")
+        if "head_dim" in self.extra and self.extra["head_dim"] not in (None, self.head_dim):
+            raise ValueError(f"config.head_dim = {_clip(self.extra['head_dim'])} is not hidden_size / "
+                             f"num_attention_heads = {self.head_dim}: unsupported")
+        eps = self.layer_norm_eps
+        # the kernels take eps as a float32: it must stay positive and finite there (1e-50 would become 0)
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 1.2e-38 <= eps <= 3.4e38:
+            raise ValueError(f"config.layer_norm_eps must be a number > 0 that float32 can hold "
+                             f"(1.2e-38 .. 3.4e38), got {_clip(eps)}")
+        if not isinstance(self.qkv_bias, bool):
+            raise ValueError(f"config.qkv_bias must be true or false, got {_clip(self.qkv_bias)}")
+        image, patch = _pair("image_size", self.image_size), _pair("patch_size", self.patch_size)
+        if patch[0] > image[0] or patch[1] > image[1]:
+            raise ValueError(f"config.patch_size {list(patch)} is larger than image_size {list(image)}")
+        for name in ("hidden_act", "pooler_act"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or value not in ACTIVATION_CODES:  # a list/dict is unhashable
+                raise ValueError(f"config.{name} {_clip(value)} is not supported: expected one of "
+                                 f"{', '.join(sorted(ACTIVATION_CODES))}")
+
     @property
     def pooler_act_code(self):
         return ACTIVATION_CODES[self.pooler_act]
@@ -265,9 +282,3 @@ class ViTConfig:
                  problem_type=self.problem_type, architectures=self.architectures,
                  id2label={str(k): v for k, v in self.id2label.items()}, label2id=dict(self.label2id))
         return d
-
-    def __repr__(self):
-        return f"{type(self).__name__} {json.dumps(self.to_dict(), indent=2, sort_keys=True)}"
-
-    def __eq__(self, other):
-        return type(other) is type(self) and self.to_dict() == other.to_dict()

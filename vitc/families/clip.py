@@ -5,25 +5,11 @@ pre_layrnorm after the embeddings, no LayerNorm on last_hidden_state, post_layer
 (pooler_output), visual_projection without bias (image_embeds); quick_gelu (OpenAI) or gelu (LAION)."""
 import numpy as np
 
+from ..config_families import CLIPVisionConfig
 from ..modeling import _ViTBase
 from ..outputs import BaseModelOutputWithPooling, CLIPVisionModelOutput
 from ..pos_embed import interpolate_square_positions
 from .table import Param, WeightPlan
-from .tower_config import TowerConfig, tower_defaults
-
-
-class CLIPVisionConfig(TowerConfig):
-    """transformers.CLIPVisionConfig's fields and defaults; a CLIPConfig's nested vision_config is read."""
-    defaults = tower_defaults(model_type="clip_vision_model", hidden_size=768, intermediate_size=3072,
-                              num_hidden_layers=12, num_attention_heads=12, image_size=224, patch_size=32,
-                              hidden_act="quick_gelu", layer_norm_eps=1e-5, projection_dim=512)
-    model_types = ("clip_vision_model",)
-    outer_types = {"clip": "clip_vision_model"}
-    family_fields = ("projection_dim",)
-
-    def validate(self):
-        super().validate()
-        self._check_int("projection_dim", 1)
 
 
 def _d(c):

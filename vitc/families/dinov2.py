@@ -8,43 +8,12 @@ tokens between CLS and patches (no position rows of their own), position embeddi
 row after the final LayerNorm. SwiGLU FFN checkpoints (giant) are refused until a SwiGLU layer kernel exists."""
 import numpy as np
 
+from ..config_families import Dinov2Config, Dinov2WithRegistersConfig
 from ..modeling import _ViTBase
 from ..outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from ..pos_embed import interpolate_square_positions
-from ..config import _clip
 from .table import Param, WeightPlan, WeightsMismatchError
-from .tower_config import TowerConfig, tower_defaults
 from .vit import LAYER as VIT_LAYER
-
-
-class Dinov2Config(TowerConfig):
-    """transformers.Dinov2Config's fields and defaults (intermediate_size = hidden_size * mlp_ratio)."""
-    defaults = tower_defaults(model_type="dinov2", image_size=224, patch_size=14, layer_norm_eps=1e-6,
-                              mlp_ratio=4, layerscale_value=1.0, use_swiglu_ffn=False, num_register_tokens=0)
-    model_types = ("dinov2",)
-    family_fields = ("mlp_ratio", "use_swiglu_ffn", "num_register_tokens")
-
-    def _derive(self, fields):
-        fields = dict(fields)
-        ratio = fields.get("mlp_ratio", self.defaults["mlp_ratio"])
-        hidden = fields.get("hidden_size", self.defaults["hidden_size"])
-        if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio < 1e4:
-            raise ValueError(f"config.mlp_ratio must be a positive number, got {_clip(ratio)}")
-        if isinstance(hidden, int):
-            fields["intermediate_size"] = int(hidden * ratio)
-        return fields
-
-    def validate(self):
-        super().validate()
-        self._check_bool("use_swiglu_ffn")
-        self._check_int("num_register_tokens", 0)
-        if self.use_swiglu_ffn:
-            raise ValueError("config.use_swiglu_ffn = true (DINOv2 giant's SwiGLU MLP) is not supported yet")
-
-
-class Dinov2WithRegistersConfig(Dinov2Config):
-    defaults = dict(Dinov2Config.defaults, model_type="dinov2_with_registers", patch_size=16, num_register_tokens=4)
-    model_types = ("dinov2_with_registers",)
 
 
 def _d(c):
@@ -77,7 +46,7 @@ MODEL = (
     Param("patch_w", "embeddings.patch_embeddings.projection.weight",
           lambda c: (c.hidden_size, c.num_channels) + tuple(c.patch_hw), packed=True),
     Param("patch_b", "embeddings.patch_embeddings.projection.bias", _d),
-    Param("registers", "embeddings.register_tokens", lambda c: (1, c.num_register_tokens, c.hidden_size),
+    Param("registers", "embeddings.register_tokens", lambda c: (1, getattr(c, "num_register_tokens", 0), c.hidden_size),
           when=lambda c: c.model_type == "dinov2_with_registers"),  # saved even when [1, 0, D]
     Param("ln_g", "layernorm.weight", _d), Param("ln_b", "layernorm.bias", _d),
 )
@@ -95,6 +64,9 @@ class Dinov2Model(_ViTBase):
     _base_prefix = "dinov2."
 
     def _plan(self, config, keys, shape_of, source):
+        if config.use_swiglu_ffn:
+            raise ValueError(f"{source}: config.use_swiglu_ffn = true (DINOv2 giant's SwiGLU MLP) is not "
+                             f"supported yet")
         keys = list(keys)
         has_prefix = any(k.startswith(self._base_prefix) for k in keys)
         if self._with_head and not has_prefix:
@@ -107,10 +79,10 @@ class Dinov2Model(_ViTBase):
                           ignored=lambda k: k == prefix + "embeddings.mask_token", relevant=relevant)
 
     def _prefix_tokens(self, config):
-        return 1 + config.num_register_tokens
+        return 1 + getattr(config, "num_register_tokens", 0)
 
     def _setup(self, plan, model, head):
-        r = self.config.num_register_tokens
+        r = getattr(self.config, "num_register_tokens", 0)
         self._registers = model["registers"].reshape(r, -1) if r else None
         self._head = (head["head_w"], head["head_b"]) if head.get("head_w") is not None else None
 

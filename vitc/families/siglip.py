@@ -8,26 +8,12 @@ fixed, so it is computed once at load; the head's key/value rows run as one GEMM
 single-query attention in numpy (small: heads x tokens per image) until a seq_q != seq_kv C kernel exists."""
 import numpy as np
 
+from ..config_families import SiglipVisionConfig
 from ..modeling import _ViTBase
 from ..outputs import BaseModelOutputWithPooling
 from ..pos_embed import interpolate_square_positions
 from .clip import layer_table, tower_plan
 from .table import Param
-from .tower_config import TowerConfig, tower_defaults
-
-
-class SiglipVisionConfig(TowerConfig):
-    """transformers.SiglipVisionConfig's fields and defaults; a SiglipConfig's nested vision_config is read."""
-    defaults = tower_defaults(model_type="siglip_vision_model", hidden_size=768, intermediate_size=3072,
-                              num_hidden_layers=12, num_attention_heads=12, image_size=224, patch_size=16,
-                              hidden_act="gelu_pytorch_tanh", layer_norm_eps=1e-6, vision_use_head=True)
-    model_types = ("siglip_vision_model",)
-    outer_types = {"siglip": "siglip_vision_model"}
-    family_fields = ("vision_use_head",)
-
-    def validate(self):
-        super().validate()
-        self._check_bool("vision_use_head")
 
 
 def _d(c):
