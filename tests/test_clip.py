@@ -84,3 +84,22 @@ def test_config_reads_the_nested_vision_config():
     c = CLIPVisionConfig.from_dict({"model_type": "clip", "vision_config": {"hidden_size": 64,
                                     "num_attention_heads": 4, "intermediate_size": 80}})
     assert (c.hidden_size, c.patch_size, c.hidden_act, c.layer_norm_eps) == (64, 32, "quick_gelu", 1e-5)
+
+
+def test_cli_embed_and_info_pick_the_family(tmp_path, capsys):
+    """`vitc embed --model` writes the family's embedding (CLIP: image_embeds), `vitc info` names the family."""
+    from PIL import Image
+    from vitc.cli import main
+    path, ref_model = build(tmp_path, "CLIPVisionModelWithProjection", _config(16, 32, "quick_gelu", 4))
+    transformers.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size=32).save_pretrained(path)
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "e.npy"
+    assert main(["embed", str(img), "--model", path, "--out", str(out)]) == 0
+    model = vitc.CLIPVisionModelWithProjection.from_pretrained(path)
+    assert np.array_equal(np.load(out), model.embed(str(img)))
+    assert np.load(out).shape == (1, 24)
+    capsys.readouterr()
+    assert main(["info", path]) == 0
+    shown = capsys.readouterr().out
+    assert "CLIP" in shown and "CLIPVisionModelWithProjection" in shown

@@ -39,6 +39,7 @@ class _ViTBase:
     _with_head = False
     _max_cached_shapes = 2
     _always_interpolate = False  # DINOv2: every input size runs, positions resized as transformers does
+    _processor_family = None  # image_processing.IMAGE_PROCESSOR_CLASSES key of a family's processor
 
     config_class = ViTConfig
 
@@ -175,8 +176,22 @@ class _ViTBase:
     # ---- images in, labels and embeddings out --------------------------------------------------------
     @property
     def image_processor(self):
-        """The checkpoint's ViTImageProcessor (its preprocessor_config.json, else ViT defaults at the model's
-        image size), made on first use."""
+        """The checkpoint's image processor (its preprocessor_config.json, else the family's defaults at the
+        model's image size), made on first use. ViT/DeiT: ViTImageProcessor; other families: the class
+        AutoImageProcessor picks (CLIP, Siglip, Bit)."""
+        if self._image_processor is None and self._processor_family is not None:
+            from .image_processing import IMAGE_PROCESSOR_CLASSES
+            if self.preprocessor_config_path:
+                from .auto import AutoImageProcessor
+                import os
+                self._image_processor = AutoImageProcessor.from_pretrained(
+                    os.path.dirname(os.path.abspath(self.preprocessor_config_path)))
+            else:
+                h, w = self.config.image_hw
+                size = {"height": h, "width": w}
+                cls = IMAGE_PROCESSOR_CLASSES[self._processor_family]
+                self._image_processor = cls(size=size) if self._processor_family == "Siglip" else \
+                    cls(size={"shortest_edge": min(h, w)}, crop_size=size)
         if self._image_processor is None:
             from .image_processing import ViTImageProcessor
             if self.preprocessor_config_path:

@@ -66,6 +66,7 @@ def tower_plan(config, keys, shape_of, source, model, layer, head):
 class CLIPVisionModel(_ViTBase):
     """transformers.CLIPVisionModel: last_hidden_state (encoder output, no final LayerNorm) and
     pooler_output = post_layernorm(CLS). Loads a CLIPVisionModel checkpoint or a full CLIPModel one."""
+    _processor_family = "CLIP"
     config_class = CLIPVisionConfig
     _head = ()
 

@@ -58,6 +58,7 @@ CLASSIFIER = (Param("head_w", "classifier.weight", lambda c: (c.num_labels, 2 * 
 class Dinov2Model(_ViTBase):
     """transformers.Dinov2Model: last_hidden_state after the final LayerNorm, pooler_output = its CLS row.
     Any input size runs (positions resized as transformers does)."""
+    _processor_family = "Bit"
     config_class = Dinov2Config
     _always_interpolate = True
     _antialias = False

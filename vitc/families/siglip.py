@@ -57,6 +57,7 @@ def model_table(config):
 class SiglipVisionModel(_ViTBase):
     """transformers.SiglipVisionModel: last_hidden_state = post_layernorm(encoder output) on every token,
     pooler_output = the attention-pooling head's output (None when vision_use_head is false)."""
+    _processor_family = "Siglip"
     config_class = SiglipVisionConfig
 
     def _plan(self, config, keys, shape_of, source):
