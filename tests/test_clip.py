@@ -15,7 +15,8 @@ from vitc.config_families import CLIPVisionConfig  # noqa: E402
 TINY = dict(hidden_size=32, intermediate_size=52, num_hidden_layers=2, num_attention_heads=4, projection_dim=24,
             attn_implementation="eager")
 # (patch, image, hidden_act, heads)
-SHAPES = [(32, 224, "quick_gelu", 4), (16, 64, "gelu", 2), (14, 56, "quick_gelu", 8)]
+SHAPES = [(32, 224, "quick_gelu", 4), (16, 64, "gelu", 2), (14, 56, "quick_gelu", 8), (16, 256, "gelu", 16),
+          (14, 224, "quick_gelu", 16)]
 
 
 def _config(patch, image, act, heads):

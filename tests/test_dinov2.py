@@ -15,7 +15,8 @@ import vitc  # noqa: E402
 TINY = dict(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, mlp_ratio=3, layerscale_value=0.7,
             attn_implementation="eager")
 # (patch, config image size, input sizes (h, w) to run)
-SHAPES = [(14, 56, [(56, 56), (70, 70), (42, 84)]), (16, 64, [(64, 64), (48, 48)]), (14, 518, [(98, 98)])]
+SHAPES = [(14, 56, [(56, 56), (70, 70), (42, 84)]), (16, 64, [(64, 64), (48, 48), (256, 256)]),
+          (14, 518, [(518, 518), (224, 224), (98, 98)])]
 
 
 @pytest.mark.parametrize("patch,image,inputs", SHAPES)

@@ -14,7 +14,8 @@ import vitc  # noqa: E402
 TINY = dict(hidden_size=32, intermediate_size=44, num_hidden_layers=2, num_attention_heads=4,
             attn_implementation="eager")
 # (patch, image, heads, act)
-SHAPES = [(16, 64, 4, "gelu_pytorch_tanh"), (14, 56, 2, "gelu_pytorch_tanh"), (32, 96, 8, "gelu")]
+SHAPES = [(16, 64, 4, "gelu_pytorch_tanh"), (14, 56, 2, "gelu_pytorch_tanh"), (32, 96, 8, "gelu"),
+          (14, 384, 16, "gelu_pytorch_tanh"), (16, 256, 4, "gelu_pytorch_tanh")]  # 384/14: a 27x27 grid
 
 
 @pytest.mark.parametrize("patch,image,heads,act", SHAPES)
