@@ -11,14 +11,17 @@ from checkpoints import randomize_, relative_error
 TOL = 1e-4
 
 
-def build(root, cls_name, config, seed=0, name=None):
-    """(folder, eager float32 transformers model) of a freshly saved checkpoint."""
+def build(root, cls_name, config, seed=0, name=None, dtype=None):
+    """(folder, eager float32 transformers model) of a freshly saved checkpoint; dtype (e.g. "bfloat16"):
+    saved in that dtype, the float32 reference holding the rounded values."""
     torch.manual_seed(seed)
     model = getattr(transformers, cls_name)(config)
     randomize_(model, seed)
-    model = model.float().eval()
+    if dtype is not None:
+        model = model.to(getattr(torch, dtype))
     path = os.path.join(str(root), name or cls_name)
     model.save_pretrained(path)
+    model = model.float().eval()
     return path, model
 
 

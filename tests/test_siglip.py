@@ -65,3 +65,30 @@ def test_tower_loads_from_a_full_siglip_model(tmp_path):
 def test_config_defaults():
     c = vitc.SiglipVisionConfig.from_dict({"model_type": "siglip", "vision_config": {}})
     assert (c.hidden_act, c.layer_norm_eps, c.patch_size, c.vision_use_head) == ("gelu_pytorch_tanh", 1e-6, 16, True)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_checkpoints_load(tmp_path, dtype):
+    config = transformers.SiglipVisionConfig(**dict(TINY, patch_size=16, image_size=32))
+    path, ref_model = build(tmp_path, "SiglipVisionModel", config, dtype=dtype)
+    model = vitc.SiglipVisionModel.from_pretrained(path)
+    x = pixels((2, 3, 32, 32))
+    assert_outputs_match(model(x, output_hidden_states=True, output_attentions=True), reference(ref_model, x),
+                         ("last_hidden_state", "pooler_output"))
+
+
+def test_a_mis_shaped_head_tensor_is_named(tmp_path):
+    from safetensors.numpy import load_file, save_file
+    config = transformers.SiglipVisionConfig(**dict(TINY, patch_size=16, image_size=32))
+    path, _ = build(tmp_path, "SiglipVisionModel", config)
+    file = os.path.join(path, "model.safetensors")
+    tensors = load_file(file)
+    key = next(k for k in tensors if k.endswith("head.attention.in_proj_weight"))
+    tensors[key] = tensors[key][:64]
+    save_file(tensors, file, metadata={"format": "pt"})
+    with pytest.raises(vitc.WeightsMismatchError, match=r"in_proj_weight.*shape \[64, 32\], expected \[96, 32\]"):
+        vitc.SiglipVisionModel.from_pretrained(path)
+    del tensors[key]
+    save_file(tensors, file, metadata={"format": "pt"})
+    with pytest.raises(vitc.WeightsMismatchError, match="missing tensor.*in_proj_weight"):
+        vitc.SiglipVisionModel.from_pretrained(path)
