@@ -1,6 +1,6 @@
-"""Train the small ViT bundled with vitc (vitc/models/vitc-digits) on scikit-learn's handwritten digits.
+"""Train the small ViT bundled with vitc (vitc/checkpoints/vitc-digits) on scikit-learn's handwritten digits.
 
-    python scripts/train_digits.py            # writes vitc/models/vitc-digits/ and vitc/samples/
+    python scripts/train_digits.py            # writes vitc/checkpoints/vitc-digits/ and vitc/samples/
 
 CPU only, deterministic (fixed seeds, deterministic torch algorithms, fixed thread count), about ten minutes.
 Every training and evaluation input goes through the saved preprocessor (transformers' ViTImageProcessorPil
@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import digits_data  # noqa: E402  (sibling module shared with the tests)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL_DIR = os.path.join(REPO, "vitc", "models", "vitc-digits")
+MODEL_DIR = os.path.join(REPO, "vitc", "checkpoints", "vitc-digits")
 SAMPLES_DIR = os.path.join(REPO, "vitc", "samples")
 SAMPLE_SIDE = 64
 

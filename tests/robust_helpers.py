@@ -11,7 +11,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from vitc.config import ViTConfig
-from vitc.modeling import _expected_base_tensors
+from vitc.families.vit import expected_base_tensors as _expected_base_tensors
 
 # small enough for the placeholder kernels, big enough to have several heads, layers and patches
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, image_size=16,

@@ -46,10 +46,13 @@ def write_config(folder, **config):
 def test_unsupported_model_type_lists_what_vitc_runs(tmp_path):
     folder = write_config(tmp_path, model_type="swin", architectures=["SwinModel"])
     with pytest.raises(ValueError, match=r"model_type 'swin' is not one vitc runs as a base model \(AutoModel\)\. "
-                                         r"vitc runs: deit \(DeiTModel\), vit \(ViTModel\)"):
+                                         r"vitc runs: clip_vision_model \(CLIPVisionModel\), deit \(DeiTModel\), dinov2 \(Dinov2Model\), "
+                                         r"dinov2_with_registers \(Dinov2WithRegistersModel\), siglip_vision_model "
+                                         r"\(SiglipVisionModel\), vit \(ViTModel\)"):
         vitc.AutoModel.from_pretrained(folder)
     with pytest.raises(ValueError, match=r"vitc runs: deit \(DeiTForImageClassification / "
-                                         r"DeiTForImageClassificationWithTeacher\), vit"):
+                                         r"DeiTForImageClassificationWithTeacher\), dinov2 "
+                                         r"\(Dinov2ForImageClassification\), vit"):
         vitc.AutoModelForImageClassification.from_pretrained(folder)
     with pytest.raises(ValueError, match="no model_type in this config.json"):
         vitc.AutoModel.from_pretrained(write_config(tmp_path / "none", hidden_size=8))

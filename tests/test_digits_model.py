@@ -17,10 +17,10 @@ import torch  # torch, transformers and scikit-learn: the `test` extra of pyproj
 import transformers
 
 import vitc
-from vitc.models import BUNDLED, bundled_model_path
+from vitc.checkpoints import BUNDLED, bundled_model_path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODEL_DIR = os.path.join(REPO, "vitc", "models", "vitc-digits")
+MODEL_DIR = os.path.join(REPO, "vitc", "checkpoints", "vitc-digits")
 SAMPLES = sorted(glob.glob(os.path.join(REPO, "vitc", "samples", "digit_*.png")))
 MIN_ACCURACY = 0.95
 
@@ -80,7 +80,7 @@ def test_bundled_model_path_resolves_by_name():
         assert filecmp.cmp(os.path.join(resolved, name), os.path.join(MODEL_DIR, name), shallow=False), name
     assert set(BUNDLED) == {"vitc-digits"}
     assert bundled_model_path("google/vit-base-patch16-224") is None
-    assert bundled_model_path("models") is None
+    assert bundled_model_path("checkpoints") is None
 
 
 def test_split_is_stratified_and_fixed():

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from robust_helpers import image_batch, write_checkpoint  # noqa: E402
 
 import vitc  # noqa: E402
-from vitc import _vitc, modeling  # noqa: E402
+from vitc import _vitc, weights  # noqa: E402
 from vitc.safetensors_reader import CheckpointReader  # noqa: E402
 
 MiB = 2 ** 20
@@ -93,8 +93,8 @@ def test_streamed_packing_equals_packing_the_whole_matrix(tmp_path, isa_name, sc
     populating thread runs in page-sized steps, racing the filling one over a ~100 KB arena."""
     folder = write_checkpoint(tmp_path / "m", hidden_size=40, num_attention_heads=4, intermediate_size=72,
                               num_hidden_layers=2, image_size=16, patch_size=4, num_labels=7)
-    monkeypatch.setattr(modeling._WeightArena, "_scratch_floats", scratch_floats)
-    monkeypatch.setattr(modeling, "_POPULATE_STEP", 4096)
+    monkeypatch.setattr(weights.WeightArena, "_scratch_floats", scratch_floats)
+    monkeypatch.setattr(weights, "_POPULATE_STEP", 4096)
     model = vitc.ViTForImageClassification.from_pretrained(folder)
     isa = model._isa
     w, b, t = _reference_qkv(folder)
@@ -103,11 +103,11 @@ def test_streamed_packing_equals_packing_the_whole_matrix(tmp_path, isa_name, sc
     assert np.array_equal(layer["qkv_b"], b)
     assert np.array_equal(layer["fc1_w"], _vitc.gemm_pack_nk(isa, t["vit.encoder.layer.0.intermediate.dense.weight"]))
     patch = t["vit.embeddings.patch_embeddings.projection.weight"]
-    assert np.array_equal(model._patch_w, _vitc.gemm_pack_nk(isa, patch.reshape(patch.shape[0], -1)))
+    assert np.array_equal(model._w["patch_w"], _vitc.gemm_pack_nk(isa, patch.reshape(patch.shape[0], -1)))
     assert np.array_equal(model._pos, t["vit.embeddings.position_embeddings"][0])
     assert np.array_equal(model._heads[0][0], _vitc.gemm_pack_nk(isa, t["classifier.weight"]))
     # every array is a 64-byte aligned view into the one arena
-    arrays = [model._patch_w, model._patch_b, model._cls, model._pos, model._ln_g, model._ln_b,
+    arrays = [model._w["patch_w"], model._w["patch_b"], model._w["cls"], model._pos, model._w["ln_g"], model._w["ln_b"],
               *model._heads[0], *(a for lyr in model._layers for a in lyr.arrays.values())]
     for a in arrays:
         assert a.ctypes.data % 64 == 0 and a.base is not None
@@ -188,7 +188,7 @@ def test_nonfinite_counts_add_up_over_streamed_chunks(tmp_path, monkeypatch):
         return {**t, "vit.encoder.layer.1.intermediate.dense.weight": w}
     folder = write_checkpoint(tmp_path / "m", hidden_size=40, num_attention_heads=4, intermediate_size=72,
                               num_hidden_layers=2, image_size=16, patch_size=4, edit=poison)
-    monkeypatch.setattr(modeling._WeightArena, "_scratch_floats", 1)
+    monkeypatch.setattr(weights.WeightArena, "_scratch_floats", 1)
     model = vitc.ViTForImageClassification.from_pretrained(folder)
     assert model.nonfinite_weights() == {"vit.encoder.layer.1.intermediate.dense.weight": 3}
 
@@ -237,8 +237,8 @@ def test_platforms_without_private_mappings_fall_back_to_numpy(tmp_path, monkeyp
                               num_hidden_layers=2, image_size=16, patch_size=4)
     x = image_batch(vitc.ViTConfig.from_pretrained(folder), 2)
     want = vitc.ViTForImageClassification.from_pretrained(folder)
-    assert not isinstance(_root(want._patch_w), np.ndarray)  # the mapping (through a memoryview)
+    assert not isinstance(_root(want._w["patch_w"]), np.ndarray)  # the mapping (through a memoryview)
     monkeypatch.delattr(mmap, "MAP_PRIVATE", raising=False)
     got = vitc.ViTForImageClassification.from_pretrained(folder)
-    assert isinstance(_root(got._patch_w), np.ndarray) and got._patch_w.ctypes.data % 64 == 0
+    assert isinstance(_root(got._w["patch_w"]), np.ndarray) and got._w["patch_w"].ctypes.data % 64 == 0
     assert np.array_equal(got(x).logits, want(x).logits)

@@ -19,6 +19,10 @@ _LAZY = {
                      "SiglipVisionConfig", "Dinov2Config", "Dinov2WithRegistersConfig"], ".config_families"),
     **dict.fromkeys(["CLIPImageProcessorPil", "SiglipImageProcessorPil", "BitImageProcessorPil",
                      "CLIPImageProcessor", "SiglipImageProcessor", "BitImageProcessor"], ".image_processing"),
+    # their model classes (vitc/families)
+    **dict.fromkeys(["CLIPVisionModel", "CLIPVisionModelWithProjection"], ".families.clip"),
+    **dict.fromkeys(["SiglipVisionModel"], ".families.siglip"),
+    **dict.fromkeys(["Dinov2Model", "Dinov2WithRegistersModel", "Dinov2ForImageClassification"], ".families.dinov2"),
     # Auto classes (vitc/auto.py)
     **dict.fromkeys(["AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor",
                      "AutoTokenizer", "AutoProcessor"], ".auto"),

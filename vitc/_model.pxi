@@ -4,8 +4,22 @@
 LAYER_PHASES = tuple(vitc_phase_name(<vitc_phase>i).decode() for i in range(VITC_PHASE_COUNT))
 PHASE_CODES = {name: code for code, name in enumerate(LAYER_PHASES)}
 
-_LAYER_FIELDS = ("ln1_g", "ln1_b", "ln2_g", "ln2_b", "qkv_w", "qkv_b", "proj_w", "proj_b",
-                 "fc1_w", "fc1_b", "fc2_w", "fc2_b")
+# The C struct vitc_vit_layer (csrc/vitc.h), field by field in its order: (name, rows, cols) of the array
+# each pointer needs, as expressions of the layer dims (cols None: a vector of `rows` floats; else a Linear
+# weight [rows, cols] packed for the layer's ISA). The struct holds nothing but these pointers, so the
+# plumbing below fills it by position; the families' layer tables (vitc/families) name the same fields.
+LAYER_STRUCT = (
+    ("ln1_g", "dim", None), ("ln1_b", "dim", None), ("ln2_g", "dim", None), ("ln2_b", "dim", None),
+    ("qkv_w", "3*dim", "dim"), ("qkv_b", "3*dim", None), ("proj_w", "dim", "dim"), ("proj_b", "dim", None),
+    ("fc1_w", "inter", "dim"), ("fc1_b", "inter", None), ("fc2_w", "dim", "inter"), ("fc2_b", "dim", None),
+)
+_LAYER_FIELDS = tuple(f for f, _, _ in LAYER_STRUCT)
+# fields that may be None (a checkpoint without them): the biases
+_LAYER_OPTIONAL = frozenset(f for f, _, cols in LAYER_STRUCT if f.endswith("_b"))
+
+
+def _layer_size(str expr, size_t dim, size_t inter):
+    return {"dim": dim, "3*dim": 3 * dim, "inter": inter}[expr]
 
 
 cdef const float *_ptr(arr, size_t need, str name) except? NULL:
@@ -41,22 +55,20 @@ cdef class EncoderLayer:
         self.dims.eps = eps
         self.dims.act = <vitc_act>act
         a = self.arrays
-        self.c.ln1_g = _ptr(a["ln1_g"], dim, "ln1_g")
-        self.c.ln1_b = _ptr(a["ln1_b"], dim, "ln1_b")
-        self.c.ln2_g = _ptr(a["ln2_g"], dim, "ln2_g")
-        self.c.ln2_b = _ptr(a["ln2_b"], dim, "ln2_b")
-        self.c.qkv_w = _ptr(a["qkv_w"], vitc_f32_gemm_packed_floats(<vitc_isa>isa, 3 * dim, dim), "qkv_w")
-        self.c.qkv_b = _ptr(a["qkv_b"], 3 * dim, "qkv_b")
-        self.c.proj_w = _ptr(a["proj_w"], vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, dim), "proj_w")
-        self.c.proj_b = _ptr(a["proj_b"], dim, "proj_b")
-        self.c.fc1_w = _ptr(a["fc1_w"], vitc_f32_gemm_packed_floats(<vitc_isa>isa, inter, dim), "fc1_w")
-        self.c.fc1_b = _ptr(a["fc1_b"], inter, "fc1_b")
-        self.c.fc2_w = _ptr(a["fc2_w"], vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, inter), "fc2_w")
-        self.c.fc2_b = _ptr(a["fc2_b"], dim, "fc2_b")
-        if self.c.qkv_w == NULL or self.c.proj_w == NULL or self.c.fc1_w == NULL or self.c.fc2_w == NULL:
-            raise ValueError("EncoderLayer: weights must not be None")
-        if self.c.ln1_g == NULL or self.c.ln1_b == NULL or self.c.ln2_g == NULL or self.c.ln2_b == NULL:
-            raise ValueError("EncoderLayer: LayerNorm parameters must not be None")
+        if sizeof(vitc_vit_layer) != len(LAYER_STRUCT) * sizeof(const float *):
+            raise RuntimeError("LAYER_STRUCT does not match csrc/vitc.h's vitc_vit_layer")
+        cdef const float **slot = <const float **>&self.c
+        cdef size_t rows, cols
+        for j, (field, rows_expr, cols_expr) in enumerate(LAYER_STRUCT):
+            rows = _layer_size(rows_expr, dim, inter)
+            if cols_expr is None:
+                need = rows
+            else:
+                cols = _layer_size(cols_expr, dim, inter)
+                need = vitc_f32_gemm_packed_floats(<vitc_isa>isa, rows, cols)
+            slot[j] = _ptr(a[field], need, field)
+            if slot[j] == NULL and field not in _LAYER_OPTIONAL:
+                raise ValueError(f"EncoderLayer: {field} must not be None")
 
     def workspace_floats(self, int nthreads, size_t batch, size_t seq):
         return vitc_vit_layer_workspace_floats(<vitc_isa>self.isa, nthreads, &self.dims, batch, seq)

@@ -34,12 +34,17 @@ CONFIG_CLASSES = {
 MODEL_CLASSES = {
     "vit": "ViTModel",
     "deit": "DeiTModel",
+    "clip_vision_model": "CLIPVisionModel",
+    "siglip_vision_model": "SiglipVisionModel",
+    "dinov2": "Dinov2Model",
+    "dinov2_with_registers": "Dinov2WithRegistersModel",
 }
 
 # model_type -> vitc class name(s) (transformers' MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES rows)
 IMAGE_CLASSIFICATION_CLASSES = {
     "vit": "ViTForImageClassification",
     "deit": ("DeiTForImageClassification", "DeiTForImageClassificationWithTeacher"),
+    "dinov2": "Dinov2ForImageClassification",
 }
 
 # model_type -> image processor family when the checkpoint has no preprocessor_config.json naming one
@@ -66,7 +71,7 @@ def _resolve(ref):
 def checkpoint_config(path_or_repo_id, revision=None, cache_dir=None, token=None, local_files_only=False):
     """(config.json as a dict, its path) of a local folder, a bundled model, a config file or a Hub repo."""
     from .hub import resolve_file
-    from .models import bundled_model_path
+    from .checkpoints import bundled_model_path
     location = os.fspath(path_or_repo_id)
     if not os.path.exists(location) and bundled_model_path(location):
         location = bundled_model_path(location)

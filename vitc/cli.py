@@ -72,10 +72,46 @@ def progress(total, enabled):
     return _Quiet()
 
 
+# model_type -> (family, classes for embeddings (tried in order), class for classification or None)
+FAMILIES = {
+    "vit": ("ViT", ("ViTModel",), "ViTForImageClassification"),
+    "deit": ("DeiT", ("ViTModel",), "ViTForImageClassification"),
+    "clip": ("CLIP", ("CLIPVisionModelWithProjection", "CLIPVisionModel"), None),
+    "clip_vision_model": ("CLIP", ("CLIPVisionModelWithProjection", "CLIPVisionModel"), None),
+    "siglip": ("SigLIP", ("SiglipVisionModel",), None),
+    "siglip_vision_model": ("SigLIP", ("SiglipVisionModel",), None),
+    "dinov2": ("DINOv2", ("Dinov2Model",), "Dinov2ForImageClassification"),
+    "dinov2_with_registers": ("DINOv2 with registers", ("Dinov2WithRegistersModel",), None),
+}
+
+
+def model_family(model_name):
+    """FAMILIES' row of a checkpoint's config.json model_type (vit when it cannot be read: the loader then
+    reports what is wrong with the checkpoint)."""
+    from .auto import checkpoint_config
+    try:
+        kind = checkpoint_config(model_name)[0].get("model_type", "vit")
+    except (OSError, ValueError):
+        kind = "vit"
+    if kind not in FAMILIES:
+        raise CliError(f"{model_name}: model_type {kind!r} is not one vitc runs; vitc runs: "
+                       f"{', '.join(sorted(FAMILIES))}")
+    return FAMILIES[kind]
+
+
 def load_model(args, encoder_only=False):
     import vitc
-    cls = vitc.ViTModel if encoder_only else vitc.ViTForImageClassification
-    return cls.from_pretrained(args.model, threads=args.threads)
+    family, embedders, classifier = model_family(args.model)
+    if not encoder_only:
+        if classifier is None:
+            raise CliError(f"{args.model}: a {family} image tower has no classifier; use `vitc embed`")
+        return getattr(vitc, classifier).from_pretrained(args.model, threads=args.threads)
+    for name in embedders[:-1]:  # e.g. CLIP with its projection, else the tower alone
+        try:
+            return getattr(vitc, name).from_pretrained(args.model, threads=args.threads)
+        except vitc.WeightsMismatchError:
+            pass
+    return getattr(vitc, embedders[-1]).from_pretrained(args.model, threads=args.threads)
 
 
 def run_batches(model, paths, batch_size, fn, show_progress=True):
@@ -137,11 +173,7 @@ def cmd_embed(args):
     names, chunks = [], []
 
     def collect(good, pixels):
-        out = model(pixels)
-        if args.all_tokens:
-            chunks.append(out.last_hidden_state)
-        else:
-            chunks.append(out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0])
+        chunks.append(model.embed(pixels, all_tokens=args.all_tokens))  # the family's embedding
         names.extend(good)
 
     status = report_failures(run_batches(model, paths, args.batch_size, collect))
@@ -164,11 +196,18 @@ def cmd_info(args):
 
     import vitc
     from .runtime import config
-    model = vitc.ViTModel.from_pretrained(args.model, threads=args.threads) if args.encoder else \
-        vitc.ViTForImageClassification.from_pretrained(args.model, threads=args.threads)
+    family = model_family(args.model)[0]
+    if family in ("ViT", "DeiT"):
+        model = vitc.ViTModel.from_pretrained(args.model, threads=args.threads) if args.encoder else \
+            vitc.ViTForImageClassification.from_pretrained(args.model, threads=args.threads)
+    else:  # the classifier only for a checkpoint saved with one
+        from .auto import checkpoint_config
+        saved = " ".join(checkpoint_config(args.model)[0].get("architectures") or [])
+        model = load_model(args, encoder_only=args.encoder or "ForImageClassification" not in saved)
     c = model.config
     info = {
         "model": args.model,
+        "family": family,
         "class": type(model).__name__,
         "model_type": getattr(c, "model_type", "vit"),
         "hidden_size": c.hidden_size, "num_hidden_layers": c.num_hidden_layers,
@@ -208,7 +247,7 @@ def cmd_bench(args):
 
 
 def cmd_demo(args):
-    from .models import bundled_model_path
+    from .checkpoints import bundled_model_path
     samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
     args.model = args.model or DEMO_MODEL
     args.images = [samples]

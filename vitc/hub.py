@@ -151,7 +151,7 @@ class _Repo:
 def resolve_checkpoint(path_or_repo_id, revision=None, cache_dir=None, token=None, local_files_only=False):
     """CheckpointFiles of a local folder, a model bundled with vitc (e.g. "vitc-digits") or a Hub repo id."""
     path = os.fspath(path_or_repo_id)
-    from .models import bundled_model_path
+    from .checkpoints import bundled_model_path
     bundled = bundled_model_path(path) if not os.path.exists(path) else None
     if bundled is not None:
         return _local_files(bundled)

@@ -467,7 +467,7 @@ def _as_list(images):
 def _find_config_file(path_or_repo_id, revision, cache_dir, token):
     """Path of preprocessor_config.json for a folder / JSON file / Hub repo id; None where it does not exist."""
     location = os.fspath(path_or_repo_id)
-    from .models import bundled_model_path
+    from .checkpoints import bundled_model_path
     if not os.path.exists(location) and bundled_model_path(location):
         location = bundled_model_path(location)
     if os.path.isdir(location):

@@ -1,17 +1,14 @@
-"""ViTModel / ViTForImageClassification: transformers' ViT forward pass over vitc's C kernels.
+"""The model classes: transformers' ViT forward pass over vitc's C kernels, shared by every family.
 
-Loading streams each tensor once from the safetensors files into ONE arena (_WeightArena): vectors are read
-in place, Linear weights a few panels at a time through a small scratch and packed for the model's ISA
-(Q, K, V fused as [3D, D] rows query|key|value), so raw and packed weights never coexist in full and the
-process peaks at about the float32 weights plus the activations.
-The forward keeps its activation buffers per input shape and runs each encoder layer as one C call with the
-GIL released:
-    embeddings (patchify + patch GEMM + cls/pos)  ->  L x pre-LN encoder layer  ->  final LayerNorm
-    ->  pooler (ViTModel, if the checkpoint has one) / classifier on the CLS row(s).
-DeiT checkpoints (model_type "deit") add a distillation token after CLS: two prefix tokens instead of one.
+Loading checks the checkpoint against the family's tables (vitc/families) and streams each tensor once into
+one weight arena (vitc/weights.py). The forward keeps its activation buffers per input shape
+(vitc/buffers.py) and runs each encoder layer as one C call with the GIL released:
+    embeddings (patchify + patch GEMM + cls/pos, prefix rows)  ->  L x pre-LN encoder layer
+    ->  the family's ending (final LayerNorm, pooler, head).
+This file holds the shared base (_ViTBase) and ViTModel / ViTForImageClassification; DeiT checkpoints
+(model_type "deit") add a distillation token after CLS: two prefix tokens instead of one.
 """
 import contextlib
-import mmap
 import threading
 import time
 from collections import OrderedDict
@@ -19,366 +16,16 @@ from collections import OrderedDict
 import numpy as np
 
 from . import _vitc, guards, runtime
+from .buffers import Buffers
 from .config import ViTConfig
+from .families import vit as vit_family
+from .families.table import WeightsMismatchError, short as _short  # noqa: F401  (re-exported)
 from .hub import resolve_checkpoint
-from .profiling import ForwardProfile
 from .outputs import BaseModelOutputWithPooling, DeiTImageClassifierOutput, ImageClassifierOutput
+from .pos_embed import bicubic_resize, interpolate_pos_encoding  # noqa: F401  (re-exported)
+from .profiling import ForwardProfile
 from .safetensors_reader import CheckpointReader
-
-
-class WeightsMismatchError(ValueError):
-    """The checkpoint's tensors do not match what the config describes (missing, unexpected, mis-shaped)."""
-
-
-# ---- position embeddings at another resolution ------------------------------------------------------
-def _bicubic_matrix(n_in, n_out, a=-0.75):
-    """[n_out, n_in] float64 weights of torch's bicubic resize along one axis (align_corners=False,
-    A = -0.75, source indices clamped to the border)."""
-    m = np.zeros((n_out, n_in))
-    scale = n_in / n_out
-    for i in range(n_out):
-        src = scale * (i + 0.5) - 0.5  # no clamp at 0 for cubic, as torch
-        i0 = int(np.floor(src))
-        t = src - i0
-        coeffs = (((a * (t + 1) - 5 * a) * (t + 1) + 8 * a) * (t + 1) - 4 * a,
-                  ((a + 2) * t - (a + 3)) * t * t + 1,
-                  ((a + 2) * (1 - t) - (a + 3)) * (1 - t) * (1 - t) + 1,
-                  ((a * (2 - t) - 5 * a) * (2 - t) + 8 * a) * (2 - t) - 4 * a)
-        for j, c in enumerate(coeffs):
-            m[i, min(max(i0 - 1 + j, 0), n_in - 1)] += c
-    return m
-
-
-def bicubic_resize(grid, out_h, out_w):
-    """grid [h, w, D] -> [out_h, out_w, D] float32, as torch.nn.functional.interpolate(mode="bicubic",
-    align_corners=False) on the [1, D, h, w] permutation; computed in float64."""
-    h, w, _ = grid.shape
-    my, mx = _bicubic_matrix(h, out_h), _bicubic_matrix(w, out_w)
-    out = np.einsum("yh,hwd->ywd", my, grid.astype(np.float64))
-    out = np.einsum("xw,ywd->yxd", mx, out)
-    return out.astype(np.float32)
-
-
-def interpolate_pos_encoding(pos, num_prefix, grid, new_grid, square_input):
-    """transformers' ViTEmbeddings.interpolate_pos_encoding: pos [num_prefix + gh*gw, D] -> the position
-    embeddings of a new_grid (rows, cols) input. Unchanged when the patch count matches and the input is
-    square (transformers' condition); otherwise the patch part is resized bicubically. transformers assumes a
-    square grid of sqrt(num_positions); here the config's own (gh, gw) grid is used, the same when square."""
-    gh, gw = grid
-    nh, nw = new_grid
-    if nh * nw == gh * gw and square_input:
-        return pos
-    patch = pos[num_prefix:].reshape(gh, gw, -1)
-    resized = bicubic_resize(patch, nh, nw).reshape(nh * nw, -1)
-    return np.ascontiguousarray(np.concatenate([pos[:num_prefix], resized], axis=0), dtype=np.float32)
-
-
-# ---- the checkpoint's tensors -------------------------------------------------------------------------
-def _expected_base_tensors(config, num_prefix):
-    """{name: shape} of the encoder (no prefix), pooler excluded."""
-    d, inter, c = config.hidden_size, config.intermediate_size, config.num_channels
-    ph, pw = config.patch_hw
-    shapes = {
-        "embeddings.cls_token": (1, 1, d),
-        "embeddings.position_embeddings": (1, config.num_patches + num_prefix, d),
-        "embeddings.patch_embeddings.projection.weight": (d, c, ph, pw),
-        "embeddings.patch_embeddings.projection.bias": (d,),
-        "layernorm.weight": (d,),
-        "layernorm.bias": (d,),
-    }
-    if num_prefix == 2:
-        shapes["embeddings.distillation_token"] = (1, 1, d)
-    for i in range(config.num_hidden_layers):
-        p = f"encoder.layer.{i}."
-        for proj in ("query", "key", "value"):
-            shapes[p + f"attention.attention.{proj}.weight"] = (d, d)
-            if config.qkv_bias:
-                shapes[p + f"attention.attention.{proj}.bias"] = (d,)
-        shapes.update({
-            p + "attention.output.dense.weight": (d, d), p + "attention.output.dense.bias": (d,),
-            p + "intermediate.dense.weight": (inter, d), p + "intermediate.dense.bias": (inter,),
-            p + "output.dense.weight": (d, inter), p + "output.dense.bias": (d,),
-            p + "layernorm_before.weight": (d,), p + "layernorm_before.bias": (d,),
-            p + "layernorm_after.weight": (d,), p + "layernorm_after.bias": (d,),
-        })
-    return shapes
-
-
-class _WeightPlan:
-    """Which checkpoint tensor fills which parameter, checked against the config before anything is read.
-
-    Prefix rules follow transformers' base_model_prefix ("vit", or "deit" for DeiT): a base model accepts
-    keys with or without the prefix (ignoring head tensors), a model with a head needs the prefixed form.
-    Tensors transformers drops silently are ignored: mask_token; the pooler under a classification head."""
-
-    def __init__(self, config, keys, shape_of, with_head, source):
-        self.source = source
-        prefix = "deit." if config.model_type == "deit" else "vit."
-        keys = set(keys)
-        has_prefix = any(k.startswith(prefix) for k in keys)
-        self.prefix = prefix if has_prefix else ""
-        self.num_prefix = 2 if config.model_type == "deit" else 1
-        d, p = config.hidden_size, config.pooler_output_size
-        base = _expected_base_tensors(config, self.num_prefix)
-        pooler = {"pooler.dense.weight": (p, d), "pooler.dense.bias": (p,)}
-        ignored = {"embeddings.mask_token"}
-        present = {k[len(self.prefix):] for k in keys if k.startswith(self.prefix)} if self.prefix else set(keys)
-
-        expected = {self.prefix + k: s for k, s in base.items()}
-        self.head = None
-        if with_head:
-            n = config.num_labels
-            head_sets = {"classifier": ("classifier",),
-                         "teacher": ("cls_classifier", "distillation_classifier")}
-            self.head = "teacher" if "cls_classifier.weight" in keys else "classifier"
-            if n > 0:
-                for layer in head_sets[self.head]:
-                    expected[f"{layer}.weight"] = (n, d)
-                    expected[f"{layer}.bias"] = (n,)
-            ignored |= set(pooler)
-            if not self.prefix:
-                raise WeightsMismatchError(
-                    f"{source}: no tensor starts with {prefix!r}: this is a base-model checkpoint (e.g. saved from "
-                    f"ViTModel) without a classification head; load it with ViTModel instead")
-        self.has_pooler = not with_head and any(k in present for k in pooler)
-        if self.has_pooler:
-            expected.update({self.prefix + k: s for k, s in pooler.items()})
-        ignored = {self.prefix + k for k in ignored}
-
-        missing = [k for k in expected if k not in keys]
-        if missing:
-            raise WeightsMismatchError(f"{source}: missing tensor(s) {_short(missing)} required by the config "
-                                       f"({_config_summary(config)})")
-        relevant = keys if with_head or not self.prefix else [k for k in keys if k.startswith(self.prefix)]
-        unexpected = sorted(k for k in relevant if k not in expected and k not in ignored)
-        if unexpected:
-            raise WeightsMismatchError(f"{source}: unexpected tensor(s) {_short(unexpected)} for the config "
-                                       f"({_config_summary(config)})")
-        for k, shape in expected.items():
-            got = tuple(shape_of(k))
-            if got != shape:
-                raise WeightsMismatchError(f"{source}: tensor {k!r} has shape {list(got)}, expected {list(shape)} "
-                                           f"from the config ({_config_summary(config)})")
-        self.num_parameters = sum(int(np.prod(s)) for s in expected.values())
-
-    def base(self, name):
-        return self.prefix + name
-
-
-def _short(names, limit=8):
-    shown = ", ".join(repr(n) for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _config_summary(config):
-    return (f"hidden_size={config.hidden_size}, layers={config.num_hidden_layers}, "
-            f"intermediate_size={config.intermediate_size}, image_size={config.image_size}, "
-            f"patch_size={config.patch_size}, num_channels={config.num_channels}, qkv_bias={config.qkv_bias}, "
-            f"num_labels={config.num_labels}")
-
-
-class _WeightArena:
-    """Every weight of a model in ONE 64-byte aligned float32 buffer, filled straight from the checkpoint.
-
-    First the loader declares what it needs (vector(): tensors' values back to back, e.g. the Q|K|V biases;
-    packed(): a Linear weight, or several stacked by rows, in the GEMM's packed layout), then load()
-    allocates the arena once and streams each tensor through one small reusable scratch: vectors are read
-    in place, weights a few NR-row panels at a time (read -> NaN/Inf count -> pack into their slice). So the
-    raw weights never exist in full next to the packed ones, and no big temporary is allocated and freed
-    (glibc would keep such freed memory: its mmap threshold grows with every freed block).
-    Peak while loading: the arena (the float32 weights, rows padded to NR) + a scratch of ~1 MiB."""
-    _scratch_floats = 1 << 18  # 1 MiB: a few panels of the largest k, stays in L2 between read and pack
-
-    def __init__(self, isa, reader):
-        self.isa, self.reader = isa, reader
-        self.entries = []  # (offset, floats, names, k or None for a vector)
-        self.floats = 0
-        self.arena = None
-
-    def _add(self, floats, names, k):
-        self.entries.append((self.floats, floats, names, k))
-        self.floats += -(-floats // 16) * 16  # next entry 64-byte aligned
-        return len(self.entries) - 1
-
-    def vector(self, *names):
-        """Handle of the named tensors' values, flattened and concatenated (float32 1-D)."""
-        return self._add(sum(_size(self.reader.shape(n)) for n in names), names, None)
-
-    def packed(self, *names):
-        """Handle of the Linear weights [n_i, k...] stacked by rows and packed for the ISA (1-D)."""
-        k = _size(self.reader.shape(names[0])[1:])
-        n = sum(self.reader.shape(name)[0] for name in names)
-        return self._add(_vitc.gemm_packed_floats(self.isa, n, k), names, k)
-
-    def load(self):
-        """Allocate the arena and fill it. The filling (pread -> count -> pack) is one thread: two filling
-        threads measured no faster (memory traffic: page cache -> scratch -> arena). What a second core
-        does take over is mapping the arena's pages in (_start_populating): ViT-B here loads in 0.17-0.18 s
-        that way, 0.23 s with MAP_POPULATE up front, and 0.14 s to over 0.8 s with a transparent-huge-page
-        arena (fast on a quiet machine, slow whenever other processes run)."""
-        self.arena = _mapped_floats(max(1, self.floats))
-        self.reader.will_need()
-        self.filled = 0  # floats of the arena done, read by the populating thread
-        helper = _start_populating(self.arena, self)
-        try:
-            self._fill(self.entries)
-        finally:
-            self.filled = self.floats  # stops the helper
-            if helper is not None:
-                helper.join()
-
-    def _fill(self, entries):
-        scratch = None
-        for offset, floats, names, k in entries:
-            self.filled = offset
-            dst = self.arena[offset:offset + floats]
-            if k is None:
-                for name in names:
-                    rows, cols = _rows_cols(self.reader.shape(name))
-                    self.reader.read_rows(name, 0, dst[:rows * cols].reshape(rows, cols))
-                    dst = dst[rows * cols:]
-                continue
-            if scratch is None:
-                scratch = _mapped_floats(self._scratch_floats)
-            self._load_packed(names, k, dst, scratch)
-
-    def _load_packed(self, names, k, dst, scratch):
-        isa = self.isa
-        nr = _vitc.gemm_packed_floats(isa, 1, k) // k
-        chunk = max(1, len(scratch) // (k * nr)) * nr  # rows per pass: whole NR-row panels
-        if chunk * k > len(scratch):  # one panel of a very wide k exceeds the default scratch
-            scratch = _mapped_floats(chunk * k)
-        segments = [(name, self.reader.shape(name)[0]) for name in names]
-        n = sum(rows for _, rows in segments)
-        for r0 in range(0, n, chunk):
-            rows = min(chunk, n - r0)
-            buf = scratch[:rows * k].reshape(rows, k)
-            seg0, filled = 0, 0  # fill buf rows from the segment(s) covering [r0, r0 + rows)
-            for name, seg_rows in segments:
-                lo, hi = max(r0, seg0), min(r0 + rows, seg0 + seg_rows)
-                if lo < hi:
-                    self.reader.read_rows(name, lo - seg0, buf[filled:filled + hi - lo])
-                    filled += hi - lo
-                seg0 += seg_rows
-            _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
-
-    def array(self, handle):
-        """The loaded array of a handle (None for None): a view into the arena, which it keeps alive."""
-        if handle is None:
-            return None
-        offset, floats = self.entries[handle][:2]
-        return self.arena[offset:offset + floats]
-
-
-def _return_free_heap():
-    """Give the free pages inside glibc's heap back to the OS once loading is done (malloc_trim). Import and
-    load leave freed blocks there (parsed JSON, compiled modules, small temporaries) that would otherwise
-    stay resident for the life of the process. A no-op where the C library has no malloc_trim."""
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            import ctypes
-            _malloc_trim = ctypes.CDLL(None).malloc_trim
-            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-        except (ImportError, OSError, AttributeError, TypeError):
-            _malloc_trim = False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim = None
-
-
-_POPULATE_STEP = 4 << 20  # bytes per madvise call of the populating thread
-
-
-def _start_populating(arena, progress):
-    """Map the arena's pages in from a second thread while this one streams the weights in: from the end
-    backwards (MADV_POPULATE_WRITE, through ctypes so the GIL is released), until it meets the filling
-    thread at progress.filled. Returns the thread, or None (not Linux >= 5.14 / glibc, or a numpy arena)."""
-    global _madvise
-    if _madvise is None:
-        try:
-            import ctypes
-            _madvise = ctypes.CDLL(None, use_errno=True).madvise
-            _madvise.argtypes, _madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
-        except (ImportError, OSError, AttributeError, TypeError):
-            _madvise = False
-    if not _madvise or isinstance(_root_base(arena), np.ndarray) or arena.nbytes < 2 * _POPULATE_STEP:
-        return None
-    base, nbytes = arena.ctypes.data, arena.nbytes
-
-    def populate():
-        end = nbytes
-        while end > 0:
-            start = max(0, end - _POPULATE_STEP) // mmap.PAGESIZE * mmap.PAGESIZE
-            if start <= 4 * progress.filled + _POPULATE_STEP:  # met the filling thread
-                return
-            if _madvise(base + start, end - start, 23) != 0:  # MADV_POPULATE_WRITE; EINVAL before 5.14
-                return
-            end = start
-
-    thread = threading.Thread(target=populate, name="vitc-populate", daemon=True)
-    thread.start()
-    return thread
-
-
-_madvise = None
-
-
-def _root_base(a):
-    while isinstance(a, np.ndarray) and a.base is not None:
-        a = a.base
-    return a
-
-
-def _mapped_floats(count):
-    """A page-aligned float32 array in a private anonymous mapping of its own, unmapped when the last view
-    of it dies. Outside malloc: freeing a malloc'd block this large would raise glibc's mmap threshold to
-    its size, and later blocks below that size (the forward's buffers) would stay in the heap once freed.
-    Falls back to numpy where the platform has no such mmap flags."""
-    if not (hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS")):
-        return _vitc.aligned_empty(count)
-    try:
-        mapping = mmap.mmap(-1, 4 * count, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    except OSError as exc:
-        raise MemoryError(f"cannot map {4 * count} bytes for the model's weights: {exc}") from None
-    return np.frombuffer(mapping, np.float32)
-
-
-def _size(shape):
-    size = 1
-    for s in shape:
-        size *= int(s)
-    return size
-
-
-def _rows_cols(shape):
-    """A tensor seen as 2-D [shape[0], prod(shape[1:])] (a scalar as [1, 1])."""
-    return (int(shape[0]), _size(shape[1:])) if len(shape) else (1, 1)
-
-
-class _Buffers:
-    """Activations for one (batch, channels, height, width, threads): allocated once, reused per call."""
-
-    def __init__(self, model, batch, height, width, nthreads):
-        cfg = model.config
-        ph, pw = cfg.patch_hw
-        self.grid = (height // ph, width // pw)
-        n_patches = self.grid[0] * self.grid[1]
-        self.seq = n_patches + model._num_prefix
-        d = cfg.hidden_size
-        self.hidden = _vitc.aligned_empty((batch * self.seq, d))
-        # One workspace: the embedding's im2col (and DeiT's staging rows) run before any layer, so they live
-        # at the start of the layers' workspace instead of in buffers of their own.
-        embed_floats = _vitc.embed_workspace_floats(batch, cfg.num_channels, height, width, ph, pw)
-        staging = batch * (n_patches + 1) * d if model._num_prefix == 2 else 0
-        im2col = -(-staging // 16) * 16  # 64-byte aligned, as a buffer of its own would be
-        layer_floats = model._layers[0].workspace_floats(nthreads, batch, self.seq)
-        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, im2col + embed_floats))
-        # DeiT: the C embedding writes CLS + patches; the distillation row is inserted on the way to hidden
-        self.embed_out = self.layer_ws[:staging].reshape(batch, n_patches + 1, d) if staging else None
-        self.embed_ws = self.layer_ws[im2col:im2col + max(1, embed_floats)]
+from .weights import return_free_heap
 
 
 class _ViTBase:
@@ -391,19 +38,30 @@ class _ViTBase:
     For parallel throughput on one checkpoint, load one model object per thread."""
     _with_head = False
     _max_cached_shapes = 2
+    _always_interpolate = False  # DINOv2: every input size runs, positions resized as transformers does
+    _processor_family = None  # image_processing.IMAGE_PROCESSOR_CLASSES key of a family's processor
+
+    config_class = ViTConfig
 
     def __init__(self, config, reader, isa=None, threads=None, source="checkpoint"):
-        if not isinstance(config, ViTConfig):
-            raise TypeError(f"config must be a vitc.ViTConfig, got {type(config).__name__}")
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"config must be a vitc.{self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         self._isa = runtime.isa_code(isa)
         self.threads = None if threads is None else runtime.resolve_threads(threads)
-        plan = _WeightPlan(config, reader.keys(), reader.shape, self._with_head, source)
-        self._num_prefix = plan.num_prefix
+        plan = self._plan(config, reader.keys(), reader.shape, source)
+        self._num_prefix = self._prefix_tokens(config)
         self._num_parameters = plan.num_parameters
         counter = guards.NonfiniteCounter(reader)  # NaN/Inf per tensor, counted on the raw copies
-        self._load(plan, counter)
+        model, layers, head = plan.load(self._isa, counter)
+        return_free_heap()
         self._nonfinite = dict(counter.nonfinite)
+        self._w = model
+        self._pos = model["pos"].reshape(-1, config.hidden_size) if model.get("pos") is not None else None
+        self._layers = [_vitc.EncoderLayer(self._isa, config.hidden_size, config.num_attention_heads,
+                                           config.intermediate_size, float(config.layer_norm_eps),
+                                           config.hidden_act_code, arrays) for arrays in layers]
+        self._setup(plan, model, head)
         self._buffers = OrderedDict()
         self._positions = {}
         self._lock = threading.Lock()
@@ -413,6 +71,35 @@ class _ViTBase:
         self.name_or_path = source
         self.preprocessor_config_path = None
 
+    # ---- what a family defines (here: ViT / DeiT) ------------------------------------------------------
+    def _plan(self, config, keys, shape_of, source):
+        """The WeightPlan of this family's tables for a checkpoint's keys."""
+        return vit_family.plan(config, keys, shape_of, self._with_head, source)
+
+    def _prefix_tokens(self, config):
+        """Tokens before the patches (CLS, distillation, registers)."""
+        return vit_family.num_prefix(config)
+
+    def _setup(self, plan, model, head):
+        """Keep what the family's forward needs from the loaded arrays."""
+        self._pooler = (model["pooler_w"], model["pooler_b"]) if plan.has_pooler else None
+        self._heads = [(head[f"head{i}_w"], head[f"head{i}_b"]) for i in range(2) if head.get(f"head{i}_w") is not None]
+        self._head_kind = plan.head
+
+    def _prefix_rows(self, pos):
+        """(pos rows for the C embedding [1 + patches, D] (row 0 added to the CLS row), rows inserted after
+        CLS [k, D] or None, whether the CLS row is dropped) for position embeddings `pos` of this grid.
+        ViT: as is; DeiT: the distillation token with its position row (row 1) goes after CLS."""
+        if self._num_prefix == 2:
+            return np.ascontiguousarray(np.concatenate([pos[:1], pos[2:]])), (self._w["dist"] + pos[1])[None], False
+        return pos, None, False
+
+    def _grid_positions(self, grid, height, width, interpolate):
+        """Position embeddings [prefix + patches, D] for this input grid."""
+        if not interpolate:
+            return self._pos
+        return interpolate_pos_encoding(self._pos, self._num_prefix, self.config.grid, grid, height == width)
+
     # ---- loading ---------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None, threads=None,
@@ -421,59 +108,12 @@ class _ViTBase:
         Hub repo id. threads=None follows vitc.get_num_threads() at each call; isa=None uses vitc.get_isa()."""
         files = resolve_checkpoint(path_or_repo_id, revision=revision, cache_dir=cache_dir, token=token,
                                    local_files_only=local_files_only)
-        config = ViTConfig.from_json_file(files.config)
+        config = cls.config_class.from_json_file(files.config)
         with CheckpointReader(files.weights) as reader:
             model = cls(config, reader, isa=isa, threads=threads, source=files.weights)
         model.name_or_path = str(path_or_repo_id)
         model.preprocessor_config_path = files.preprocessor
         return model
-
-    def _load(self, plan, reader):
-        cfg, isa, base = self.config, self._isa, plan.base
-        weights = _WeightArena(isa, reader)
-        vec, packed = weights.vector, weights.packed
-        cls = vec(base("embeddings.cls_token"))
-        dist = vec(base("embeddings.distillation_token")) if plan.num_prefix == 2 else None
-        pos = vec(base("embeddings.position_embeddings"))
-        patch_w = packed(base("embeddings.patch_embeddings.projection.weight"))
-        patch_b = vec(base("embeddings.patch_embeddings.projection.bias"))
-        layers = []
-        for i in range(cfg.num_hidden_layers):
-            p = f"encoder.layer.{i}."
-            qkv = [base(p + f"attention.attention.{x}") for x in ("query", "key", "value")]
-            layers.append({
-                "ln1_g": vec(base(p + "layernorm_before.weight")), "ln1_b": vec(base(p + "layernorm_before.bias")),
-                "ln2_g": vec(base(p + "layernorm_after.weight")), "ln2_b": vec(base(p + "layernorm_after.bias")),
-                "qkv_w": packed(*(n + ".weight" for n in qkv)),  # rows query | key | value: one [3D, D] GEMM
-                "qkv_b": vec(*(n + ".bias" for n in qkv)) if cfg.qkv_bias else None,
-                "proj_w": packed(base(p + "attention.output.dense.weight")),
-                "proj_b": vec(base(p + "attention.output.dense.bias")),
-                "fc1_w": packed(base(p + "intermediate.dense.weight")),
-                "fc1_b": vec(base(p + "intermediate.dense.bias")),
-                "fc2_w": packed(base(p + "output.dense.weight")),
-                "fc2_b": vec(base(p + "output.dense.bias")),
-            })
-        ln = (vec(base("layernorm.weight")), vec(base("layernorm.bias")))
-        pooler = (packed(base("pooler.dense.weight")), vec(base("pooler.dense.bias"))) if plan.has_pooler else None
-        heads = []
-        if self._with_head and cfg.num_labels > 0:
-            names = ("classifier",) if plan.head == "classifier" else ("cls_classifier", "distillation_classifier")
-            heads = [(packed(n + ".weight"), vec(n + ".bias")) for n in names]
-
-        weights.load()
-        _return_free_heap()
-        get = weights.array
-        self._cls, self._dist = get(cls), get(dist)
-        self._pos = get(pos).reshape(-1, cfg.hidden_size)
-        self._patch_w, self._patch_b = get(patch_w), get(patch_b)
-        act = cfg.hidden_act_code
-        self._layers = [_vitc.EncoderLayer(isa, cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size,
-                                           float(cfg.layer_norm_eps), act, {k: get(v) for k, v in arrays.items()})
-                        for arrays in layers]
-        self._ln_g, self._ln_b = get(ln[0]), get(ln[1])
-        self._pooler = (get(pooler[0]), get(pooler[1])) if pooler else None
-        self._heads = [(get(w), get(b)) for w, b in heads]
-        self._head_kind = plan.head
 
     # ---- properties ------------------------------------------------------------------------------------
     @property
@@ -536,8 +176,22 @@ class _ViTBase:
     # ---- images in, labels and embeddings out --------------------------------------------------------
     @property
     def image_processor(self):
-        """The checkpoint's ViTImageProcessor (its preprocessor_config.json, else ViT defaults at the model's
-        image size), made on first use."""
+        """The checkpoint's image processor (its preprocessor_config.json, else the family's defaults at the
+        model's image size), made on first use. ViT/DeiT: ViTImageProcessor; other families: the class
+        AutoImageProcessor picks (CLIP, Siglip, Bit)."""
+        if self._image_processor is None and self._processor_family is not None:
+            from .image_processing import IMAGE_PROCESSOR_CLASSES
+            if self.preprocessor_config_path:
+                from .auto import AutoImageProcessor
+                import os
+                self._image_processor = AutoImageProcessor.from_pretrained(
+                    os.path.dirname(os.path.abspath(self.preprocessor_config_path)))
+            else:
+                h, w = self.config.image_hw
+                size = {"height": h, "width": w}
+                cls = IMAGE_PROCESSOR_CLASSES[self._processor_family]
+                self._image_processor = cls(size=size) if self._processor_family == "Siglip" else \
+                    cls(size={"shortest_edge": min(h, w)}, crop_size=size)
         if self._image_processor is None:
             from .image_processing import ViTImageProcessor
             if self.preprocessor_config_path:
@@ -547,34 +201,42 @@ class _ViTBase:
                 self._image_processor = ViTImageProcessor(size={"height": h, "width": w})
         return self._image_processor
 
-    def embed(self, images, all_tokens=False):
-        """CLS embeddings [N, D] of images (paths, PIL images, HWC uint8 arrays, lists of them, or a
-        [N, C, H, W] float array): the pooler output where the checkpoint has a pooler, else the CLS token of
-        the final LayerNorm output. all_tokens=True: every token, [N, S, D]."""
+    def embed(self, images, all_tokens=False, normalize=False):
+        """Embeddings [N, D] of images (paths, PIL images, HWC uint8 arrays, lists of them, or a
+        [N, C, H, W] float array): what users of the family index (ViT: the pooler output where the
+        checkpoint has a pooler, else the CLS token of the final LayerNorm output). normalize=True: each row
+        scaled to unit L2 norm. all_tokens=True: every token of last_hidden_state, [N, S, D]."""
         from .pipeline import pixel_values_for
         out = self.encode(pixel_values_for(self, images))
         if all_tokens:
             return out.last_hidden_state
+        return l2_normalize(self._embedding(out)) if normalize else self._embedding(out)
+
+    def _embedding(self, out):
         return out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0]
 
     def encode(self, pixel_values, output_hidden_states=False, output_attentions=False,
                interpolate_pos_encoding=False, return_dict=True):
-        """The encoder's outputs (ViTModel's forward): last_hidden_state after the final LayerNorm,
-        pooler_output (None without pooler weights), hidden_states and attentions on request."""
-        interpolate = bool(interpolate_pos_encoding)
+        """The encoder's outputs (the family's base model forward): last_hidden_state, pooler_output,
+        hidden_states and attentions on request."""
+        interpolate = bool(interpolate_pos_encoding) or self._always_interpolate
         x = self._check_pixels(pixel_values, interpolate, output_hidden_states, output_attentions)
         with self._calling():
             bufs, hidden_states, attentions = self._encode(x, output_hidden_states, output_attentions, interpolate)
-            b, s, d = x.shape[0], bufs.seq, self.config.hidden_size
-            last = np.empty((b, s, d), np.float32)
-            self._layernorm(bufs.hidden, last.reshape(b * s, d))
-            pooled = None
-            if self._pooler is not None:
-                pooled = self._linear(last[:, 0], self._pooler, self.config.pooler_output_size,
-                                      act=self.config.pooler_act_code)
-        out = BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled,
-                                         hidden_states=hidden_states, attentions=attentions)
+            out = self._outputs(bufs, x.shape[0])
+        out.hidden_states, out.attentions = hidden_states, attentions
         return out if return_dict else out.to_tuple()
+
+    def _outputs(self, bufs, b):
+        """The output object after the last layer (ViT: final LayerNorm on every token, the pooler if any)."""
+        s, d = bufs.seq, self.config.hidden_size
+        last = np.empty((b, s, d), np.float32)
+        self._layernorm(bufs.hidden, last.reshape(b * s, d))
+        pooled = None
+        if self._pooler is not None:
+            pooled = self._linear(last[:, 0], self._pooler, self.config.pooler_output_size,
+                                  act=self.config.pooler_act_code)
+        return BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled)
 
     # ---- forward ---------------------------------------------------------------------------------------
     def _check_pixels(self, pixel_values, interpolate, hidden_states=False, attentions=False):
@@ -606,7 +268,7 @@ class _ViTBase:
         key = (batch, height, width, nthreads)
         bufs = self._buffers.get(key)
         if bufs is None:
-            bufs = _Buffers(self, batch, height, width, nthreads)
+            bufs = Buffers(self, batch, height, width, nthreads)
             self._buffers[key] = bufs
             while len(self._buffers) > self._max_cached_shapes:
                 self._buffers.popitem(last=False)
@@ -615,19 +277,11 @@ class _ViTBase:
         return bufs
 
     def _get_positions(self, grid, height, width, interpolate):
-        """(pos rows for the C embedding [1 + patches, D], distillation row [D] or None), cached per grid:
-        the C embedding adds pos[0] to CLS and pos[1:] to the patches; DeiT's distillation token (row 1 of
-        its position table) is inserted separately."""
+        """_prefix_rows of this grid's position embeddings, cached per grid."""
         key = (grid, height == width) if interpolate else None
         entry = self._positions.get(key)
         if entry is None:
-            pos = self._pos
-            if interpolate:
-                pos = interpolate_pos_encoding(pos, self._num_prefix, self.config.grid, grid, height == width)
-            if self._num_prefix == 2:
-                entry = (np.ascontiguousarray(np.concatenate([pos[:1], pos[2:]])), self._dist + pos[1])
-            else:
-                entry = (pos, None)
+            entry = self._prefix_rows(self._grid_positions(grid, height, width, interpolate))
             if len(self._positions) >= 8:
                 self._positions.clear()
             self._positions[key] = entry
@@ -641,16 +295,22 @@ class _ViTBase:
         ph, pw = cfg.patch_hw
         bufs = self._get_buffers(b, h, w, nt)
         s, d = bufs.seq, cfg.hidden_size
-        pos, dist_row = self._get_positions(bufs.grid, h, w, interpolate)
+        pos, inserted, drop_cls = self._get_positions(bufs.grid, h, w, interpolate)
         hidden3 = bufs.hidden.reshape(b, s, d)
-        if self._num_prefix == 1:
-            _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos, hidden3, bufs.embed_ws)
-        else:  # DeiT: [cls, distillation, patches]
-            _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos, bufs.embed_out,
+        wts = self._w
+        if inserted is None and not drop_cls:
+            _vitc.embed(isa, nt, x, ph, pw, wts["patch_w"], self._patch_bias(), self._cls_row(), pos, hidden3,
                         bufs.embed_ws)
-            hidden3[:, 0] = bufs.embed_out[:, 0]
-            hidden3[:, 1] = dist_row
-            hidden3[:, 2:] = bufs.embed_out[:, 1:]
+        else:  # [cls, inserted rows (distillation, registers), patches], or the patches alone
+            _vitc.embed(isa, nt, x, ph, pw, wts["patch_w"], self._patch_bias(), self._cls_row(), pos,
+                        bufs.embed_out, bufs.embed_ws)
+            c0 = 0 if drop_cls else 1
+            hidden3[:, :c0] = bufs.embed_out[:, :c0]
+            k = 0 if inserted is None else len(inserted)
+            if k:
+                hidden3[:, c0:c0 + k] = inserted
+            hidden3[:, c0 + k:] = bufs.embed_out[:, 1:]
+        self._after_embeddings(bufs.hidden)
         prof = self._profile
         if prof is not None:
             prof.add("embeddings", time.perf_counter() - prof.call_start)
@@ -666,11 +326,21 @@ class _ViTBase:
         return (bufs, tuple(hidden_states) if hidden_states is not None else None,
                 tuple(attentions) if attentions is not None else None)
 
-    def _layernorm(self, x, out):
-        return _vitc.layernorm(self._isa, self._nthreads(), x, self._ln_g, self._ln_b,
+    def _cls_row(self):
+        return self._w["cls"]
+
+    def _patch_bias(self):
+        return self._w["patch_b"]
+
+    def _after_embeddings(self, hidden):
+        """In place on the embeddings [N*S, D] before the first layer (CLIP: pre_layrnorm)."""
+
+    def _layernorm(self, x, out, gamma="ln_g", beta="ln_b"):
+        return _vitc.layernorm(self._isa, self._nthreads(), x, self._w[gamma], self._w[beta],
                                float(self.config.layer_norm_eps), out)
 
     def _linear(self, a, weight, n, act=0):
+        """a [M, K] · weight[0]ᵀ (+ weight[1]) -> [M, n]; weight[1] may be None."""
         out = np.empty((a.shape[0], n), np.float32)
         return _vitc.gemm(self._isa, self._nthreads(), a, weight[0], n, out, bias=weight[1], act=act)
 
@@ -679,6 +349,12 @@ class _ViTBase:
         return (f"{type(self).__name__}(model_type={c.model_type!r}, hidden_size={c.hidden_size}, "
                 f"layers={c.num_hidden_layers}, heads={c.num_attention_heads}, image_size={c.image_size}, "
                 f"patch_size={c.patch_size}, isa={self.isa!r})")
+
+
+def l2_normalize(x):
+    """Rows of x scaled to unit L2 norm (a zero row stays zero)."""
+    norm = np.sqrt(np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)))[:, None]
+    return (x / np.where(norm > 0, norm, 1)).astype(np.float32)
 
 
 class ViTModel(_ViTBase):

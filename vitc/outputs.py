@@ -79,3 +79,9 @@ class BatchFeature(dict):
             return self[name]
         except KeyError:
             raise AttributeError(name) from None
+
+
+class CLIPVisionModelOutput(ModelOutput):
+    """CLIPVisionModelWithProjection: image_embeds [N, projection_dim] (visual_projection of the pooled
+    CLS); last_hidden_state, hidden_states, attentions as in BaseModelOutputWithPooling."""
+    _fields = ("image_embeds", "last_hidden_state", "hidden_states", "attentions")

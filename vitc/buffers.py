@@ -1,0 +1,27 @@
+"""Activation buffers of one forward shape: allocated once per (batch, height, width, threads), reused."""
+from . import _vitc
+
+
+class Buffers:
+    """Activations for one (batch, channels, height, width, threads): allocated once, reused per call."""
+
+    def __init__(self, model, batch, height, width, nthreads):
+        cfg = model.config
+        ph, pw = cfg.patch_hw
+        self.grid = (height // ph, width // pw)
+        n_patches = self.grid[0] * self.grid[1]
+        self.seq = n_patches + model._num_prefix
+        d = cfg.hidden_size
+        self.hidden = _vitc.aligned_empty((batch * self.seq, d))
+        # One workspace: the embedding's im2col (and DeiT's staging rows) run before any layer, so they live
+        # at the start of the layers' workspace instead of in buffers of their own.
+        embed_floats = _vitc.embed_workspace_floats(batch, cfg.num_channels, height, width, ph, pw)
+        staging = batch * (n_patches + 1) * d if model._num_prefix != 1 else 0
+        im2col = -(-staging // 16) * 16  # 64-byte aligned, as a buffer of its own would be
+        layer_floats = model._layers[0].workspace_floats(nthreads, batch, self.seq)
+        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, im2col + embed_floats))
+        # prefix rows other than one CLS: the C embedding writes CLS + patches here, then they go to hidden
+        self.embed_out = self.layer_ws[:staging].reshape(batch, n_patches + 1, d) if staging else None
+        self.embed_ws = self.layer_ws[im2col:im2col + max(1, embed_floats)]
+
+

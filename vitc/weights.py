@@ -1,0 +1,219 @@
+"""The weight arena: every weight of a model in one aligned float32 mapping, streamed in from the checkpoint
+(vectors in place, Linear weights packed for the ISA a few panels at a time), and the memory helpers it
+needs (private mappings, a second thread mapping pages in, malloc_trim after loading).
+Measurements behind these choices: docs/performance.md ("Loading")."""
+import mmap
+import threading
+
+import numpy as np
+
+from . import _vitc
+
+
+class WeightArena:
+    """Every weight of a model in ONE 64-byte aligned float32 buffer, filled straight from the checkpoint.
+
+    First the loader declares what it needs (vector(): tensors' values back to back, e.g. the Q|K|V biases;
+    packed(): a Linear weight, or several stacked by rows, in the GEMM's packed layout), then load()
+    allocates the arena once and streams each tensor through one small reusable scratch: vectors are read
+    in place, weights a few NR-row panels at a time (read -> NaN/Inf count -> pack into their slice). So the
+    raw weights never exist in full next to the packed ones, and no big temporary is allocated and freed
+    (glibc would keep such freed memory: its mmap threshold grows with every freed block).
+    Peak while loading: the arena (the float32 weights, rows padded to NR) + a scratch of ~1 MiB."""
+    _scratch_floats = 1 << 18  # 1 MiB: a few panels of the largest k, stays in L2 between read and pack
+
+    def __init__(self, isa, reader):
+        self.isa, self.reader = isa, reader
+        self.entries = []  # (offset, floats, sources, k or None for a vector, scale name or None)
+        self.floats = 0
+        self.arena = None
+        self._scales = {}  # scale tensor name -> its float32 values, read once
+
+    def _add(self, floats, sources, k, scale):
+        self.entries.append((self.floats, floats, sources, k, scale))
+        self.floats += -(-floats // 16) * 16  # next entry 64-byte aligned
+        return len(self.entries) - 1
+
+    def _rows(self, source):
+        """(name, first row, rows) of a source: a tensor name, or (name, row0, row1) for a row range of it
+        (e.g. the key rows of a packed in_proj weight)."""
+        if isinstance(source, str):
+            return source, 0, _rows_cols(self.reader.shape(source))[0]
+        name, r0, r1 = source
+        return name, r0, r1 - r0
+
+    def vector(self, *sources, scale=None):
+        """Handle of the named tensors' values (or row ranges), flattened and concatenated (float32 1-D);
+        scale: name of a vector multiplying them elementwise (a layer scale folded into a bias)."""
+        floats = 0
+        for source in sources:
+            name, _, rows = self._rows(source)
+            floats += rows * _rows_cols(self.reader.shape(name))[1]
+        return self._add(floats, sources, None, scale)
+
+    def packed(self, *sources, scale=None):
+        """Handle of the Linear weights [n_i, k...] (or row ranges of them) stacked by rows and packed for the
+        ISA (1-D); scale: name of an [n] vector multiplying row r by scale[r] before packing (a layer scale
+        folded into the projection that precedes it)."""
+        k = _size(self.reader.shape(self._rows(sources[0])[0])[1:])
+        n = sum(self._rows(source)[2] for source in sources)
+        return self._add(_vitc.gemm_packed_floats(self.isa, n, k), sources, k, scale)
+
+    def _scale(self, name):
+        values = self._scales.get(name)
+        if values is None:
+            values = np.empty(_rows_cols(self.reader.shape(name)), np.float32).reshape(-1, 1)
+            self.reader.read_rows(name, 0, values.reshape(_rows_cols(self.reader.shape(name))))
+            self._scales[name] = values
+        return values
+
+    def load(self):
+        """Allocate the arena and fill it: one thread fills (pread -> count -> pack), a second maps the
+        arena's pages in (_start_populating); why: docs/performance.md ("Loading")."""
+        self.arena = _mapped_floats(max(1, self.floats))
+        self.reader.will_need()
+        self.filled = 0  # floats of the arena done, read by the populating thread
+        helper = _start_populating(self.arena, self)
+        try:
+            self._fill(self.entries)
+        finally:
+            self.filled = self.floats  # stops the helper
+            if helper is not None:
+                helper.join()
+
+    def _fill(self, entries):
+        scratch = None
+        for offset, floats, sources, k, scale in entries:
+            self.filled = offset
+            dst = self.arena[offset:offset + floats]
+            if k is None:
+                for source in sources:
+                    name, r0, rows = self._rows(source)
+                    cols = _rows_cols(self.reader.shape(name))[1]
+                    self.reader.read_rows(name, r0, dst[:rows * cols].reshape(rows, cols))
+                    dst = dst[rows * cols:]
+                if scale is not None:
+                    self.arena[offset:offset + floats] *= self._scale(scale)[:, 0]
+                continue
+            if scratch is None:
+                scratch = _mapped_floats(self._scratch_floats)
+            self._load_packed(sources, k, dst, scratch, None if scale is None else self._scale(scale))
+
+    def _load_packed(self, sources, k, dst, scratch, scale):
+        isa = self.isa
+        nr = _vitc.gemm_packed_floats(isa, 1, k) // k
+        chunk = max(1, len(scratch) // (k * nr)) * nr  # rows per pass: whole NR-row panels
+        if chunk * k > len(scratch):  # one panel of a very wide k exceeds the default scratch
+            scratch = _mapped_floats(chunk * k)
+        segments = [self._rows(source) for source in sources]
+        n = sum(rows for _, _, rows in segments)
+        for r0 in range(0, n, chunk):
+            rows = min(chunk, n - r0)
+            buf = scratch[:rows * k].reshape(rows, k)
+            seg0, filled = 0, 0  # fill buf rows from the segment(s) covering [r0, r0 + rows)
+            for name, first, seg_rows in segments:
+                lo, hi = max(r0, seg0), min(r0 + rows, seg0 + seg_rows)
+                if lo < hi:
+                    self.reader.read_rows(name, first + lo - seg0, buf[filled:filled + hi - lo])
+                    filled += hi - lo
+                seg0 += seg_rows
+            if scale is not None:
+                buf *= scale[r0:r0 + rows]
+            _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
+
+    def array(self, handle):
+        """The loaded array of a handle (None for None): a view into the arena, which it keeps alive."""
+        if handle is None:
+            return None
+        offset, floats = self.entries[handle][:2]
+        return self.arena[offset:offset + floats]
+
+
+def return_free_heap():
+    """Give the free pages inside glibc's heap back to the OS once loading is done (malloc_trim). Import and
+    load leave freed blocks there (parsed JSON, compiled modules, small temporaries) that would otherwise
+    stay resident for the life of the process. A no-op where the C library has no malloc_trim."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+            _malloc_trim = ctypes.CDLL(None).malloc_trim
+            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        except (ImportError, OSError, AttributeError, TypeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
+_POPULATE_STEP = 4 << 20  # bytes per madvise call of the populating thread
+
+
+def _start_populating(arena, progress):
+    """Map the arena's pages in from a second thread while this one streams the weights in: from the end
+    backwards (MADV_POPULATE_WRITE, through ctypes so the GIL is released), until it meets the filling
+    thread at progress.filled. Returns the thread, or None (not Linux >= 5.14 / glibc, or a numpy arena)."""
+    global _madvise
+    if _madvise is None:
+        try:
+            import ctypes
+            _madvise = ctypes.CDLL(None, use_errno=True).madvise
+            _madvise.argtypes, _madvise.restype = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int], ctypes.c_int
+        except (ImportError, OSError, AttributeError, TypeError):
+            _madvise = False
+    if not _madvise or isinstance(_root_base(arena), np.ndarray) or arena.nbytes < 2 * _POPULATE_STEP:
+        return None
+    base, nbytes = arena.ctypes.data, arena.nbytes
+
+    def populate():
+        end = nbytes
+        while end > 0:
+            start = max(0, end - _POPULATE_STEP) // mmap.PAGESIZE * mmap.PAGESIZE
+            if start <= 4 * progress.filled + _POPULATE_STEP:  # met the filling thread
+                return
+            if _madvise(base + start, end - start, 23) != 0:  # MADV_POPULATE_WRITE; EINVAL before 5.14
+                return
+            end = start
+
+    thread = threading.Thread(target=populate, name="vitc-populate", daemon=True)
+    thread.start()
+    return thread
+
+
+_madvise = None
+
+
+def _root_base(a):
+    while isinstance(a, np.ndarray) and a.base is not None:
+        a = a.base
+    return a
+
+
+def _mapped_floats(count):
+    """A page-aligned float32 array in a private anonymous mapping of its own, unmapped when the last view
+    of it dies. Outside malloc: freeing a malloc'd block this large would raise glibc's mmap threshold to
+    its size, and later blocks below that size (the forward's buffers) would stay in the heap once freed.
+    Falls back to numpy where the platform has no such mmap flags."""
+    if not (hasattr(mmap, "MAP_PRIVATE") and hasattr(mmap, "MAP_ANONYMOUS")):
+        return _vitc.aligned_empty(count)
+    try:
+        mapping = mmap.mmap(-1, 4 * count, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    except OSError as exc:
+        raise MemoryError(f"cannot map {4 * count} bytes for the model's weights: {exc}") from None
+    return np.frombuffer(mapping, np.float32)
+
+
+def _size(shape):
+    size = 1
+    for s in shape:
+        size *= int(s)
+    return size
+
+
+def _rows_cols(shape):
+    """A tensor seen as 2-D [shape[0], prod(shape[1:])] (a scalar as [1, 1])."""
+    return (int(shape[0]), _size(shape[1:])) if len(shape) else (1, 1)
+
+
