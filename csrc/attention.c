@@ -11,10 +11,7 @@
 #include <stdint.h>
 #include "vitc.h"
 #include "kernels/attention_kernels.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "threadpool.h"
 
 /* floats rounded up to whole 64-byte lines, so every workspace slice stays 64-byte aligned */
 static size_t round_line(size_t floats) { return (floats + 15) & ~(size_t)15; }
@@ -90,6 +87,24 @@ static void attention_job(vitc_isa isa, size_t b, size_t h, size_t seq, size_t h
     vitc_f32_gemm_serial(isa, seq, head_dim, seq, scores, seq, v_packed, NULL, o, ldo, gemm_ws);
 }
 
+typedef struct {
+    vitc_isa isa;
+    size_t seq, heads, head_dim, ldqkv, ldo, slice;
+    long long jobs;
+    const float *qkv;
+    float *out, *probs, *base;
+} attention_team;
+
+static void attention_member(void *ctx, int t, int nt) {
+    const attention_team *a = (const attention_team *)ctx;
+    float *ws = a->base + (size_t)t * a->slice;
+    /* static split of the (image, head) jobs: thread t takes [j0, j1) */
+    const long long j0 = a->jobs * t / nt, j1 = a->jobs * (t + 1) / nt;
+    for (long long job = j0; job < j1; job++)
+        attention_job(a->isa, (size_t)job / a->heads, (size_t)job % a->heads, a->seq, a->heads, a->head_dim, a->qkv,
+                      a->ldqkv, a->out, a->ldo, a->probs, ws, job + 1 < j1 ? job + 1 : -1);
+}
+
 void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, size_t heads,
                         size_t head_dim, const float *qkv, size_t ldqkv, float *out, size_t ldo,
                         float *probs, float *workspace) {
@@ -98,18 +113,6 @@ void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, si
     float *base = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63); /* 64-byte aligned slices */
     int team = nthreads;
     if ((long long)team > jobs) team = (int)jobs;
-#pragma omp parallel num_threads(team) if (team > 1)
-    {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int t = 0, nt = 1;
-#endif
-        float *ws = base + (size_t)t * slice;
-        /* static split of the (image, head) jobs: thread t takes [j0, j1) */
-        const long long j0 = jobs * t / nt, j1 = jobs * (t + 1) / nt;
-        for (long long job = j0; job < j1; job++)
-            attention_job(isa, (size_t)job / heads, (size_t)job % heads, seq, heads, head_dim, qkv, ldqkv, out,
-                          ldo, probs, ws, job + 1 < j1 ? job + 1 : -1);
-    }
+    attention_team a = {isa, seq, heads, head_dim, ldqkv, ldo, slice, jobs, qkv, out, probs, base};
+    vitc_parallel(team, attention_member, &a);
 }

@@ -1,11 +1,7 @@
-/* cpu.c — which kernels this build has, which the CPU can run, and the OpenMP thread count.
+/* cpu.c — which kernels this build has and which the CPU can run.
  * Detection follows the usual recipe: cpuid feature bits AND xgetbv, because the OS must have
  * enabled the YMM/ZMM register state before AVX2/AVX-512 instructions are safe to run. */
 #include "vitc.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define VITC_X86 1
@@ -95,20 +91,4 @@ const char *vitc_isa_name(vitc_isa isa) {
     case VITC_ISA_AVX512: return "avx512";
     }
     return "unknown";
-}
-
-int vitc_openmp_enabled(void) {
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-int vitc_omp_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
 }

@@ -23,8 +23,6 @@ cdef extern from "vitc.h" nogil:
     int vitc_isa_supported(vitc_isa isa)
     vitc_isa vitc_isa_best()
     const char *vitc_isa_name(vitc_isa isa)
-    int vitc_openmp_enabled()
-    int vitc_omp_max_threads()
 
     size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k)
     void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed)
@@ -80,3 +78,9 @@ cdef extern from "vitc.h" nogil:
     vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
                         size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
                         const float *patch_b, const float *cls, const float *pos, float *out, float *workspace)
+
+
+cdef extern from "threadpool.h" nogil:
+    int vitc_parallel_enabled()
+    int vitc_parallel_workers()
+    int vitc_parallel_probe(int nthreads)
