@@ -42,8 +42,8 @@ def check_child(model, x, ref):
     assert _vitc.pool_probe(T) == T, "a T-thread region did not run on T distinct threads"
 
 
-def fork_and_wait(child):
-    """Run child() in a forked process; the parent asserts it exited 0."""
+def start_child(child):
+    """Fork; the child runs child() and exits 0, or 1 with the traceback on stderr. Returns the pid."""
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -55,8 +55,16 @@ def fork_and_wait(child):
         finally:
             sys.stderr.flush()
             os._exit(code)
+    return pid
+
+
+def wait_child(pid):
     _, status = os.waitpid(pid, 0)
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"the child failed: wait status {status}"
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"child {pid} failed: wait status {status}"
+
+
+def fork_and_wait(child):
+    wait_child(start_child(child))
 '''
 
 

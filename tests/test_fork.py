@@ -81,30 +81,20 @@ def test_pre_fork_server(tmp_path):
         N, REQUESTS = 3, 4
         model = load()
         outputs(model, batch(0))  # warm-up: the parent's pool has its workers now
-        pids = []
-        for w in range(N):
-            pid = os.fork()
-            if pid == 0:
-                code = 1
-                try:
-                    assert _vitc.pool_workers() == 0
-                    for r in range(REQUESTS):
-                        seed = 100 * w + r
-                        np.save(f"out_{seed}.npy", outputs(model, batch(seed, 1 + r)))
-                    assert _vitc.pool_workers() == T - 1 and _vitc.pool_probe(T) == T
-                    code = 0
-                except BaseException:
-                    traceback.print_exc()
-                finally:
-                    sys.stderr.flush()
-                    os._exit(code)
-            pids.append(pid)
+
+        def serve(w):
+            assert _vitc.pool_workers() == 0
+            for r in range(REQUESTS):
+                seed = 100 * w + r
+                np.save(f"out_{seed}.npy", outputs(model, batch(seed, 1 + r)))
+            assert _vitc.pool_workers() == T - 1 and _vitc.pool_probe(T) == T
+
+        pids = [start_child(lambda w=w: serve(w)) for w in range(N)]
         for w in range(N):  # the parent keeps serving while its workers run
             for r in range(REQUESTS):
                 outputs(model, batch(100 * w + r, 1 + r))
         for pid in pids:
-            _, status = os.waitpid(pid, 0)
-            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, f"worker {pid}: status {status}"
+            wait_child(pid)
         for w in range(N):
             for r in range(REQUESTS):
                 seed = 100 * w + r
