@@ -164,7 +164,7 @@ def config():
     return {
         "isa": isa,
         "isa_available": available_isas(),
-        "threads_backend": "vitc pool (pthreads)" if _vitc.threads_enabled() else "none (one thread)",
+        "thread_pool": "vitc, pthreads" if _vitc.threads_enabled() else "none (one thread)",
         "threads": get_num_threads(),
     }
 
