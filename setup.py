@@ -3,15 +3,12 @@
 - Common C files get portable flags (-O3, C11). Files under csrc/kernels/ named *_avx2.c / *_avx512.c
   get their own ISA flags and are compiled only on x86-64; the run-time dispatch in csrc/cpu.c picks
   a path from cpuid/xgetbv, so the wheel runs on any x86-64 (and builds on arm64 with the scalar path).
-- OpenMP is probed with a tiny program first; without it vitc builds serially with a warning
-  (VITC_REQUIRE_OPENMP=1 makes that fatal, as CI does).
+- Threads: vitc's own pthread pool (csrc/threadpool.c), no OpenMP: GNU OpenMP's workers do not survive
+  fork() (README "Processes and threads"). Without pthreads (not POSIX) the kernels run on one thread.
 - Never -ffast-math (breaks erf/NaN semantics) and never -march=native unless VITC_NATIVE=1.
 """
 import os
 import platform
-import subprocess
-import sys
-import tempfile
 from glob import glob
 
 import numpy
@@ -48,45 +45,18 @@ def isa_of(path):
     return None
 
 
-def openmp_flags(compiler_cmd):
-    """Return OpenMP compile/link flags if a probe program builds and runs with them, else None."""
-    probe = "#include <omp.h>\n#include <stdio.h>\nint main(void){int n=0;\n#pragma omp parallel reduction(+:n)\nn+=1;\nprintf(\"%d\", n>0);return 0;}\n"
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "probe.c")
-        exe = os.path.join(tmp, "probe")
-        with open(src, "w") as f:
-            f.write(probe)
-        for flag in ("-fopenmp",):
-            try:
-                subprocess.run(compiler_cmd + [flag, src, "-o", exe], check=True, capture_output=True)
-                out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
-                if out.strip() == "1":
-                    return [flag]
-            except (OSError, subprocess.CalledProcessError):
-                continue
-    return None
-
-
 class BuildExt(build_ext):
     def build_extensions(self):
-        cc = self.compiler.compiler_so[:1] if hasattr(self.compiler, "compiler_so") else ["cc"]
-        omp = openmp_flags(cc)
-        if omp is None:
-            msg = "vitc: the C compiler has no working OpenMP; building single-threaded kernels"
-            if os.environ.get("VITC_REQUIRE_OPENMP") == "1":
-                raise RuntimeError(msg + " (VITC_REQUIRE_OPENMP=1)")
-            print("WARNING: " + msg, file=sys.stderr)
-            omp = []
         for ext in self.extensions:
             threads = ["-pthread"] if os.name == "posix" else []
-            ext.extra_compile_args = BASE_FLAGS + omp + threads
-            ext.extra_link_args = omp + threads + ([f"-fsanitize={SANITIZE}"] if SANITIZE else [])
+            ext.extra_compile_args = BASE_FLAGS + threads
+            ext.extra_link_args = threads + ([f"-fsanitize={SANITIZE}"] if SANITIZE else [])
             # ISA files: compiled here with their own flags, linked in as objects.
             objects = []
             for src in ISA_SOURCES:
                 objects += self.compiler.compile(
                     [src], output_dir=self.build_temp, include_dirs=ext.include_dirs,
-                    macros=ext.define_macros, extra_postargs=BASE_FLAGS + omp + ISA_FLAGS[isa_of(src)])
+                    macros=ext.define_macros, extra_postargs=BASE_FLAGS + ISA_FLAGS[isa_of(src)])
             ext.extra_objects = objects
         super().build_extensions()
 
@@ -97,7 +67,7 @@ ISA_SOURCES = [rel(s) for s in c_sources if isa_of(s) is not None] if IS_X86_64 
 macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
 if ISA_SOURCES:
     macros.append(("VITC_HAVE_X86_KERNELS", "1"))
-if os.name == "posix":  # thread-exit cleanup of per-thread buffers (csrc/gemm.c)
+if os.name == "posix":  # the thread pool (csrc/threadpool.c) and per-thread GEMM buffers (csrc/gemm.c)
     macros.append(("VITC_HAVE_PTHREAD", "1"))
 
 ext = Extension(

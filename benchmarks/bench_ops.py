@@ -51,7 +51,7 @@ def main():
     qkv = {bt: rng.standard_normal((bt * seq, 3 * dim)).astype(np.float32) for bt in (1, 8)}
     out = {bt: np.empty((bt * seq, dim), np.float32) for bt in (1, 8)}
 
-    print(f"vitc bench_ops: threads={nt} (LayerNorm, attention), openmp={_vitc.openmp_enabled()}")
+    print(f"vitc bench_ops: threads={nt} (LayerNorm, attention), thread pool={_vitc.threads_enabled()}")
     print(f"{'isa':7s} {'layernorm 197x768':>18s} {'gelu 197x3072':>16s} {'softmax 12x197x197':>19s} "
           f"{'attn b=1 med/best':>27s} {'attn b=8 med/best':>27s}")
     for name in runtime.available_isas():

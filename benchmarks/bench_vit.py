@@ -278,7 +278,7 @@ def header(machine, vitc_cfg, vitc_why, args, names, spec, flops):
              f"software  python {machine['python']}, " + ", ".join(f"{k} {v[k]}" for k in v if v[k]),
              "vitc      " + (f"{vitc_cfg.get('version')} from {os.path.dirname(vitc_cfg.get('path', ''))}; "
                              f"isa {vitc_cfg.get('isa')} (available {', '.join(vitc_cfg.get('isa_available', []))}), "
-                             f"openmp {vitc_cfg.get('openmp')}"
+                             f"thread pool {vitc_cfg.get('thread_pool')}"
                              if "error" not in vitc_cfg else vitc_cfg["error"]),
              f"load      {' '.join(f'{x:.2f}' for x in machine['loadavg'])} (1/5/15 min load average; "
              f"{machine['usable_cpus']} CPUs: above that, other processes share them and numbers get noisy)",

@@ -13,10 +13,7 @@
 #include <stdint.h>
 #include "vitc.h"
 #include "kernel_table.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "threadpool.h"
 
 /* floats rounded up to whole 64-byte lines, so every workspace slice stays 64-byte aligned */
 static size_t round_line(size_t floats) { return (floats + 15) & ~(size_t)15; }
@@ -117,28 +114,33 @@ static void attention_job(const vitc_kernels *kt, const vitc_attention_desc *d, 
     vitc_f32_gemm_serial(isa, seq_q, head_dim, seq_kv, scores, seq_kv, v_packed, NULL, o, ldo, gemm_ws);
 }
 
+typedef struct {
+    const vitc_kernels *kt;
+    const vitc_attention_desc *d;
+    size_t ldo, slice;
+    long long jobs;
+    float *out, *probs, *base;
+} attention_team;
+
+static void attention_member(void *ctx, int t, int nt) {
+    const attention_team *a = (const attention_team *)ctx;
+    float *ws = a->base + (size_t)t * a->slice;
+    /* static split of the (image, head) jobs: thread t takes [j0, j1) */
+    const long long j0 = a->jobs * t / nt, j1 = a->jobs * (t + 1) / nt;
+    for (long long job = j0; job < j1; job++)
+        attention_job(a->kt, a->d, (size_t)job / a->d->heads, (size_t)job % a->d->heads, a->out, a->ldo, a->probs,
+                      ws, job + 1 < j1 ? job + 1 : -1);
+}
+
 void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention_desc *d, float *out, size_t ldo,
                                 float *probs, float *workspace) {
-    const vitc_kernels *kt = vitc_kernels_for(isa);
     const long long jobs = (long long)(d->batch * d->heads);
     const size_t slice = slice_floats(isa, d->seq_q, d->seq_kv, d->head_dim);
     float *base = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63); /* 64-byte aligned slices */
     int team = nthreads;
     if ((long long)team > jobs) team = (int)jobs;
-#pragma omp parallel num_threads(team) if (team > 1)
-    {
-#ifdef _OPENMP
-        const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-#else
-        const int t = 0, nt = 1;
-#endif
-        float *ws = base + (size_t)t * slice;
-        /* static split of the (image, head) jobs: thread t takes [j0, j1) */
-        const long long j0 = jobs * t / nt, j1 = jobs * (t + 1) / nt;
-        for (long long job = j0; job < j1; job++)
-            attention_job(kt, d, (size_t)job / d->heads, (size_t)job % d->heads, out, ldo, probs, ws,
-                          job + 1 < j1 ? job + 1 : -1);
-    }
+    attention_team a = {vitc_kernels_for(isa), d, ldo, slice, jobs, out, probs, base};
+    vitc_parallel(team, attention_member, &a);
 }
 
 void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, size_t heads,

@@ -1,12 +1,8 @@
-/* cpu.c — which kernels this build has, which the CPU can run, and the OpenMP thread count.
+/* cpu.c — which kernels this build has and which the CPU can run.
  * Detection follows the usual recipe: cpuid feature bits AND xgetbv, because the OS must have
  * enabled the YMM/ZMM/tile register state before those instructions are safe to run. */
 #include <stdatomic.h>
 #include "vitc.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #if defined(__x86_64__) || defined(_M_X64)
 #define VITC_X86 1
@@ -142,20 +138,4 @@ vitc_isa vitc_isa_best(void) {
 const char *vitc_isa_name(vitc_isa isa) {
     static const char *const names[VITC_ISA_COUNT] = {"scalar", "avx2", "avx512"};
     return (unsigned)isa < VITC_ISA_COUNT ? names[isa] : "unknown";
-}
-
-int vitc_openmp_enabled(void) {
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
-int vitc_omp_max_threads(void) {
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
 }

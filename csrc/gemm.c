@@ -26,8 +26,8 @@
  *    flop/cycle); KC 3072 was equal within noise here, and 768 is kinder to the 256-512 KB L2 of the
  *    AVX2-only CPUs this path exists for.
  *  - scalar 4×16: KC 256, MC 128, NC 1024 (the portable fallback; tuned for nothing in particular).
- * Threads (one OpenMP region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
- * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread; row
+ * Threads (one csrc/threadpool.c region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1,
+ * and batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread; row
  * blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so a thread the OS delays does not
  * hold the others up. Larger A:
  * the (M tiles × N panels) grid is split statically into tm × tn rectangles (the split whose largest
@@ -37,11 +37,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <stdatomic.h>
 
 #include "kernel_table.h"
+#include "threadpool.h"
 
 /* the block sizes and micro-kernel of the ISA's kernel set (kernel_table.c) */
 static const vitc_f32_gemm_config *gemm_config(vitc_isa isa) { return &vitc_kernels_for(isa)->gemm; }
@@ -250,34 +249,95 @@ void vitc_f32_gemm_serial(vitc_isa isa, size_t m, size_t n, size_t k, const floa
     gemm_run(cfg, &e, 0, m, 0, div_up(n, cfg->nr), n, k, a, lda, packed, c, ldc, align64(workspace));
 }
 
-/* Each (OpenMP or caller) thread keeps its packing buffer across calls and grows it when needed: no
- * malloc or page faults per call in the steady state. A thread-specific key frees it when the thread
- * exits, so an app that runs models from short-lived threads does not leak one buffer per thread. */
-static _Thread_local float *thread_buffer;
-static _Thread_local size_t thread_buffer_floats;
+/* Each (pool or caller) thread keeps its packing buffer across calls and grows it when needed: no malloc
+ * or page faults per call in the steady state. A thread-specific key frees it when the thread exits, so an
+ * app that runs models from short-lived threads does not leak one buffer per thread. The buffers are also
+ * on a list, so that a forked child (only the forking thread survives fork) frees the buffers of the
+ * parent's other threads instead of keeping them mapped for its whole life. */
+typedef struct thread_buffer {
+    float *data;
+    size_t floats;
+    struct thread_buffer *prev, *next;
+} thread_buffer;
+
+static _Thread_local thread_buffer *my_buffer;
 
 #if defined(VITC_HAVE_PTHREAD)
 #include <pthread.h>
-static pthread_key_t thread_buffer_key;
-static pthread_once_t thread_buffer_once = PTHREAD_ONCE_INIT;
-static void thread_buffer_key_create(void) { pthread_key_create(&thread_buffer_key, free); }
-static void thread_buffer_register(void *buf) {
-    pthread_once(&thread_buffer_once, thread_buffer_key_create);
-    pthread_setspecific(thread_buffer_key, buf);
+static pthread_mutex_t buffers_lock = PTHREAD_MUTEX_INITIALIZER;
+static thread_buffer *buffers; /* every thread's, under buffers_lock */
+static pthread_key_t buffer_key;
+static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
+
+static void buffer_unlink(thread_buffer *b) { /* buffers_lock held */
+    if (b->prev) b->prev->next = b->next;
+    else buffers = b->next;
+    if (b->next) b->next->prev = b->prev;
+}
+
+static void buffer_release(void *p) { /* at thread exit */
+    thread_buffer *b = (thread_buffer *)p;
+    pthread_mutex_lock(&buffers_lock);
+    buffer_unlink(b);
+    pthread_mutex_unlock(&buffers_lock);
+    free(b->data);
+    free(b);
+}
+
+static void buffers_fork_prepare(void) { pthread_mutex_lock(&buffers_lock); }
+static void buffers_fork_parent(void) { pthread_mutex_unlock(&buffers_lock); }
+static void buffers_fork_child(void) {
+    for (thread_buffer *b = buffers, *next; b; b = next) {
+        next = b->next;
+        if (b == my_buffer) continue; /* the forking thread's own, still in use */
+        buffer_unlink(b);
+        free(b->data);
+        free(b);
+    }
+    pthread_mutex_init(&buffers_lock, NULL);
+}
+
+static void buffer_init(void) {
+    pthread_key_create(&buffer_key, buffer_release);
+    pthread_atfork(buffers_fork_prepare, buffers_fork_parent, buffers_fork_child);
+}
+
+static void buffers_grow_lock(void) { pthread_mutex_lock(&buffers_lock); }
+static void buffers_grow_unlock(void) { pthread_mutex_unlock(&buffers_lock); }
+
+static thread_buffer *buffer_create(void) {
+    pthread_once(&buffer_once, buffer_init);
+    thread_buffer *b = (thread_buffer *)calloc(1, sizeof(thread_buffer));
+    if (!b) return NULL;
+    pthread_mutex_lock(&buffers_lock);
+    b->next = buffers;
+    if (buffers) buffers->prev = b;
+    buffers = b;
+    pthread_mutex_unlock(&buffers_lock);
+    pthread_setspecific(buffer_key, b);
+    return b;
 }
 #else
-static void thread_buffer_register(void *buf) { (void)buf; } /* lives as long as the thread */
+static void buffers_grow_lock(void) {}
+static void buffers_grow_unlock(void) {}
+static thread_buffer *buffer_create(void) { /* lives as long as the thread */
+    return (thread_buffer *)calloc(1, sizeof(thread_buffer));
+}
 #endif
 
 static float *thread_workspace(size_t floats) {
-    if (thread_buffer_floats < floats) {
-        free(thread_buffer);
+    if (!my_buffer && !(my_buffer = buffer_create())) return NULL;
+    thread_buffer *b = my_buffer;
+    if (b->floats < floats) {
+        /* under the lock: a fork taken meanwhile must not see a freed pointer it would free again */
+        buffers_grow_lock();
+        free(b->data);
         size_t bytes = div_up(floats * sizeof(float), 64) * 64;
-        thread_buffer = (float *)aligned_alloc(64, bytes);
-        thread_buffer_floats = thread_buffer ? floats : 0;
-        thread_buffer_register(thread_buffer);
+        b->data = (float *)aligned_alloc(64, bytes);
+        b->floats = b->data ? floats : 0;
+        buffers_grow_unlock();
     }
-    return thread_buffer;
+    return b->data;
 }
 
 /* Split (m_tiles × n_panels) into tm × tn rectangles, tm·tn <= nthreads, minimizing the largest one. */
@@ -303,6 +363,36 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
 /* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
  * rectangles of C from a dynamic queue: no thread packs A twice, and a thread the OS delays (the machine
  * is shared) leaves its remaining rectangles to the others instead of holding up the whole GEMM. */
+typedef struct {
+    const vitc_f32_gemm_config *cfg;
+    const epilogue_plan *e;
+    size_t m, n, k, lda, ldc, m_tiles, m_pad, n_panels, kcb, k_blocks, tm, tn;
+    const float *a, *packed;
+    float *c, *shared_a;
+    _Atomic size_t next_pack, next_rect; /* the two dynamic queues */
+} shared_a_job;
+
+static void gemm_shared_a_member(void *ctx, int tid, int nt) {
+    (void)tid, (void)nt;
+    shared_a_job *j = (shared_a_job *)ctx;
+    const size_t MR = j->cfg->mr, m = j->m, k = j->k, lda = j->lda, m_tiles = j->m_tiles, m_pad = j->m_pad;
+    const size_t kcb = j->kcb, tm = j->tm, tn = j->tn, n_panels = j->n_panels;
+    for (size_t t0; (t0 = atomic_fetch_add_explicit(&j->next_pack, 2, memory_order_relaxed)) < j->k_blocks * m_tiles;)
+        for (size_t t = t0; t < t0 + 2 && t < j->k_blocks * m_tiles; t++) { /* a late thread finds the packing done */
+            const size_t pc = t / m_tiles * kcb, i = t % m_tiles * MR, kc = min_size(kcb, k - pc);
+            pack_a(MR, min_size(MR, m - i), kc, j->a + i * lda + pc, lda, j->shared_a + pc * m_pad + i * kc);
+        }
+    vitc_parallel_barrier(); /* A is packed */
+    for (size_t t; (t = atomic_fetch_add_explicit(&j->next_rect, 1, memory_order_relaxed)) < tm * tn;) {
+        const size_t ti = t / tn, tj = t % tn;
+        const size_t m0 = ti * m_tiles / tm * MR, m1 = min_size((ti + 1) * m_tiles / tm * MR, m);
+        const size_t jp0 = tj * n_panels / tn, jp1 = (tj + 1) * n_panels / tn;
+        if (m0 < m1 && jp0 < jp1)
+            gemm_rect(j->cfg, j->e, m0, m1, jp0, jp1, j->n, k, j->a, lda, j->packed, j->c, j->ldc, NULL,
+                      j->shared_a, m_pad);
+    }
+}
+
 static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, int nthreads, size_t m,
                           size_t n, size_t k, const float *a, size_t lda, const float *packed, float *c,
                           size_t ldc, float *shared_a) {
@@ -315,27 +405,37 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
     size_t tm = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
     const size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
     tm = min_size(m_tiles, tm > div_up(want, tn) ? tm : div_up(want, tn));
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads)
-#endif
-    {
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 2) /* a late thread finds the packing done */
-#endif
-        for (size_t t = 0; t < k_blocks * m_tiles; t++) {
-            const size_t pc = t / m_tiles * kcb, i = t % m_tiles * MR, kc = min_size(kcb, k - pc);
-            pack_a(MR, min_size(MR, m - i), kc, a + i * lda + pc, lda, shared_a + pc * m_pad + i * kc);
-        } /* implicit barrier: A is packed */
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 1)
-#endif
-        for (size_t t = 0; t < tm * tn; t++) {
-            const size_t ti = t / tn, tj = t % tn;
-            const size_t m0 = ti * m_tiles / tm * MR, m1 = min_size((ti + 1) * m_tiles / tm * MR, m);
-            const size_t jp0 = tj * n_panels / tn, jp1 = (tj + 1) * n_panels / tn;
-            if (m0 < m1 && jp0 < jp1)
-                gemm_rect(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, NULL, shared_a, m_pad);
-        }
+    shared_a_job job = {cfg, e, m, n, k, lda, ldc, m_tiles, m_pad, n_panels, kcb, k_blocks, tm, tn,
+                        a, packed, c, shared_a, 0, 0};
+    vitc_parallel(nthreads, gemm_shared_a_member, &job);
+}
+
+/* one static rectangle (or several, if the team is smaller than asked) per thread */
+typedef struct {
+    const vitc_f32_gemm_config *cfg;
+    const epilogue_plan *e;
+    size_t m, n, k, lda, ldc, tm, tn, ws;
+    const float *a, *packed;
+    float *c;
+    _Atomic int failed;
+} rect_job;
+
+static void gemm_rects_member(void *ctx, int tid, int nt) {
+    rect_job *j = (rect_job *)ctx;
+    const vitc_f32_gemm_config *cfg = j->cfg;
+    const size_t m = j->m, n = j->n, tm = j->tm, tn = j->tn, work = tm * tn;
+    const size_t m_tiles = div_up(m, cfg->mr), n_panels = div_up(n, cfg->nr);
+    float *buf = thread_workspace(j->ws);
+    if (!buf) {
+        atomic_store(&j->failed, 1);
+        return;
+    }
+    for (size_t w = (size_t)tid; w < work; w += (size_t)nt) { /* fewer threads than asked: take several */
+        const size_t ti = w / tn, tj = w % tn;
+        const size_t m0 = min_size(ti * m_tiles / tm * cfg->mr, m);
+        const size_t m1 = min_size((ti + 1) * m_tiles / tm * cfg->mr, m);
+        const size_t jp0 = tj * n_panels / tn, jp1 = (tj + 1) * n_panels / tn;
+        gemm_run(cfg, j->e, m0, m1, jp0, jp1, n, j->k, j->a, j->lda, j->packed, j->c, j->ldc, align64(buf));
     }
 }
 
@@ -366,31 +466,7 @@ vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t
         return VITC_OK;
     }
     /* large A: static rectangles, each thread packing its rows MC×KC at a time into its own buffer */
-    int failed = 0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads((int)work)
-#endif
-    {
-#ifdef _OPENMP
-        const size_t t0 = (size_t)omp_get_thread_num(), step = (size_t)omp_get_num_threads();
-#else
-        const size_t t0 = 0, step = 1;
-#endif
-        float *buf = thread_workspace(ws);
-        if (!buf) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            failed = 1;
-        } else {
-            for (size_t w = t0; w < work; w += step) { /* fewer threads than asked: take several rectangles */
-                const size_t ti = w / tn, tj = w % tn;
-                const size_t m0 = min_size(ti * m_tiles / tm * cfg->mr, m);
-                const size_t m1 = min_size((ti + 1) * m_tiles / tm * cfg->mr, m);
-                const size_t jp0 = tj * n_panels / tn, jp1 = (tj + 1) * n_panels / tn;
-                gemm_run(cfg, &e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, align64(buf));
-            }
-        }
-    }
-    return failed ? VITC_ERR_NOMEM : VITC_OK;
+    rect_job job = {cfg, &e, m, n, k, lda, ldc, tm, tn, ws, a, packed, c, 0};
+    vitc_parallel((int)work, gemm_rects_member, &job);
+    return atomic_load(&job.failed) ? VITC_ERR_NOMEM : VITC_OK;
 }

@@ -7,10 +7,7 @@
 #include "vitc.h"
 #include "kernels/ops_kernels.h"
 #include "kernel_table.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "threadpool.h"
 
 const char *vitc_act_name(vitc_act act) {
     static const char *const names[VITC_ACT_COUNT] = {"none", "gelu_erf",  "gelu_tanh", "quick_gelu",
@@ -97,6 +94,24 @@ void vitc_f32_layernorm_rows__scalar(size_t rows, size_t dim, const float *x, si
 /* Below this many floats a LayerNorm runs on the calling thread: waking a team costs more. */
 #define LAYERNORM_PARALLEL_MIN_FLOATS 16384
 
+typedef struct {
+    const vitc_kernels *kt;
+    size_t rows, dim, ldx, ldy;
+    const float *x, *gamma, *beta;
+    float eps;
+    float *y;
+} layernorm_team;
+
+static void layernorm_member(void *ctx, int tid, int nthreads) {
+    const layernorm_team *l = (const layernorm_team *)ctx;
+    size_t t = (size_t)tid, nt = (size_t)nthreads, rows = l->rows;
+    /* static split: thread t gets rows [r0, r1) */
+    size_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+    if (r1 > r0)
+        l->kt->layernorm_rows(r1 - r0, l->dim, l->x + r0 * l->ldx, l->ldx, l->gamma, l->beta, l->eps,
+                       l->y + r0 * l->ldy, l->ldy);
+}
+
 void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, const float *x, size_t ldx,
                         const float *gamma, const float *beta, float eps, float *y, size_t ldy) {
     const vitc_kernels *kt = vitc_kernels_for(isa);
@@ -106,17 +121,8 @@ void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, con
         kt->layernorm_rows(rows, dim, x, ldx, gamma, beta, eps, y, ldy);
         return;
     }
-#pragma omp parallel num_threads(team)
-    {
-#ifdef _OPENMP
-        size_t t = (size_t)omp_get_thread_num(), nt = (size_t)omp_get_num_threads();
-#else
-        size_t t = 0, nt = 1;
-#endif
-        /* static split: thread t gets rows [r0, r1) */
-        size_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
-        if (r1 > r0) kt->layernorm_rows(r1 - r0, dim, x + r0 * ldx, ldx, gamma, beta, eps, y + r0 * ldy, ldy);
-    }
+    layernorm_team l = {kt, rows, dim, ldx, ldy, x, gamma, beta, eps, y};
+    vitc_parallel(team, layernorm_member, &l);
 }
 
 void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx) {

@@ -6,8 +6,8 @@
  *  - every kernel takes the ISA to run (vitc_isa) explicitly: Python resolves the default once
  *    (cpuid/xgetbv, or VITC_ISA), tests force each path;
  *  - kernels trust their arguments: Python/Cython validates shapes, strides and buffer sizes first;
- *  - threaded kernels take nthreads (>= 1) and open their own OpenMP region; *_serial variants
- *    run on the calling thread so they can be used inside another parallel region.
+ *  - threaded kernels take nthreads (>= 1) and run one region of vitc's thread pool (threadpool.h);
+ *    *_serial variants run on the calling thread so they can be used inside another parallel region.
  */
 #ifndef VITC_H
 #define VITC_H
@@ -81,8 +81,6 @@ typedef struct {
     size_t attention_mr, attention_nr;
 } vitc_tile_sizes;
 void vitc_isa_tile_sizes(vitc_isa isa, vitc_tile_sizes *out);
-int vitc_openmp_enabled(void);         /* 1 when built with OpenMP */
-int vitc_omp_max_threads(void);        /* omp_get_max_threads(), 1 without OpenMP */
 
 /* ---- gemm.c: C[m,n] = epilogue(A[m,k] · B[k,n]) with B packed once ---------------------------- */
 /* B comes either as a Linear weight W[n,k] (C = A·Wᵀ, pack_nk) or as a plain [k,n] matrix (pack_kn).

@@ -1,4 +1,4 @@
-"""The installed build: OpenMP on, the ISA paths this CPU has are compiled and selectable."""
+"""The installed build: threads on, the ISA paths this CPU has are compiled and selectable."""
 import os
 import platform
 import subprocess
@@ -21,8 +21,21 @@ def cpu_flags():
     return set()
 
 
-def test_openmp_is_enabled():
-    assert _vitc.openmp_enabled(), "vitc was built without OpenMP: kernels would run on one core"
+def test_threads_are_enabled():
+    assert _vitc.threads_enabled(), "vitc was built without pthreads: kernels would run on one core"
+    assert _vitc.pool_probe(3) == 3, "a region of 3 threads did not run on 3 distinct threads"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_no_openmp_runtime_is_loaded(subprocess_env):
+    """vitc's parallel regions run on its own pool (fork-safe): an OpenMP runtime loaded with the extension
+    (GNU libgomp does not survive fork) would mean a kernel went back to OpenMP."""
+    code = ("import numpy as np, vitc; from vitc import _vitc; "
+            "m = vitc.ViTForImageClassification.from_pretrained('vitc-digits', threads=2); "
+            "m(np.zeros((2, 3, 32, 32), np.float32)); print(open('/proc/self/maps').read())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd="/",
+                         env=subprocess_env, check=True).stdout
+    assert not [line for line in out.splitlines() if "libgomp" in line or "libomp" in line or "libiomp" in line]
 
 
 def test_scalar_always_available():
@@ -68,7 +81,7 @@ def test_threads_policy(monkeypatch):
 def test_show_config(capsys):
     vitc.show_config()
     out = capsys.readouterr().out
-    assert "isa" in out and "openmp" in out and "threads" in out
+    assert "isa" in out and "thread_pool" in out and "threads" in out
 
 
 def test_concurrent_calls_share_the_cores(monkeypatch):

@@ -37,8 +37,6 @@ cdef extern from "vitc.h" nogil:
         size_t gemm_mr, gemm_nr, gemm_kc, gemm_mc, gemm_nc
         size_t attention_mr, attention_nr
     void vitc_isa_tile_sizes(vitc_isa isa, vitc_tile_sizes *out)
-    int vitc_openmp_enabled()
-    int vitc_omp_max_threads()
 
     size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k)
     void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed)
@@ -112,3 +110,9 @@ cdef extern from "vitc.h" nogil:
     vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
                         size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
                         const float *patch_b, const float *cls, const float *pos, float *out, float *workspace)
+
+
+cdef extern from "threadpool.h" nogil:
+    int vitc_parallel_enabled()
+    int vitc_parallel_workers()
+    int vitc_parallel_probe(int nthreads)

@@ -53,12 +53,23 @@ def isa_best():
     return <int>vitc_isa_best()
 
 
-def openmp_enabled():
-    return bool(vitc_openmp_enabled())
+def threads_enabled():
+    """True when the kernels run in parallel (vitc's pthread pool, csrc/threadpool.c)."""
+    return bool(vitc_parallel_enabled())
 
 
-def omp_max_threads():
-    return vitc_omp_max_threads()
+def pool_workers():
+    """Worker threads vitc's pool has started in this process (0 in a fork child until its first region)."""
+    return vitc_parallel_workers()
+
+
+def pool_probe(int nthreads):
+    """Run a team of nthreads through barriers and a work queue: the number of distinct OS threads that ran
+    it (nthreads when the pool works; 1 without threads), -1 if the barrier or the queue misbehaved."""
+    cdef int n
+    with nogil:
+        n = vitc_parallel_probe(nthreads)
+    return n
 
 
 def aligned_empty(shape, size_t alignment=64):

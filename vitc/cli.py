@@ -306,7 +306,7 @@ def build_parser():
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("config", help="ISA, OpenMP and thread settings of this build")
+    p = sub.add_parser("config", help="ISA and thread settings of this build")
     p.set_defaults(fn=cmd_config)
     return parser
 

@@ -64,7 +64,7 @@ class _ViTBase:
         self._setup(plan, model, head)
         self._buffers = OrderedDict()
         self._positions = {}
-        self._lock = threading.Lock()
+        self._lock = runtime.fork_safe_lock()  # released in a fork child (another thread may hold it)
         self._call_threads = 1
         self._profile = None
         self._image_processor = None

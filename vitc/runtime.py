@@ -4,11 +4,15 @@
   or set_isa() forces one. A forced ISA the CPU cannot run is an error, never a SIGILL.
 - Threads: OMP_NUM_THREADS if set, else the CPUs this process may use (affinity and cgroup quota);
   concurrent forward calls split the cores between them (compute_threads).
+- fork(): a child gets only the forking thread. The C pool starts its own workers there (csrc/threadpool.c);
+  here, locks that another thread of the parent held (a model mid-forward) are released in the child and
+  the count of running calls restarts at 0 (_after_fork_in_child).
 """
 import contextlib
 import math
 import os
 import threading
+import weakref
 
 from . import _vitc
 
@@ -111,8 +115,31 @@ def resolve_threads(threads=None):
     return threads
 
 
-_active_lock = threading.Lock()
+_fork_locks = weakref.WeakSet()
+
+
+def fork_safe_lock():
+    """A threading.Lock that a fork child finds released: the thread holding it in the parent (e.g. one
+    in the middle of a forward) does not exist in the child and would never release it."""
+    lock = threading.Lock()
+    _fork_locks.add(lock)
+    return lock
+
+
+_active_lock = fork_safe_lock()
 _active_calls = 0
+
+
+def _after_fork_in_child():
+    global _active_calls
+    _active_calls = 0  # the calls counted were other threads' (the forking thread is in os.fork)
+    for lock in list(_fork_locks):
+        if lock.locked():
+            lock.release()  # a plain Lock may be released by any thread
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextlib.contextmanager
@@ -120,7 +147,7 @@ def compute_threads(requested):
     """Threads one forward call may use while it runs.
 
     Several Python threads running models at once share the cores instead of each starting
-    `requested` OpenMP threads (oversubscription makes everyone slower): k concurrent calls get
+    `requested` threads (oversubscription makes everyone slower): k concurrent calls get
     max(1, cores // k) each, never more than requested.
     """
     global _active_calls
@@ -145,7 +172,7 @@ def config():
         "isa": isa,
         "isa_available": available_isas(),
         "cpu_features": " ".join(cpu_features()) or "none",
-        "openmp": _vitc.openmp_enabled(),
+        "thread_pool": "vitc, pthreads" if _vitc.threads_enabled() else "none (one thread)",
         "threads": get_num_threads(),
     }
 
