@@ -3,6 +3,9 @@
  * after it defines VITC_LOWP_SFX, so the compiler vectorizes it with that file's flags. The arithmetic is
  * exact or correctly rounded in every path, so every kernel set converts A to the same bits. */
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include "../gemm_lowp_convert.h"
 #include "../gemm_lowp_internal.h"
 
@@ -46,30 +49,55 @@ VITC_LOWP_INLINE size_t lowp_kr(vitc_lowp_afmt fmt) {
     return fmt == VITC_A_U8 ? 4 : fmt == VITC_A_BF16_F32 ? 1 : 2;
 }
 
+/* Rows of one panel, lanes [lane0, lane0 + n): group g of lane l goes to dst[(g·MR + l)·4]. The rows are
+ * converted CHUNK elements at a time into tmp (one row per LOWP_CHUNK·4 bytes), then written group by
+ * group: MR-lane runs of the panel, contiguous (with AVX-512: one gather + one masked store per group). */
+VITC_LOWP_INLINE void lowp_write_groups(size_t mr, size_t lane0, size_t n, size_t groups, const unsigned char *tmp,
+                                        unsigned char *dst) {
+#if defined(__AVX512F__)
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(LOWP_CHUNK * 4));
+    const __mmask16 lanes = (__mmask16)((1u << n) - 1u);
+    for (size_t g = 0; g < groups; g++) {
+        const __m512i v = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes, idx, tmp + g * 4, 1);
+        _mm512_mask_storeu_epi32(dst + (g * mr + lane0) * 4, lanes, v);
+    }
+#else
+    for (size_t g = 0; g < groups; g++)
+        for (size_t i = 0; i < n; i++) memcpy(dst + (g * mr + lane0 + i) * 4, tmp + i * LOWP_CHUNK * 4 + g * 4, 4);
+#endif
+}
+
 void VITC_LOWP_CAT(vitc_lowp_pack_a, VITC_LOWP_SFX)(vitc_lowp_afmt fmt, size_t mr, size_t row0, size_t rows,
                                                     size_t k, const float *a, size_t lda, void *apack,
                                                     float *row_scales) {
-    const size_t kr = lowp_kr(fmt), kq = (k + kr - 1) / kr;
+    const size_t kr = lowp_kr(fmt), kq = (k + kr - 1) / kr, chunk_groups = LOWP_CHUNK / kr;
     const int quantized = fmt == VITC_A_U8 || fmt == VITC_A_U16;
     unsigned char *ap = (unsigned char *)apack;
-    _Alignas(64) unsigned char tmp[LOWP_CHUNK * 4];
-    for (size_t i = 0; i < rows; i++) {
-        const size_t r = row0 + i;
-        const float *src = a + i * lda;
-        unsigned char *panel = ap + (r / mr) * mr * kq * 4 + (r % mr) * 4;
-        float inv = 0.0f;
-        if (quantized) {
-            const float amax = lowp_max_abs(src, k);
-            row_scales[r] = amax / 127.0f;
-            inv = lowp_quant_inv(amax);
+    _Alignas(64) unsigned char tmp[VITC_LOWP_MR_MAX * LOWP_CHUNK * 4];
+    float inv[VITC_LOWP_MR_MAX];
+    const size_t end = row0 + rows;
+    for (size_t r0 = row0; r0 < end;) {
+        const size_t lane0 = r0 % mr, n = (end - r0 < mr - lane0) ? end - r0 : mr - lane0;
+        unsigned char *panel = ap + (r0 / mr) * mr * kq * 4;
+        const float *src = a + (r0 - row0) * lda;
+        for (size_t i = 0; i < n; i++) {
+            inv[i] = 0.0f;
+            if (quantized) {
+                const float amax = lowp_max_abs(src + i * lda, k);
+                row_scales[r0 + i] = amax / 127.0f;
+                inv[i] = lowp_quant_inv(amax);
+            }
         }
-        for (size_t g0 = 0; g0 < kq; g0 += LOWP_CHUNK / kr) {
-            const size_t g1 = g0 + LOWP_CHUNK / kr < kq ? g0 + LOWP_CHUNK / kr : kq;
-            lowp_convert(fmt, src, k, g0 * kr, (g1 - g0) * kr, inv, tmp);
-            for (size_t g = g0; g < g1; g++) memcpy(panel + g * mr * 4, tmp + (g - g0) * 4, 4);
+        for (size_t g0 = 0; g0 < kq; g0 += chunk_groups) {
+            const size_t groups = g0 + chunk_groups < kq ? chunk_groups : kq - g0;
+            for (size_t i = 0; i < n; i++)
+                lowp_convert(fmt, src + i * lda, k, g0 * kr, groups * kr, inv[i], tmp + i * LOWP_CHUNK * 4);
+            lowp_write_groups(mr, lane0, n, groups, tmp, panel + g0 * mr * 4);
         }
+        r0 += n;
     }
-    const size_t end = row0 + rows, pad_end = (end + mr - 1) / mr * mr;
+    const size_t pad_end = (end + mr - 1) / mr * mr;
     for (size_t r = end; r < pad_end; r++) {
         unsigned char *panel = ap + (r / mr) * mr * kq * 4 + (r % mr) * 4;
         for (size_t g = 0; g < kq; g++) memset(panel + g * mr * 4, 0, 4);
@@ -80,26 +108,38 @@ void VITC_LOWP_CAT(vitc_lowp_pack_a, VITC_LOWP_SFX)(vitc_lowp_afmt fmt, size_t m
 void VITC_LOWP_CAT(vitc_lowp_epilogue, VITC_LOWP_SFX)(const vitc_lowp_epilogue_args *e, size_t rows, size_t cols,
                                                       size_t row0, size_t col0, void *tile, size_t ldt, float *c,
                                                       size_t ldc) {
-    float row[VITC_LOWP_NR_MAX];
+    /* One pass straight into C (the residual, which may be C itself, read just before each element is
+     * written), except with an activation and a residual: then the activated row is staged on the stack. */
+    float buf[VITC_LOWP_NR_MAX];
+    const int act = e->act != VITC_ACT_NONE;
+    const float *bias = e->bias ? e->bias + col0 : NULL;
     for (size_t r = 0; r < rows; r++) {
+        float *cr = c + (row0 + r) * ldc + col0;
+        const float *rr = e->residual ? e->residual + (row0 + r) * e->ldr + col0 : NULL;
+        const float *add = act ? NULL : rr; /* residual added in the first pass */
+        float *row = act && rr ? buf : cr;
         if (e->col_scales) {
             const int32_t *t = (const int32_t *)tile + r * ldt, *comp = e->comp + col0;
             const float rs = e->row_scales[row0 + r], *cs = e->col_scales + col0;
-            for (size_t j = 0; j < cols; j++) row[j] = (float)(t[j] - comp[j]) * (rs * cs[j]);
+            for (size_t j = 0; j < cols; j++) {
+                float v = (float)(t[j] - comp[j]) * (rs * cs[j]);
+                if (bias) v += bias[j];
+                if (add) v += add[j];
+                row[j] = v;
+            }
         } else {
-            memcpy(row, (const float *)tile + r * ldt, cols * sizeof(float));
+            const float *t = (const float *)tile + r * ldt;
+            for (size_t j = 0; j < cols; j++) {
+                float v = t[j];
+                if (bias) v += bias[j];
+                if (add) v += add[j];
+                row[j] = v;
+            }
         }
-        if (e->bias) {
-            const float *b = e->bias + col0;
-            for (size_t j = 0; j < cols; j++) row[j] += b[j];
-        }
-        if (e->act != VITC_ACT_NONE) vitc_f32_activation(e->isa, e->act, row, cols);
-        float *cr = c + (row0 + r) * ldc + col0;
-        if (e->residual) {
-            const float *rr = e->residual + (row0 + r) * e->ldr + col0;
-            for (size_t j = 0; j < cols; j++) cr[j] = row[j] + rr[j];
-        } else {
-            memcpy(cr, row, cols * sizeof(float));
+        if (act) {
+            vitc_f32_activation(e->isa, e->act, row, cols);
+            if (rr)
+                for (size_t j = 0; j < cols; j++) cr[j] = row[j] + rr[j];
         }
     }
 }
