@@ -241,12 +241,12 @@ static void gemm_task(const lowp_run *r, size_t t) {
     const size_t i0 = t / r->n_groups * r->block_tiles * MR, i1 = min_size(i0 + r->block_tiles * MR, r->m);
     const size_t jp0 = t % r->n_groups * r->group_panels, jp1 = min_size(jp0 + r->group_panels, r->n_panels);
     _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
-    for (size_t jp = jp0; jp < jp1; jp++) {
-        const unsigned char *bp = r->b + jp * r->kq * NR * KR * cfg->b_elt;
-        const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
-        for (size_t i = i0; i < i1; i += MR) {
-            const size_t rows = min_size(MR, r->m - i);
-            cfg->ukernel(rows, r->kq, r->apack + i * r->kq * 4, bp, tile);
+    for (size_t i = i0; i < i1; i += MR) {
+        const size_t rows = min_size(MR, r->m - i);
+        const unsigned char *ap = r->apack + i * r->kq * 4;
+        for (size_t jp = jp0; jp < jp1; jp++) {
+            const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
+            cfg->ukernel(rows, r->kq, ap, r->b + jp * r->kq * NR * KR * cfg->b_elt, tile);
             cfg->epilogue(&r->e, rows, cols, i, col0, tile, NR, r->c, r->ldc);
         }
     }
