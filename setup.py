@@ -23,6 +23,9 @@ ISA_FLAGS = {
     "avx2": ["-mavx2", "-mfma"],
     "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"],
 }
+# reduced-precision kernels: *_avx512bf16.c (vdpbf16ps) / *_avx512vnni.c (vpdpbusd), dispatched on those cpuid bits
+ISA_FLAGS["avx512bf16"] = ISA_FLAGS["avx512"] + ["-mavx512bf16"]
+ISA_FLAGS["avx512vnni"] = ISA_FLAGS["avx512"] + ["-mavx512vnni"]
 BASE_FLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
 if os.environ.get("VITC_NATIVE") == "1":
     BASE_FLAGS.append("-march=native")
@@ -37,7 +40,7 @@ def rel(path):
 
 
 def isa_of(path):
-    """'avx2' / 'avx512' for csrc/kernels/*_avx2.c / *_avx512.c, else None (portable)."""
+    """'avx2' / 'avx512' / 'avx512bf16' / 'avx512vnni' for csrc/kernels/*_<isa>.c, else None (portable)."""
     stem = os.path.splitext(os.path.basename(path))[0]
     for isa in ISA_FLAGS:
         if stem.endswith("_" + isa):

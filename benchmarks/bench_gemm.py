@@ -1,6 +1,13 @@
 """vitc SGEMM vs numpy/OpenBLAS on the ViT-B/16 Linear shapes, alternating in one process.
 
     PYTHONPATH=. python benchmarks/bench_gemm.py --threads 1 2 --batch 1 8
+    PYTHONPATH=. python benchmarks/bench_gemm.py --dtype bfloat16   # or int8: vs vitc float32, % of peak
+
+--dtype bfloat16 / int8 times vitc's reduced-precision GEMM (gemm_packed: the per-call A conversion
+included) against vitc float32 on the same shapes, alternating the same way, and reports its efficiency
+against the nominal peak — 2× (bf16) or 4× (int8) the float32 FMA peak, the ratios of vdpbf16ps /
+vpdpbusd to vfmadd231ps on Zen 4 — and against the measured peak of the instruction itself
+(benchmarks/peak_probe.c, compiled here with the system C compiler, one thread, scaled by the thread count).
 
 For each shape (M×K)·(K×N), M = 197·batch: C = A·Wᵀ with W [N, K] (Linear layout), vitc with W packed
 once (pack_nk), numpy as np.matmul(A, W.T, out=C) on preallocated float32 arrays.
@@ -36,10 +43,111 @@ SHAPES = [  # (K, N, what)
 ]
 
 
+CLOCK = {"nthreads": 1, "cpu": False}
+
+
 def time_once(fn):
-    t = time.perf_counter()
+    """Wall seconds of fn(), or with --clock cpu the process CPU seconds / threads (on a shared machine
+    that counts only the time this process ran; a thread spinning idle still counts)."""
+    clock = time.process_time if CLOCK["cpu"] else time.perf_counter
+    t = clock()
     fn()
-    return time.perf_counter() - t
+    return (clock() - t) / (CLOCK["nthreads"] if CLOCK["cpu"] else 1)
+
+
+def measure_peaks(log=print):
+    """GFLOP/s (GOP/s) of one thread at float32 FMA, vdpbf16ps and vpdpbusd, best of 5 thread-CPU-time runs;
+    {} when the probe cannot be built or the CPU lacks AVX-512."""
+    import ctypes
+    import subprocess
+    import tempfile
+    here = os.path.dirname(os.path.abspath(__file__))
+    if not _vitc.kernel_set_supported(_vitc.kernel_set_code("avx512")):
+        return {}
+    lib = os.path.join(tempfile.mkdtemp(prefix="vitc-peak-"), "peak_probe.so")
+    try:
+        subprocess.run([os.environ.get("CC", "cc"), "-O2", "-mavx512f", "-shared", "-fPIC",
+                        os.path.join(here, "peak_probe.c"), "-o", lib], check=True, capture_output=True)
+        probe = ctypes.CDLL(lib)
+    except (OSError, subprocess.CalledProcessError) as e:
+        log(f"peak probe unavailable ({e}); efficiencies not reported")
+        return {}
+    peaks = {}
+    for key, name, kset in (("f32", "vitc_probe_fma_f32", "avx512"), ("bf16", "vitc_probe_dpbf16", "avx512_bf16"),
+                            ("int8", "vitc_probe_dpbusd", "avx512_vnni")):
+        if not _vitc.kernel_set_supported(_vitc.kernel_set_code(kset)):
+            continue
+        fn = getattr(probe, name)
+        fn.restype, fn.argtypes = ctypes.c_double, [ctypes.c_int64]
+        best = 0.0
+        for _ in range(5):
+            t = time.thread_time()
+            ops = fn(2_000_000)
+            best = max(best, ops / max(time.thread_time() - t, 1e-9) / 1e9)
+        peaks[key] = best
+    return peaks
+
+
+def time_blocks(fns, rounds, block, pause):
+    """Alternate the callables in `fns` block by block; per callable the list of timed calls."""
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, ts in zip(fns, times):
+            time.sleep(pause)  # let the other library's threads go idle
+            fn()  # wake-up call, not counted
+            ts += [time_once(fn) for _ in range(block)]
+    return times
+
+
+def main_lowp(args):
+    """--dtype bfloat16 / int8: vitc's reduced-precision GEMM vs vitc float32, and % of peak."""
+    dtype = _vitc.dtype_code(args.dtype)
+    kset = _vitc.kernel_set_code(args.kernel_set) if args.kernel_set else _vitc.kernel_sets(dtype)[-1]
+    isa = runtime.isa_code(args.isa)
+    peaks = measure_peaks()
+    nominal = peaks.get("f32", 0.0) * (2 if dtype == 1 else 4)
+    insn = peaks.get("bf16" if dtype == 1 else "int8", 0.0)
+    print(f"vitc {args.dtype} on kernel set {_vitc.KERNEL_SETS[kset]} vs float32 on {_vitc.ISA_NAMES[isa]}; "
+          f"one-thread peaks GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
+    print(f"{'shape':>28} {'thr':>3} {args.dtype[:4] + ' GF/s':>10} {'best':>6} {'f32 GF/s':>9} {'ratio':>6} "
+          f"{'%nominal':>8} {'%insn':>6} {'spread':>6}")
+    rng = np.random.default_rng(0)
+    for batch in args.batch:
+        m = 197 * batch
+        for k, n, what in SHAPES:
+            a = rng.standard_normal((m, k), dtype=np.float32)
+            w = rng.standard_normal((n, k), dtype=np.float32)
+            pw = _vitc.gemm_pack_weight(kset, dtype, w)
+            ws = np.empty(max(_vitc.gemm_workspace_bytes(kset, dtype, m, k), 1), np.uint8)
+            packed = _vitc.gemm_pack_nk(isa, w)
+            c_low = np.empty((m, n), dtype=np.float32)
+            c_f32 = np.empty((m, n), dtype=np.float32)
+            flop = 2.0 * m * n * k
+            for nthreads in args.threads:
+                CLOCK["nthreads"] = nthreads
+
+                def run_low():
+                    _vitc.gemm_packed(kset, nthreads, a, pw, c_low, workspace=ws)
+
+                def run_f32():
+                    _vitc.gemm(isa, nthreads, a, packed, n, c_f32)
+
+                for _ in range(2):
+                    run_low()
+                    run_f32()
+                block = max(3, min(20, int(0.2 / max(time_once(run_low), 1e-4))))
+                rounds = max(1, args.repeats // block) if args.repeats else 5
+                tl, tf = time_blocks((run_low, run_f32), rounds, block, args.pause)
+                stat = np.median if args.stat == "median" else np.min
+                gl, gf, best = flop / stat(tl) / 1e9, flop / stat(tf) / 1e9, flop / np.min(tl) / 1e9
+                q1, q3 = np.percentile(tl, [25, 75])
+                pct = lambda peak: f"{100 * gl / (peak * nthreads):.0f}%" if peak else "-"  # noqa: E731
+                shape = f"{what} ({m}x{k})·({k}x{n})"
+                print(f"{shape:>28} {nthreads:>3} {gl:>10.1f} {best:>6.0f} {gf:>9.1f} {gl / gf:>6.2f} "
+                      f"{pct(nominal):>8} {pct(insn):>6} {(q3 - q1) / np.median(tl):>6.2f}", flush=True)
+            err = np.abs(c_low - c_f32).max() / np.abs(c_f32).max()
+            assert err < 5e-2, f"{args.dtype} and float32 disagree on {what}: max rel err {err}"
+    print("spread: interquartile range / median of the reduced-precision call times (the machine's noise)")
 
 
 def main():
@@ -51,7 +159,15 @@ def main():
     ap.add_argument("--pause", type=float, default=0.25, help="seconds between blocks (threads go idle)")
     ap.add_argument("--stat", choices=["median", "min"], default="median",
                     help="min: best of the repeats (steadier than the median on a busy machine)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="cpu: process CPU time / threads (steadier than wall time on a busy machine)")
+    ap.add_argument("--dtype", default="float32", help="float32 (vs numpy) | bfloat16 | int8 (vs vitc float32)")
+    ap.add_argument("--kernel-set", default=None,
+                    help="bf16/int8 kernel set (scalar | avx2 | avx512 | avx512_bf16 | avx512_vnni; default: best)")
     args = ap.parse_args()
+    CLOCK["cpu"] = args.clock == "cpu"
+    if _vitc.dtype_code(args.dtype) != 0:
+        return main_lowp(args)
     isa = runtime.isa_code(args.isa)
     blas = [(i.get("internal_api"), i.get("version"), i.get("architecture")) for i in threadpool_info()]
     print(f"vitc isa {_vitc.ISA_NAMES[isa]}; numpy {np.__version__} BLAS {blas}")
@@ -69,6 +185,7 @@ def main():
             c_np = np.empty((m, n), dtype=np.float32)
             flop = 2.0 * m * n * k
             for nthreads in args.threads:
+                CLOCK["nthreads"] = nthreads
                 with threadpool_limits(limits=nthreads, user_api="blas"):
                     def run_vitc():
                         _vitc.gemm(isa, nthreads, a, packed, n, c_vitc)

@@ -108,6 +108,63 @@ void vitc_f32_gemm_serial(vitc_isa isa, size_t m, size_t n, size_t k, const floa
                           const float *packed, const vitc_epilogue *ep, float *c, size_t ldc,
                           float *workspace);
 
+/* ---- gemm_lowp.c: GEMM on packed weights that know their dtype (float32, bf16, int8) ---------- */
+/* A kernel set is an ISA path plus the extensions a dtype's kernels use. vitc_isa values are valid
+ * kernel sets (scalar, avx2, avx512); AVX512_BF16 / AVX512_VNNI add vdpbf16ps / vpdpbusd kernels. */
+typedef enum { VITC_DTYPE_F32 = 0, VITC_DTYPE_BF16 = 1, VITC_DTYPE_S8 = 2 } vitc_dtype;
+#define VITC_DTYPE_COUNT 3
+typedef enum {
+    VITC_KSET_SCALAR = 0,
+    VITC_KSET_AVX2 = 1,
+    VITC_KSET_AVX512 = 2,
+    VITC_KSET_AVX512_BF16 = 3, /* bf16 only */
+    VITC_KSET_AVX512_VNNI = 4  /* int8 only */
+} vitc_kset;
+#define VITC_KSET_COUNT 5
+
+/* A packed Linear weight W[n, k] (C = A·Wᵀ) and what it was packed for. data: panels (float32, bf16 or
+ * s8, layout of the (kset, dtype) configuration); s8 also has per-output-channel scales[n_pad] (W[j, :] ≈
+ * scales[j]·q[j, :]) and comp[n_pad] = 128·Σ_k q[j, k], all inside one buffer. */
+typedef struct {
+    vitc_dtype dtype;
+    vitc_kset kset;
+    size_t n, k;
+    const void *data;
+    const float *scales;
+    const int32_t *comp;
+} vitc_packed;
+
+/* The CPU and this build can run kset's kernels; the kset has kernels for dtype. */
+int vitc_kset_supported(vitc_kset kset);
+int vitc_kset_has_dtype(vitc_kset kset, vitc_dtype dtype);
+/* Register tile mr×nr and k-interleave kr of (kset, dtype) (0s when there are no such kernels). */
+void vitc_gemm_tile(vitc_kset kset, vitc_dtype dtype, size_t *mr, size_t *nr, size_t *kr);
+/* Bytes of a packed W[n, k]; the buffer given to vitc_gemm_pack is 64-byte aligned. */
+size_t vitc_gemm_packed_bytes(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k);
+/* Pack (and convert: bf16 round-to-nearest-even, or s8 per-output-channel symmetric) W[n, ldw] into buf,
+ * and describe it in *out. float32 packs exactly as vitc_f32_gemm_pack_nk. */
+void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw,
+                    void *buf, vitc_packed *out);
+
+/* Per-call A conversion (none for float32; bf16 rounding; s8 per-row quantization, scale = max|row|/127,
+ * then + 128 to u8) into a packed-A buffer of vitc_gemm_packed_a_bytes(kset, dtype, m, k) bytes
+ * (64-byte aligned) and, for int8, row_scales[m rounded up to mr]. Rows [row0, row0 + rows) (a points at
+ * row row0): a producer (LayerNorm, GELU) can convert its row block as it finishes it. */
+size_t vitc_gemm_packed_a_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k);
+void vitc_gemm_pack_a(vitc_kset kset, vitc_dtype dtype, size_t row0, size_t rows, size_t k, const float *a,
+                      size_t lda, void *apack, float *row_scales);
+/* C[m, n] = epilogue(A · Wᵀ) from an A packed by vitc_gemm_pack_a; int32 sums are dequantized once
+ * (row_scale·col_scale) before bias/act/residual, in float32. VITC_ERR_ISA when w was packed for another
+ * kernel set or dtype (or kset cannot run here). nthreads == 1 stays on the calling thread. */
+vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const void *apack,
+                               const float *row_scales, const vitc_packed *w, const vitc_epilogue *ep, float *c,
+                               size_t ldc);
+/* Both steps; workspace: vitc_gemm_workspace_bytes(kset, dtype, m, k) bytes, 64-byte aligned (unused, may be
+ * NULL, for float32, which runs vitc_f32_gemm unchanged). */
+size_t vitc_gemm_workspace_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k);
+vitc_status vitc_gemm(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda, const vitc_packed *w,
+                      const vitc_epilogue *ep, float *c, size_t ldc, void *workspace);
+
 /* ---- ops.c: row-wise ops (serial unless nthreads is given) ------------------------------------ */
 void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, const float *x, size_t ldx,
                         const float *gamma, const float *beta, float eps, float *y, size_t ldy);

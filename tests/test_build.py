@@ -126,3 +126,26 @@ def test_simd_registers_only_in_isa_kernels():
             if "avx2" not in function.lower() and "avx512" not in function.lower():
                 offenders.add(function)
     assert not offenders, f"SIMD registers used outside the ISA kernels: {sorted(offenders)[:10]}"
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 ISA paths")
+def test_bf16_and_vnni_instructions_only_in_their_kernels():
+    """vdpbf16ps / vpdpbusd (AVX512_BF16 / AVX512_VNNI, which many AVX-512 CPUs lack) appear only in the
+    functions of csrc/kernels/*_avx512bf16.c / *_avx512vnni.c, which dispatch reaches after the cpuid check."""
+    import shutil
+    objdump = shutil.which("objdump")
+    assert objdump, "objdump (binutils, installed with the C compiler that built vitc) is needed"
+    listing = subprocess.run([objdump, "-d", "--no-show-raw-insn", _vitc.__file__], capture_output=True,
+                             text=True, check=True).stdout
+    function, seen, offenders = None, set(), set()
+    for line in listing.splitlines():
+        if line.endswith(">:") and " <" in line:
+            function = line.split(" <", 1)[1][:-2]
+            continue
+        for insn, where in (("vdpbf16ps", "avx512bf16"), ("vpdpbusd", "avx512vnni")):
+            if insn in line and function:
+                seen.add(insn)
+                if where not in function.lower():
+                    offenders.add((insn, function))
+    assert not offenders, f"BF16/VNNI instructions outside their kernels: {sorted(offenders)[:10]}"
+    assert seen == {"vdpbf16ps", "vpdpbusd"}, f"the bf16/int8 kernels are missing from the build: {seen}"

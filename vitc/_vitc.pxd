@@ -49,6 +49,38 @@ cdef extern from "vitc.h" nogil:
     vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t k,
                               const float *a, size_t lda, const float *packed, const vitc_epilogue *ep,
                               float *c, size_t ldc)
+    ctypedef enum vitc_dtype:
+        VITC_DTYPE_F32
+        VITC_DTYPE_BF16
+        VITC_DTYPE_S8
+    ctypedef enum vitc_kset:
+        VITC_KSET_SCALAR
+        VITC_KSET_AVX2
+        VITC_KSET_AVX512
+        VITC_KSET_AVX512_BF16
+        VITC_KSET_AVX512_VNNI
+    ctypedef struct vitc_packed:
+        vitc_dtype dtype
+        vitc_kset kset
+        size_t n, k
+        const void *data
+        const float *scales
+        const int *comp
+    int vitc_kset_supported(vitc_kset kset)
+    int vitc_kset_has_dtype(vitc_kset kset, vitc_dtype dtype)
+    void vitc_gemm_tile(vitc_kset kset, vitc_dtype dtype, size_t *mr, size_t *nr, size_t *kr)
+    size_t vitc_gemm_packed_bytes(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k)
+    void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw,
+                        void *buf, vitc_packed *out)
+    size_t vitc_gemm_packed_a_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k)
+    void vitc_gemm_pack_a(vitc_kset kset, vitc_dtype dtype, size_t row0, size_t rows, size_t k, const float *a,
+                          size_t lda, void *apack, float *row_scales)
+    vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const void *apack,
+                                   const float *row_scales, const vitc_packed *w, const vitc_epilogue *ep,
+                                   float *c, size_t ldc)
+    size_t vitc_gemm_workspace_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k)
+    vitc_status vitc_gemm(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda,
+                          const vitc_packed *w, const vitc_epilogue *ep, float *c, size_t ldc, void *workspace)
     size_t vitc_f32_gemm_serial_workspace_floats(vitc_isa isa, size_t k)
     void vitc_f32_gemm_serial(vitc_isa isa, size_t m, size_t n, size_t k, const float *a, size_t lda,
                               const float *packed, const vitc_epilogue *ep, float *c, size_t ldc,

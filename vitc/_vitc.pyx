@@ -136,6 +136,33 @@ cdef _no_overlap(out, other, str out_name, str other_name):
         raise ValueError(f"{out_name} must not overlap {other_name}")
 
 
+cdef _fill_epilogue(vitc_epilogue *ep, bias, int act, residual, out_arr, size_t m, size_t n, size_t ldc):
+    """Validate the fused epilogue's operands against out [m, n] and point ep at them (the caller keeps
+    the arrays alive for the call). residual may be out itself, nothing else that overlaps it."""
+    _act(act)
+    ep.bias = NULL
+    ep.act = <vitc_act>act
+    ep.residual = NULL
+    ep.ldr = 0
+    _check_shape(out_arr, (m, n), "out")
+    cdef const float[::1] b
+    cdef const float[:, :] r
+    if bias is not None:
+        b = bias
+        _check_shape(np.asarray(b), (n,), "bias")
+        ep.bias = &b[0]
+    if residual is not None:
+        r = residual
+        res_arr = np.asarray(r)
+        _check_shape(res_arr, (m, n), "residual")
+        ldr = _ld(res_arr, "residual")
+        if np.may_share_memory(res_arr, out_arr) and not (
+                res_arr.ctypes.data == out_arr.ctypes.data and ldr == ldc):
+            raise ValueError("residual must be exactly out or not overlap it")
+        ep.residual = &r[0, 0]
+        ep.ldr = ldr
+
+
 # ---- GEMM ------------------------------------------------------------------------------------------
 def gemm_packed_floats(int isa, size_t n, size_t k):
     return vitc_f32_gemm_packed_floats(<vitc_isa>_isa(isa), n, k)
@@ -183,7 +210,7 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
     _isa(isa); _threads(nthreads); _act(act)
     a_arr, out_arr = np.asarray(a), np.asarray(out)
     cdef size_t m = a.shape[0], k = a.shape[1]
-    cdef size_t lda = _ld(a_arr, "a"), ldc = _ld(out_arr, "out"), ldr = 0
+    cdef size_t lda = _ld(a_arr, "a"), ldc = _ld(out_arr, "out")
     if m == 0 or n == 0 or k == 0:
         raise ValueError("gemm: m, n and k must be >= 1")
     _check_shape(out_arr, (m, n), "out")
@@ -193,22 +220,7 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
     _no_overlap(out_arr, a_arr, "out", "a")
     _no_overlap(out_arr, np.asarray(packed), "out", "packed")
     cdef vitc_epilogue ep
-    ep.bias = NULL
-    ep.act = <vitc_act>act
-    ep.residual = NULL
-    ep.ldr = 0
-    if bias is not None:
-        _check_shape(np.asarray(bias), (n,), "bias")
-        ep.bias = &bias[0]
-    if residual is not None:
-        res_arr = np.asarray(residual)
-        _check_shape(res_arr, (m, n), "residual")
-        ldr = _ld(res_arr, "residual")
-        if np.may_share_memory(res_arr, out_arr) and not (
-                res_arr.ctypes.data == out_arr.ctypes.data and ldr == ldc):
-            raise ValueError("residual must be exactly out or not overlap it")
-        ep.residual = &residual[0, 0]
-        ep.ldr = ldr
+    _fill_epilogue(&ep, bias, act, residual, out_arr, m, n, ldc)
     ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), 1)) if serial else None
     cdef float[::1] w = ws
     cdef vitc_status st = VITC_OK
@@ -309,3 +321,4 @@ def attention(int isa, int nthreads, const float[:, :] qkv, size_t batch, size_t
 
 
 include "_model.pxi"
+include "_gemm_lowp.pxi"

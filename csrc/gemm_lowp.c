@@ -1,0 +1,323 @@
+/* gemm_lowp.c — GEMM on packed weights that know their dtype: float32 (vitc_f32_gemm unchanged), bf16 and
+ * int8, one configuration per (kernel set, dtype).
+ *
+ * bf16: W and A rounded to bf16 (nearest even), float32 sums: vdpbf16ps on AVX512_BF16; elsewhere the
+ *   float32 micro-kernels on the bf16-rounded values, widened to float32 at packing (same products, exact
+ *   in float32; the sums differ only in rounding order).
+ * int8: W s8 symmetric per output channel; A quantized per row at each call (scale max|row|/127), + 128 to
+ *   u8 for vpdpbusd; int32 sums (exact), minus the compensation 128·colsum(q) precomputed at packing,
+ *   dequantized once (row_scale·col_scale) in the epilogue, then bias/act/residual in float32 — never
+ *   requantized. Without VNNI: 16-bit A and vpmaddwd (vpmaddubsw would saturate); portable int32 loops.
+ *
+ * Driver: A is converted into MR-row panels once (a parallel loop over panels), then a parallel loop over
+ * tasks = (row block of <= ~256 KB packed A) × (group of NR panels) computes each MR×NR tile over all of k
+ * and runs the epilogue on it. Each parallel region is one loop whose body is a function of (run, index)
+ * (parallel_for): the only place that knows about OpenMP.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "gemm_internal.h"
+#include "gemm_lowp_convert.h"
+#include "gemm_lowp_internal.h"
+
+typedef struct {
+    size_t mr, nr, kr;   /* register tile; k interleave of packed A and B */
+    vitc_lowp_afmt afmt; /* the A-conversion step */
+    size_t b_elt;        /* bytes per packed B element: 1 (s8), 2 (bf16), 4 (bf16 widened to float32) */
+    vitc_lowp_ukernel_fn ukernel;
+    vitc_lowp_pack_a_fn pack_a;
+    vitc_lowp_epilogue_fn epilogue;
+} lowp_config;
+
+/* the float32 micro-kernels as full-k tile kernels (bf16 widened at packing) */
+static void bf16f32_ukernel_scalar(size_t mr, size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
+                                   void *VITC_RESTRICT tile) {
+    vitc_f32_gemm_ukernel_4x16__scalar(mr, 16, kq, (const float *)a, (const float *)b, (float *)tile, 16, 0);
+}
+static const lowp_config bf16_scalar = {4, 16, 1, VITC_A_BF16_F32, 4, bf16f32_ukernel_scalar,
+                                        vitc_lowp_pack_a__scalar, vitc_lowp_epilogue__scalar};
+static const lowp_config s8_scalar = {4, 16, 4, VITC_A_U8, 1, vitc_s8_gemm_ukernel_4x16__scalar,
+                                      vitc_lowp_pack_a__scalar, vitc_lowp_epilogue__scalar};
+#if defined(VITC_HAVE_X86_KERNELS)
+static void bf16f32_ukernel_avx2(size_t mr, size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
+                                 void *VITC_RESTRICT tile) {
+    vitc_f32_gemm_ukernel_6x16__avx2(mr, 16, kq, (const float *)a, (const float *)b, (float *)tile, 16, 0);
+}
+static void bf16f32_ukernel_avx512(size_t mr, size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
+                                   void *VITC_RESTRICT tile) {
+    vitc_f32_gemm_ukernel_14x32__avx512(mr, 32, kq, (const float *)a, (const float *)b, (float *)tile, 32, 0);
+}
+static const lowp_config bf16_avx2 = {6, 16, 1, VITC_A_BF16_F32, 4, bf16f32_ukernel_avx2,
+                                      vitc_lowp_pack_a__avx2, vitc_lowp_epilogue__avx2};
+static const lowp_config s8_avx2 = {6, 16, 2, VITC_A_U16, 1, vitc_s16_gemm_ukernel_6x16__avx2,
+                                    vitc_lowp_pack_a__avx2, vitc_lowp_epilogue__avx2};
+static const lowp_config bf16_avx512 = {14, 32, 1, VITC_A_BF16_F32, 4, bf16f32_ukernel_avx512,
+                                        vitc_lowp_pack_a__avx512, vitc_lowp_epilogue__avx512};
+static const lowp_config s8_avx512 = {12, 32, 2, VITC_A_U16, 1, vitc_s16_gemm_ukernel_12x32__avx512,
+                                      vitc_lowp_pack_a__avx512, vitc_lowp_epilogue__avx512};
+static const lowp_config bf16_avx512bf16 = {14, 32, 2, VITC_A_BF16, 2, vitc_bf16_gemm_ukernel_14x32__avx512bf16,
+                                            vitc_lowp_pack_a__avx512bf16, vitc_lowp_epilogue__avx512bf16};
+static const lowp_config s8_avx512vnni = {14, 32, 4, VITC_A_U8, 1, vitc_s8_gemm_ukernel_14x32__avx512vnni,
+                                          vitc_lowp_pack_a__avx512vnni, vitc_lowp_epilogue__avx512vnni};
+#endif
+
+/* The configuration of (kset, dtype) for bf16 / int8; NULL when that kernel set has none. */
+static const lowp_config *lowp_config_of(vitc_kset kset, vitc_dtype dtype) {
+    const int s8 = dtype == VITC_DTYPE_S8;
+    if (dtype != VITC_DTYPE_BF16 && !s8) return NULL;
+    switch (kset) {
+    case VITC_KSET_SCALAR: return s8 ? &s8_scalar : &bf16_scalar;
+#if defined(VITC_HAVE_X86_KERNELS)
+    case VITC_KSET_AVX2: return s8 ? &s8_avx2 : &bf16_avx2;
+    case VITC_KSET_AVX512: return s8 ? &s8_avx512 : &bf16_avx512;
+    case VITC_KSET_AVX512_BF16: return s8 ? NULL : &bf16_avx512bf16;
+    case VITC_KSET_AVX512_VNNI: return s8 ? &s8_avx512vnni : NULL;
+#endif
+    default: return NULL;
+    }
+}
+
+static vitc_isa isa_of_kset(vitc_kset kset) {
+    return kset == VITC_KSET_SCALAR ? VITC_ISA_SCALAR : kset == VITC_KSET_AVX2 ? VITC_ISA_AVX2 : VITC_ISA_AVX512;
+}
+
+static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
+static size_t round64(size_t bytes) { return div_up(bytes, 64) * 64; }
+static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+int vitc_kset_has_dtype(vitc_kset kset, vitc_dtype dtype) {
+    if (dtype == VITC_DTYPE_F32) return kset <= VITC_KSET_AVX512 && vitc_isa_compiled((vitc_isa)kset);
+    return lowp_config_of(kset, dtype) != NULL;
+}
+
+void vitc_gemm_tile(vitc_kset kset, vitc_dtype dtype, size_t *mr, size_t *nr, size_t *kr) {
+    *mr = *nr = *kr = 0;
+    if (!vitc_kset_has_dtype(kset, dtype)) return;
+    if (dtype == VITC_DTYPE_F32) {
+        /* the float32 table lives in gemm.c; its NR is what one packed row of one column occupies */
+        *nr = vitc_f32_gemm_packed_floats((vitc_isa)kset, 1, 1);
+        *mr = kset == VITC_KSET_AVX512 ? 14 : kset == VITC_KSET_AVX2 ? 6 : 4;
+        *kr = 1;
+        return;
+    }
+    const lowp_config *cfg = lowp_config_of(kset, dtype);
+    *mr = cfg->mr;
+    *nr = cfg->nr;
+    *kr = cfg->kr;
+}
+
+/* ---- packed weights: [data][scales][comp], each 64-byte aligned ---------------------------------- */
+static size_t b_data_bytes(const lowp_config *cfg, size_t n, size_t k) {
+    return round64(div_up(n, cfg->nr) * cfg->nr * div_up(k, cfg->kr) * cfg->kr * cfg->b_elt);
+}
+
+size_t vitc_gemm_packed_bytes(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k) {
+    if (!vitc_kset_has_dtype(kset, dtype)) return 0;
+    if (dtype == VITC_DTYPE_F32) return vitc_f32_gemm_packed_floats((vitc_isa)kset, n, k) * sizeof(float);
+    const lowp_config *cfg = lowp_config_of(kset, dtype);
+    const size_t n_pad = div_up(n, cfg->nr) * cfg->nr;
+    return b_data_bytes(cfg, n, k) + (dtype == VITC_DTYPE_S8 ? 2 * round64(n_pad * 4) : 0);
+}
+
+void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw,
+                    void *buf, vitc_packed *out) {
+    out->dtype = dtype;
+    out->kset = kset;
+    out->n = n;
+    out->k = k;
+    out->data = buf;
+    out->scales = NULL;
+    out->comp = NULL;
+    if (dtype == VITC_DTYPE_F32) {
+        vitc_f32_gemm_pack_nk((vitc_isa)kset, n, k, w, ldw, (float *)buf);
+        return;
+    }
+    const lowp_config *cfg = lowp_config_of(kset, dtype);
+    const size_t NR = cfg->nr, KR = cfg->kr, kq = div_up(k, KR), n_pad = div_up(n, NR) * NR;
+    unsigned char *data = (unsigned char *)buf;
+    float *scales = NULL;
+    int32_t *comp = NULL;
+    if (dtype == VITC_DTYPE_S8) {
+        scales = (float *)(void *)(data + b_data_bytes(cfg, n, k));
+        comp = (int32_t *)(void *)((unsigned char *)scales + round64(n_pad * 4));
+        out->scales = scales;
+        out->comp = comp;
+    }
+    for (size_t j = 0; j < n_pad; j++) {
+        const float *wr = j < n ? w + j * ldw : w;
+        unsigned char *col = data + ((j / NR) * kq * NR * KR + (j % NR) * KR) * cfg->b_elt;
+        float inv = 0.0f;
+        int32_t sum = 0;
+        if (scales) {
+            const float amax = j < n ? lowp_max_abs(wr, k) : 0.0f;
+            scales[j] = amax / 127.0f;
+            inv = lowp_quant_inv(amax);
+        }
+        for (size_t p = 0; p < kq * KR; p++) {
+            unsigned char *dst = col + ((p / KR) * NR * KR + p % KR) * cfg->b_elt;
+            const int have = j < n && p < k;
+            if (scales) {
+                const int8_t q = (int8_t)(have ? lowp_quant(wr[p], inv) : 0);
+                sum += q;
+                memcpy(dst, &q, 1);
+            } else if (cfg->b_elt == 2) {
+                const uint16_t h = have ? lowp_bf16_bits(wr[p]) : 0;
+                memcpy(dst, &h, 2);
+            } else {
+                const uint32_t f = have ? (uint32_t)lowp_bf16_bits(wr[p]) << 16 : 0;
+                memcpy(dst, &f, 4);
+            }
+        }
+        if (comp) comp[j] = 128 * sum;
+    }
+}
+
+/* ---- packed A ------------------------------------------------------------------------------------ */
+static size_t a_data_bytes(const lowp_config *cfg, size_t m, size_t k) {
+    return round64(div_up(m, cfg->mr) * cfg->mr * div_up(k, cfg->kr) * 4);
+}
+
+size_t vitc_gemm_packed_a_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k) {
+    const lowp_config *cfg = lowp_config_of(kset, dtype);
+    return cfg ? a_data_bytes(cfg, m, k) : 0;
+}
+
+void vitc_gemm_pack_a(vitc_kset kset, vitc_dtype dtype, size_t row0, size_t rows, size_t k, const float *a,
+                      size_t lda, void *apack, float *row_scales) {
+    const lowp_config *cfg = lowp_config_of(kset, dtype);
+    cfg->pack_a(cfg->afmt, cfg->mr, row0, rows, k, a, lda, apack, row_scales);
+}
+
+size_t vitc_gemm_workspace_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k) {
+    const lowp_config *cfg = lowp_config_of(kset, dtype);
+    if (!cfg) return 0;
+    return a_data_bytes(cfg, m, k) + round64(div_up(m, cfg->mr) * cfg->mr * sizeof(float));
+}
+
+/* ---- the threaded driver --------------------------------------------------------------------------- */
+typedef struct {
+    const lowp_config *cfg;
+    size_t m, n, k, kq, n_panels;
+    const float *a;
+    size_t lda;
+    unsigned char *apack_w; /* written by the packing loop */
+    const unsigned char *apack;
+    float *row_scales;
+    const unsigned char *b;
+    vitc_lowp_epilogue_args e;
+    float *c;
+    size_t ldc;
+    size_t block_tiles, n_groups, group_panels; /* task grid: row blocks (MR tiles each) × panel groups */
+} lowp_run;
+
+typedef void (*lowp_task_fn)(const lowp_run *r, size_t t);
+
+/* body(r, t) for t < count: the one parallel loop (OpenMP today; a thread pool ports this function only). */
+static void parallel_for(int nthreads, size_t count, lowp_task_fn body, const lowp_run *r) {
+    if (nthreads <= 1 || count <= 1) {
+        for (size_t t = 0; t < count; t++) body(r, t);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+#endif
+    for (size_t t = 0; t < count; t++) body(r, t);
+}
+
+static void pack_a_task(const lowp_run *r, size_t t) {
+    const size_t MR = r->cfg->mr, row0 = t * MR;
+    r->cfg->pack_a(r->cfg->afmt, MR, row0, min_size(MR, r->m - row0), r->k, r->a + row0 * r->lda, r->lda,
+                   r->apack_w, r->row_scales);
+}
+
+static void gemm_task(const lowp_run *r, size_t t) {
+    const lowp_config *cfg = r->cfg;
+    const size_t MR = cfg->mr, NR = cfg->nr, KR = cfg->kr;
+    const size_t i0 = t / r->n_groups * r->block_tiles * MR, i1 = min_size(i0 + r->block_tiles * MR, r->m);
+    const size_t jp0 = t % r->n_groups * r->group_panels, jp1 = min_size(jp0 + r->group_panels, r->n_panels);
+    _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
+    for (size_t i = i0; i < i1; i += MR) {
+        const size_t rows = min_size(MR, r->m - i);
+        const unsigned char *ap = r->apack + i * r->kq * 4;
+        for (size_t jp = jp0; jp < jp1; jp++) {
+            const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
+            cfg->ukernel(rows, r->kq, ap, r->b + jp * r->kq * NR * KR * cfg->b_elt, tile);
+            cfg->epilogue(&r->e, rows, cols, i, col0, tile, NR, r->c, r->ldc);
+        }
+    }
+}
+
+static int threads_for(int nthreads, size_t m, size_t n, size_t k) {
+    return 2.0 * (double)m * (double)n * (double)k >= 5e5 ? nthreads : 1; /* below: a region costs more */
+}
+
+static int kset_matches(vitc_kset kset, const vitc_packed *w) {
+    return w->kset == kset && vitc_kset_supported(kset) && vitc_kset_has_dtype(kset, w->dtype);
+}
+
+vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const void *apack,
+                               const float *row_scales, const vitc_packed *w, const vitc_epilogue *ep, float *c,
+                               size_t ldc) {
+    if (!kset_matches(kset, w) || w->dtype == VITC_DTYPE_F32) return VITC_ERR_ISA;
+    const lowp_config *cfg = lowp_config_of(kset, w->dtype);
+    lowp_run r;
+    memset(&r, 0, sizeof(r));
+    r.cfg = cfg;
+    r.m = m;
+    r.n = w->n;
+    r.k = w->k;
+    r.kq = div_up(w->k, cfg->kr);
+    r.n_panels = div_up(w->n, cfg->nr);
+    r.apack = (const unsigned char *)apack;
+    r.b = (const unsigned char *)w->data;
+    r.e.isa = isa_of_kset(kset);
+    if (ep) {
+        r.e.bias = ep->bias;
+        r.e.act = ep->act;
+        r.e.residual = ep->residual;
+        r.e.ldr = ep->ldr;
+    }
+    if (w->dtype == VITC_DTYPE_S8) {
+        r.e.row_scales = row_scales;
+        r.e.col_scales = w->scales;
+        r.e.comp = w->comp;
+    }
+    r.c = c;
+    r.ldc = ldc;
+    nthreads = threads_for(nthreads, m, w->n, w->k);
+    /* row blocks of <= 256 KB of packed A (stays in L2 while the group's B panels stream past it); then
+     * ~4 tasks per thread over N so a thread the OS delays leaves its share to the others */
+    const size_t m_tiles = div_up(m, cfg->mr), tile_bytes = cfg->mr * r.kq * 4;
+    r.block_tiles = min_size(m_tiles, ((size_t)256 << 10) / tile_bytes > 0 ? ((size_t)256 << 10) / tile_bytes : 1);
+    const size_t m_blocks = div_up(m_tiles, r.block_tiles);
+    const size_t want = nthreads > 1 ? 4 * (size_t)nthreads : 1;
+    r.n_groups = min_size(r.n_panels, div_up(want, m_blocks));
+    r.group_panels = div_up(r.n_panels, r.n_groups);
+    r.n_groups = div_up(r.n_panels, r.group_panels);
+    parallel_for(nthreads, m_blocks * r.n_groups, gemm_task, &r);
+    return VITC_OK;
+}
+
+vitc_status vitc_gemm(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda, const vitc_packed *w,
+                      const vitc_epilogue *ep, float *c, size_t ldc, void *workspace) {
+    if (!kset_matches(kset, w)) return VITC_ERR_ISA;
+    if (w->dtype == VITC_DTYPE_F32)
+        return vitc_f32_gemm((vitc_isa)kset, nthreads, m, w->n, w->k, a, lda, (const float *)w->data, ep, c, ldc);
+    const lowp_config *cfg = lowp_config_of(kset, w->dtype);
+    lowp_run r;
+    memset(&r, 0, sizeof(r));
+    r.cfg = cfg;
+    r.m = m;
+    r.k = w->k;
+    r.a = a;
+    r.lda = lda;
+    r.apack_w = (unsigned char *)workspace;
+    r.row_scales = (float *)(void *)(r.apack_w + a_data_bytes(cfg, m, w->k));
+    parallel_for(threads_for(nthreads, m, w->n, w->k), div_up(m, cfg->mr), pack_a_task, &r);
+    return vitc_gemm_packed_a(kset, nthreads, m, r.apack_w, r.row_scales, w, ep, c, ldc);
+}

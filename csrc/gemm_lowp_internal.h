@@ -1,0 +1,80 @@
+/* gemm_lowp_internal.h — what gemm_lowp.c (portable driver) shares with the reduced-precision kernels in
+ * csrc/kernels/gemm_{bf16,s8,lowp}_*.c (declarations only).
+ *
+ * Packed layouts, all k-interleaved by KR (the GEMM configuration's kr) so that one 4-byte group of A
+ * (KR elements of one row) is broadcast against NR groups of B (KR elements of each of NR columns):
+ *  - B (weights, packed once): ceil(n/NR) panels, panel[g][j][q] = W[col j, k index g*KR + q], groups
+ *    g < kq = ceil(k/KR); columns past n and k indices past k are zero. Panel jp starts at jp*kq*NR*KR
+ *    elements.
+ *  - A (converted per call): MR-row panels, panel[g][r][q] (always 4 bytes per (g, r): bf16 pairs, u8
+ *    quads, u16 pairs or single floats); rows past m are zero.
+ * A micro-kernel computes one MR×NR tile over all of k (no k blocking: every accumulation order is fixed by
+ * k alone, so 1 and N threads agree bitwise) into a stack tile [MR][NR] (float, or int32 for s8) that the
+ * epilogue — compiled in the same ISA file — turns into C.
+ */
+#ifndef VITC_GEMM_LOWP_INTERNAL_H
+#define VITC_GEMM_LOWP_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "vitc.h"
+
+#define VITC_LOWP_MR_MAX 16
+#define VITC_LOWP_NR_MAX 32
+
+/* How A is converted while it is packed (the "A-conversion step" of a configuration). */
+typedef enum {
+    VITC_A_BF16 = 0,     /* f32 -> bf16, round to nearest even; pairs */
+    VITC_A_BF16_F32 = 1, /* f32 -> bf16 -> f32 (kernels without bf16 arithmetic); singles */
+    VITC_A_U8 = 2,       /* per-row symmetric s8 quantization + 128 -> u8; quads (vpdpbusd) */
+    VITC_A_U16 = 3       /* same values widened to 16 bits; pairs (vpmaddwd) */
+} vitc_lowp_afmt;
+
+/* tile[r][j] (r < mr, every j < NR) = sum over k of A_panel[r] · B_panel[j]; kq = ceil(k / KR) groups. */
+typedef void (*vitc_lowp_ukernel_fn)(size_t mr, size_t kq, const void *VITC_RESTRICT a,
+                                     const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+
+typedef struct {
+    vitc_isa isa; /* of the activation kernels */
+    const float *bias;
+    vitc_act act;
+    const float *residual; /* may be C itself (same ldc): each element is read before it is written */
+    size_t ldr;
+    const float *row_scales, *col_scales; /* s8: the tile is int32 and gets dequantized; else NULL */
+    const int32_t *comp;                  /* s8: 128 * column sums of the s8 weights */
+} vitc_lowp_epilogue_args;
+
+/* C[row0 + r, col0 + j] = act(dequant(tile[r][j]) + bias) + residual, r < rows, j < cols. */
+typedef void (*vitc_lowp_epilogue_fn)(const vitc_lowp_epilogue_args *e, size_t rows, size_t cols, size_t row0,
+                                      size_t col0, void *tile, size_t ldt, float *c, size_t ldc);
+
+/* Rows [row0, row0 + rows) of A (a points at row row0) into the packed-A buffer; s8 formats also write
+ * row_scales[row0 + i]. The rest of the last MR panel touched is zero-filled. */
+typedef void (*vitc_lowp_pack_a_fn)(vitc_lowp_afmt fmt, size_t mr, size_t row0, size_t rows, size_t k,
+                                    const float *a, size_t lda, void *apack, float *row_scales);
+
+#define VITC_LOWP_DECLARE(sfx)                                                                              \
+    void vitc_lowp_epilogue__##sfx(const vitc_lowp_epilogue_args *e, size_t rows, size_t cols, size_t row0, \
+                                   size_t col0, void *tile, size_t ldt, float *c, size_t ldc);             \
+    void vitc_lowp_pack_a__##sfx(vitc_lowp_afmt fmt, size_t mr, size_t row0, size_t rows, size_t k,       \
+                                 const float *a, size_t lda, void *apack, float *row_scales);
+VITC_LOWP_DECLARE(scalar)
+void vitc_s8_gemm_ukernel_4x16__scalar(size_t mr, size_t kq, const void *VITC_RESTRICT a,
+                                       const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+#if defined(VITC_HAVE_X86_KERNELS)
+VITC_LOWP_DECLARE(avx2)
+VITC_LOWP_DECLARE(avx512)
+VITC_LOWP_DECLARE(avx512bf16)
+VITC_LOWP_DECLARE(avx512vnni)
+void vitc_s16_gemm_ukernel_6x16__avx2(size_t mr, size_t kq, const void *VITC_RESTRICT a,
+                                      const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+void vitc_s16_gemm_ukernel_12x32__avx512(size_t mr, size_t kq, const void *VITC_RESTRICT a,
+                                         const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+void vitc_bf16_gemm_ukernel_14x32__avx512bf16(size_t mr, size_t kq, const void *VITC_RESTRICT a,
+                                              const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+void vitc_s8_gemm_ukernel_14x32__avx512vnni(size_t mr, size_t kq, const void *VITC_RESTRICT a,
+                                            const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+#endif
+#undef VITC_LOWP_DECLARE
+
+#endif /* VITC_GEMM_LOWP_INTERNAL_H */

@@ -1,0 +1,172 @@
+"""bf16 GEMM (weights and A rounded to bf16, float32 sums) against a float64 reference of the same rounded
+operands, on every kernel set that can run here (vdpbf16ps, and the AVX-512 / AVX2 / portable fallbacks),
+on awkward shapes, with every epilogue. The products of bf16 values are exact in float32, so the only error
+is float32 summation: the float32 tests' bound (1e-5 of Σ|a||w|) applies."""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from lowp_reference import ACT_REF, BF16, bf16_round, check, kernel_set_params, rand, run  # noqa: E402
+from vitc import _vitc  # noqa: E402
+
+F32 = _vitc.dtype_code("float32")
+
+
+@pytest.fixture(params=kernel_set_params(BF16))
+def kset(request):
+    return request.param
+
+
+def reference(a, w, bias=None, act=0, residual=None):
+    a64, w64 = bf16_round(a).astype(np.float64), bf16_round(w).astype(np.float64)
+    pre, scale = a64 @ w64.T, np.abs(a64) @ np.abs(w64).T
+    if bias is not None:
+        pre, scale = pre + bias, scale + np.abs(bias)
+    out = ACT_REF[act](pre)
+    scale = scale * (1.2 if act else 1.0) + np.abs(out)
+    if residual is not None:
+        out, scale = out + residual, scale + np.abs(residual)
+    return out, scale
+
+
+def shapes(kset):
+    mr, nr, kr = _vitc.gemm_tile(kset, BF16)
+    ms = [1, mr - 1, mr, mr + 1, 13, 197]
+    ns = [1, nr - 1, nr + 1, 97]
+    ks = [1, kr + 1, 7, 63, 768]
+    return [(m, n, k) for m in ms for n in ns for k in ks if m >= 1]
+
+
+def test_tile_and_packed_size(kset):
+    mr, nr, kr = _vitc.gemm_tile(kset, BF16)
+    assert 1 <= mr <= 16 and nr in (16, 32) and kr in (1, 2)
+    f32_bytes = (-(-97 // nr) * nr) * 768 * 4
+    want = f32_bytes // 2 if kr == 2 else f32_bytes  # bf16 pairs, or widened to float32 at packing
+    assert _vitc.gemm_packed_bytes(kset, BF16, 97, 768) == want
+
+
+def test_shapes_against_float64(kset):
+    rng = np.random.default_rng(10)
+    for m, n, k in shapes(kset):
+        a, w = rand(rng, m, k), rand(rng, n, k)
+        want, scale = reference(a, w)
+        check(run(kset, BF16, a, w), want, scale, 1e-5, what=f"{_vitc.KERNEL_SETS[kset]} m={m} n={n} k={k}")
+
+
+@pytest.mark.parametrize("m,n,k", [(197, 2304, 768), (1576, 97, 768), (37, 768, 3072)])
+def test_vit_shapes_two_threads(kset, m, n, k):
+    rng = np.random.default_rng(11)
+    a, w = rand(rng, m, k), rand(rng, n, k)
+    want, scale = reference(a, w)
+    check(run(kset, BF16, a, w, nthreads=2), want, scale, 1e-5, what=f"m={m} n={n} k={k}")
+
+
+def test_leading_dimensions(kset):
+    rng = np.random.default_rng(12)
+    mr, nr, _ = _vitc.gemm_tile(kset, BF16)
+    for m, n, k in [(mr + 1, nr + 1, 65), (37, 97, 7), (1, 1, 1)]:
+        a, w, res = rand(rng, m, k, ld=k + 5), rand(rng, n, k, ld=k + 3), rand(rng, m, n, ld=n + 11)
+        bias = rand(rng, 1, n)[0]
+        big = np.full((m, n + 9), np.nan, dtype=np.float32)
+        want, scale = reference(a, w, bias, 0, res)
+        run(kset, BF16, a, w, nthreads=2, out=big[:, :n], bias=bias, residual=res)
+        check(big[:, :n], want, scale, 1e-5, what=f"m={m} n={n} k={k}")
+        assert np.isnan(big[:, n:]).all(), "wrote past the row width into ldc padding"
+
+
+@pytest.mark.parametrize("act", range(8))
+def test_epilogue_bias_activation(kset, act):
+    rng = np.random.default_rng(13 + act)
+    mr, nr, _ = _vitc.gemm_tile(kset, BF16)
+    for m, n, k in [(mr + 1, nr + 3, 129), (197, 97, 64)]:
+        a, w, bias = rand(rng, m, k) * np.float32(4 / np.sqrt(k)), rand(rng, n, k), rand(rng, 1, n)[0]
+        for b in (None, bias):
+            want, scale = reference(a, w, b, act)
+            check(run(kset, BF16, a, w, nthreads=2, bias=b, act=act), want, scale, 1e-5, what=f"act={act}")
+
+
+@pytest.mark.parametrize("act", [0, 1])
+def test_residual_separate_and_in_place(kset, act):
+    rng = np.random.default_rng(14)
+    for m, n, k in [(197, 97, 65), (1, 1, 1), (15, 33, 768)]:
+        a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
+        want, scale = reference(a, w, bias, act, res)
+        check(run(kset, BF16, a, w, bias=bias, act=act, residual=res), want, scale, 1e-5, what="separate")
+        for nthreads in (1, 2):
+            out = res.copy()  # residual is out: out = act(a·Wᵀ + bias) + out
+            run(kset, BF16, a, w, nthreads=nthreads, out=out, bias=bias, act=act, residual=out)
+            check(out, want, scale, 1e-5, what=f"in place, {nthreads} threads")
+
+
+@pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (3, 5, 3072)])
+def test_threads_agree_bitwise(kset, m, n, k):
+    rng = np.random.default_rng(15)
+    a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
+    pw = _vitc.gemm_pack_weight(kset, BF16, w)
+    outs = [_vitc.gemm_packed(kset, t, a, pw, np.empty((m, n), np.float32), bias=bias, act=1, residual=res)
+            for t in (1, 2, 3)]
+    assert all(np.array_equal(outs[0], o) for o in outs[1:]), "1/2/3 threads differ"
+
+
+def test_pack_a_row_blocks_then_gemm(kset):
+    """The separate A-conversion entry (what a LayerNorm producer would call per row block)."""
+    rng = np.random.default_rng(16)
+    m, n, k = 197, 45, 300
+    a, w = rand(rng, m, k), rand(rng, n, k)
+    pw = _vitc.gemm_pack_weight(kset, BF16, w)
+    apack = np.full(_vitc.gemm_packed_a_bytes(kset, BF16, m, k), 0xAB, np.uint8)
+    for r0, r1 in [(0, 5), (5, 100), (100, 197)]:
+        _vitc.gemm_pack_a(kset, BF16, a[r0:r1], apack, row0=r0)
+    got = _vitc.gemm_packed_a(kset, 2, m, apack, None, pw, np.empty((m, n), np.float32))
+    assert np.array_equal(got, _vitc.gemm_packed(kset, 1, a, pw, np.empty((m, n), np.float32)))
+
+
+def test_kernel_sets_agree(kset):
+    rng = np.random.default_rng(17)
+    a, w = rand(rng, 197, 300), rand(rng, 97, 300)
+    want, scale = reference(a, w)
+    check(run(kset, BF16, a, w), run(_vitc.kernel_sets(BF16)[0], BF16, a, w).astype(np.float64), 2 * scale, 1e-5)
+
+
+def test_float32_handle_is_the_float32_gemm(isa):
+    """dtype float32 through the handle packs byte for byte as gemm_pack_nk and computes the same bits."""
+    rng = np.random.default_rng(18)
+    a, w = rand(rng, 197, 300), rand(rng, 97, 300)
+    pw = _vitc.gemm_pack_weight(isa, F32, w)
+    packed = _vitc.gemm_pack_nk(isa, w)
+    assert np.array_equal(pw.buffer.view(np.float32), packed)
+    got = _vitc.gemm_packed(isa, 2, a, pw, np.empty((197, 97), np.float32), act=1)
+    assert np.array_equal(got, _vitc.gemm(isa, 2, a, packed, 97, np.empty((197, 97), np.float32), act=1))
+
+
+def test_mismatch_and_validation_errors(kset):
+    rng = np.random.default_rng(19)
+    a, w = rand(rng, 5, 7), rand(rng, 9, 7)
+    pw = _vitc.gemm_pack_weight(kset, BF16, w)
+    out = np.empty((5, 9), np.float32)
+    for other in range(len(_vitc.KERNEL_SETS)):
+        if other != kset:
+            with pytest.raises(ValueError, match="packed for kernel set"):
+                _vitc.gemm_packed(other, 1, a, pw, out)
+    vnni = _vitc.kernel_set_code("avx512_vnni")
+    with pytest.raises(ValueError, match="no bfloat16 kernels"):
+        _vitc.gemm_pack_weight(vnni, BF16, w)
+    with pytest.raises(ValueError, match="columns"):
+        _vitc.gemm_packed(kset, 1, rand(rng, 5, 8), pw, out)
+    with pytest.raises(ValueError, match="out"):
+        _vitc.gemm_packed(kset, 1, a, pw, np.empty((5, 8), np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        _vitc.gemm_packed(kset, 1, a, pw, out, bias=np.zeros(8, np.float32))
+    with pytest.raises(ValueError, match="residual"):
+        _vitc.gemm_packed(kset, 1, a, pw, out, residual=np.zeros((4, 9), np.float32))
+    with pytest.raises(ValueError, match="workspace"):
+        _vitc.gemm_packed(kset, 1, a, pw, out, workspace=np.empty(1, np.uint8))
+    with pytest.raises(ValueError, match="activation"):
+        _vitc.gemm_packed(kset, 1, a, pw, out, act=8)
+    with pytest.raises(ValueError, match="unknown dtype"):
+        _vitc.dtype_code("float16")
+    with pytest.raises(ValueError, match="apack"):
+        _vitc.gemm_packed_a(kset, 1, 5, np.empty(3, np.uint8), None, pw, out)
