@@ -12,18 +12,17 @@
  * Driver: A is converted into MR-row panels once (a parallel loop over panels), then a parallel loop over
  * tasks = (row block of <= ~256 KB packed A) × (group of NR panels) computes each MR×NR tile over all of k
  * and runs the epilogue on it. Each parallel region is one loop whose body is a function of (run, index)
- * (parallel_for): the only place that knows about OpenMP.
+ * (parallel_for): the only place that knows about threads.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include <stdatomic.h>
 
 #include "gemm_internal.h"
 #include "gemm_lowp_convert.h"
 #include "gemm_lowp_internal.h"
+#include "threadpool.h"
 
 typedef struct {
     size_t mr, nr, kr;   /* register tile; k interleave of packed A and B */
@@ -217,16 +216,30 @@ typedef struct {
 
 typedef void (*lowp_task_fn)(const lowp_run *r, size_t t);
 
-/* body(r, t) for t < count: the one parallel loop (OpenMP today; a thread pool ports this function only). */
+/* body(r, t) for t < count, tasks handed out by an atomic counter (a dynamic schedule) on vitc's pool. */
+typedef struct {
+    lowp_task_fn body;
+    const lowp_run *r;
+    size_t count;
+    atomic_size_t next;
+} lowp_team;
+
+static void lowp_member(void *ctx, int tid, int nt) {
+    lowp_team *team = (lowp_team *)ctx;
+    (void)tid;
+    (void)nt;
+    for (size_t t; (t = atomic_fetch_add_explicit(&team->next, 1, memory_order_relaxed)) < team->count;)
+        team->body(team->r, t);
+}
+
 static void parallel_for(int nthreads, size_t count, lowp_task_fn body, const lowp_run *r) {
     if (nthreads <= 1 || count <= 1) {
         for (size_t t = 0; t < count; t++) body(r, t);
         return;
     }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-#endif
-    for (size_t t = 0; t < count; t++) body(r, t);
+    lowp_team team = {body, r, count, 0};
+    atomic_init(&team.next, 0);
+    vitc_parallel(nthreads, lowp_member, &team);
 }
 
 static void pack_a_task(const lowp_run *r, size_t t) {
