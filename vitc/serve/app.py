@@ -76,7 +76,7 @@ def create_app(engine, metrics, settings, lifespan=None):
 
     async def run(task, blobs, what, deadline, top_k=None):
         """Decode + preprocess, queue, and wait for each image's result (a list, in order)."""
-        if engine.processor is None or not engine.ready():
+        if engine.processor is None or not engine.loaded():  # a dead replica or draining: the others still serve
             raise RequestError(503, "the model is not ready")
         if len(blobs) > engine.max_queue:
             raise RequestError(413, f"{len(blobs)} images in one request; the limit is {engine.max_queue}")

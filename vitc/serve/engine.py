@@ -157,7 +157,6 @@ class Engine:
             for item in batch or []:
                 if not item.future.done():
                     item.future.set_exception(RuntimeError(self.failed))
-            raise
 
     def _warm_up(self, model):
         """One forward per task at batch 1 and at max_batch_size (allocates their buffers), and learn what to
