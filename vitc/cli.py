@@ -4,6 +4,7 @@
     vitc embed IMG... --out embeddings.npy|.npz [--model ...] [--all-tokens]
     vitc info [MODEL]        vitc bench [--model ...] [--batch B] [--threads T]
     vitc demo                vitc config
+    vitc serve [--model ...] [--port 8000] [--replicas R] [--threads T] ...   (extra vitc[serve])
 
 Images may be files, directories (their image files, sorted) or glob patterns. A file that cannot be
 read is reported by name and skipped; the exit status is then 1, after the rest was processed.
@@ -263,6 +264,18 @@ def cmd_config(args):
     return 0
 
 
+def cmd_serve(args):
+    from .serve.server import main as serve_main
+    return serve_main(args)
+
+
+def add_serve_parser(sub):
+    from .serve.options import add_serve_arguments
+    p = sub.add_parser("serve", help="HTTP server: Open Inference Protocol v2, /v1/embeddings, /classify, /metrics")
+    add_serve_arguments(p, DEFAULT_MODEL)
+    p.set_defaults(fn=cmd_serve)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="vitc", description="CPU inference for HuggingFace ViT checkpoints.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -308,6 +321,8 @@ def build_parser():
 
     p = sub.add_parser("config", help="ISA and thread settings of this build")
     p.set_defaults(fn=cmd_config)
+
+    add_serve_parser(sub)
     return parser
 
 

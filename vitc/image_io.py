@@ -65,21 +65,44 @@ def _open_file(source):
         raise ImageLoadError(f"expected an image file, got a directory: {path!r}")
     if not os.path.isfile(path):  # a FIFO would block Image.open forever, a device reads without end
         raise ImageLoadError(f"expected an image file, got a device, FIFO or socket: {path!r}")
+    return path, _decode(path, f"image file {path!r}", os.path.getsize(path))
+
+
+def load_image_bytes(data, name="image", max_pixels=None):
+    """Decode an encoded image held in memory (bytes from a request or a dataset) into a PIL image in mode
+    RGB or L, with the same checks as a file; errors name it `name`. max_pixels, where given, is a limit
+    stricter than Pillow's decompression-bomb one, checked on the header before any pixel is decoded."""
+    import io
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name}: expected encoded image bytes, got {type(data).__name__}")
+    image = _decode(io.BytesIO(data), name, len(data), max_pixels)
     try:
-        with Image.open(path) as image:  # Pillow's decompression-bomb check runs here (kept as Pillow has it)
+        return to_rgb_or_gray(image)
+    except ValueError as err:
+        raise ImageLoadError(f"{name}: {err}") from err
+
+
+def _decode(source, name, nbytes, max_pixels=None):
+    """Open, check and fully decode one image (path or file object); every failure is an ImageLoadError."""
+    try:
+        with Image.open(source) as image:  # Pillow's decompression-bomb check runs here (kept as Pillow has it)
+            if max_pixels is not None and image.width * image.height > max_pixels:
+                raise ImageLoadError(f"{name} is too large: {image.width}x{image.height} pixels, "
+                                     f"the limit is {max_pixels}")
             image.load()  # decode now, inside the try, so truncation/corruption is reported with the name
-            return path, _upright(image)
+            return _upright(image)
     except Image.DecompressionBombError as err:
-        raise ImageLoadError(f"image file {path!r} is too large (Pillow decompression-bomb limit): {err}") from err
+        raise ImageLoadError(f"{name} is too large (Pillow decompression-bomb limit): {err}") from err
     except PermissionError as err:
-        raise ImageLoadError(f"image file {path!r} cannot be read: permission denied") from err
+        raise ImageLoadError(f"{name} cannot be read: permission denied") from err
     except Image.UnidentifiedImageError as err:
-        size = os.path.getsize(path)
-        what = "is empty (0 bytes)" if size == 0 else f"is not an image Pillow can read ({size} bytes)"
-        raise ImageLoadError(f"image file {path!r} {what}") from err
+        what = "is empty (0 bytes)" if nbytes == 0 else f"is not an image Pillow can read ({nbytes} bytes)"
+        raise ImageLoadError(f"{name} {what}") from err
+    except ImageLoadError:
+        raise
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         # Pillow reports truncated/corrupt data as OSError (and a few decoders as SyntaxError/ValueError).
-        raise ImageLoadError(f"could not decode image file {path!r}: {err}") from err
+        raise ImageLoadError(f"could not decode {name}: {err}") from err
 
 
 def _upright(image):

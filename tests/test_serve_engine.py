@@ -1,0 +1,139 @@
+"""The batching engine and app in process: readiness waits for loading and warm-up and drops when a replica
+dies (the others keep serving), a failing batch answers 500 without killing its replica, the core plan."""
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+
+sys.path.insert(0, os.path.dirname(__file__))
+from serve_helpers import Direct, b64, random_png  # noqa: E402
+
+import vitc  # noqa: E402
+from vitc.serve.app import Settings, create_app  # noqa: E402
+from vitc.serve.engine import EMBED, Engine  # noqa: E402
+from vitc.serve.metrics import Metrics  # noqa: E402
+from vitc.serve.server import plan_cores  # noqa: E402
+
+
+class Flaky:
+    """A real model whose embed raises what `fail` holds (once), for fault injection."""
+
+    def __init__(self, model):
+        self.model, self.fail = model, None
+        self.config, self.image_processor = model.config, model.image_processor
+
+    def embed(self, pixels):
+        if self.fail is not None:
+            exc, self.fail = self.fail, None
+            raise exc
+        return self.model.embed(pixels)
+
+    def classify(self, pixels, top_k=5):
+        return self.model.classify(pixels, top_k)
+
+
+def make(replicas, gate=None):
+    models = []
+
+    def load(threads):
+        if gate is not None:
+            gate.wait(30)
+        m = Flaky(vitc.ViTForImageClassification.from_pretrained("vitc-digits", threads=threads))
+        models.append(m)
+        return m
+
+    engine = Engine(load, replicas, 1, max_batch_size=4, max_queue_delay_s=0.001, max_queue=16,
+                    metrics=Metrics("vitc-digits"))
+    app = create_app(engine, engine.metrics, Settings("vitc-digits", 2 ** 20, 30, 10 ** 7, 2))
+    return engine, app, models
+
+
+def wait_for(predicate, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_ready_only_after_load_and_warm_up():
+    gate = threading.Event()
+    engine, app, _ = make(1, gate)
+    with TestClient(app) as client:
+        engine.start()
+        assert client.get("/v2/health/ready").status_code == 503
+        assert client.get("/v2/health/live").status_code == 200
+        r = client.post("/v1/embeddings", json={"input": b64(random_png(0))})
+        assert r.status_code == 503 and "not ready" in r.json()["error"]["message"]
+        gate.set()
+        assert wait_for(engine.ready)
+        assert client.get("/v2/health/ready").json() == {"ready": True}
+    engine.stop(30)
+
+
+def test_dead_replica_makes_readiness_false_and_the_other_serves():
+    engine, app, models = make(2)
+    image = random_png(1)
+    want = Direct(vitc.ViTForImageClassification.from_pretrained("vitc-digits")).embedding(image)
+    with TestClient(app) as client:
+        engine.start()
+        assert wait_for(engine.ready)
+        for m in models:
+            m.fail = SystemExit("injected")  # whichever replica runs the next batch dies
+        r = client.post("/v1/embeddings", json={"input": b64(image)})
+        assert r.status_code == 500 and "died" in r.json()["error"]["message"]
+        assert wait_for(lambda: engine.alive() == 1)
+        assert client.get("/v2/health/ready").status_code == 503
+        assert client.get("/v2/health/live").status_code == 200  # one replica still runs
+        for m in models:
+            m.fail = None
+        r = client.post("/v1/embeddings", json={"input": b64(image)})
+        assert r.status_code == 200
+        np.testing.assert_array_equal(np.float32(r.json()["data"][0]["embedding"]), want)
+        assert "vitc_replicas_alive{model=\"vitc-digits\"} 1" in client.get("/metrics").text
+    engine.stop(30)
+
+
+def test_failing_batch_answers_500_and_the_replica_goes_on():
+    engine, app, models = make(1)
+    with TestClient(app) as client:
+        engine.start()
+        assert wait_for(engine.ready)
+        models[0].fail = MemoryError("injected")
+        r = client.post("/v1/embeddings", json={"input": b64(random_png(2))})
+        assert r.status_code == 500 and "MemoryError" in r.json()["error"]["message"]
+        assert engine.ready() and client.post("/v1/embeddings", json={"input": b64(random_png(2))}).status_code == 200
+    engine.stop(30)
+
+
+def test_engine_batches_and_keeps_rows_apart():
+    engine, _, _ = make(1)
+    engine.start()
+    assert wait_for(engine.ready)
+    pixels = np.random.default_rng(0).standard_normal((10, 3, 32, 32)).astype(np.float32)
+    futures = engine.submit(EMBED, list(pixels))
+    rows = np.stack([f.result(30) for f in futures])
+    model = vitc.ViTForImageClassification.from_pretrained("vitc-digits")
+    np.testing.assert_array_equal(rows, model.embed(pixels))
+    assert engine.metrics.inference_count == 10 and engine.metrics.execution_count >= 3  # max batch 4
+    engine.stop(30)
+    assert engine.alive() == 0
+
+
+@pytest.mark.parametrize("replicas, threads, cores, want", [
+    (None, None, 8, (1, 8)), (4, None, 8, (4, 2)), (None, 2, 8, (4, 2)), (3, None, 8, (3, 2)),
+    (2, 4, 8, (2, 4)), (None, None, 1, (1, 1)),
+])
+def test_plan_cores(replicas, threads, cores, want):
+    assert plan_cores(replicas, threads, cores) == want
+
+
+@pytest.mark.parametrize("replicas, threads", [(3, 3), (9, None), (None, 9), (0, 1)])
+def test_plan_cores_refuses_oversubscription(replicas, threads):
+    with pytest.raises(ValueError, match="exceed|>= 1"):
+        plan_cores(replicas, threads, 8)

@@ -1,0 +1,283 @@
+"""The HTTP side of `vitc serve`: Starlette routes for Open Inference Protocol v2, OpenAI-shaped embeddings,
+HF-shaped classification, health and Prometheus metrics.
+
+A request's life: body read under a size cap and the request deadline (413 / 408), parsed (400 naming the
+item), every image decoded with vitc.image_io's checks and preprocessed on a small thread pool (400 naming
+the image), queued (429 when full, 503 when draining), awaited until the deadline (503), answered.
+"""
+import asyncio
+import base64
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+from ..image_io import ImageLoadError, load_image_bytes
+from . import codec
+from .codec import RequestError
+from .engine import CLASSIFY, EMBED, NotAccepting, QueueFull
+
+log = logging.getLogger("vitc.serve")
+
+
+class Settings:
+    def __init__(self, model_name, max_body_bytes, request_timeout_s, max_image_pixels, decode_threads,
+                 default_top_k=5):
+        self.model_name = model_name
+        self.max_body_bytes = max_body_bytes
+        self.request_timeout_s = request_timeout_s
+        self.max_image_pixels = max_image_pixels
+        self.decode_threads = decode_threads
+        self.default_top_k = default_top_k
+
+
+def create_app(engine, metrics, settings, lifespan=None):
+    decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="vitc-decode")  # daemon-like
+    name = settings.model_name
+
+    # ---- shared steps --------------------------------------------------------------------------------
+    async def read_body(request, deadline):
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > settings.max_body_bytes:
+            raise RequestError(413, f"the body of {declared} bytes is over the limit of {settings.max_body_bytes}")
+        chunks, size = [], 0
+        stream = request.stream().__aiter__()
+        while True:
+            try:
+                chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - time.monotonic()))
+            except StopAsyncIteration:
+                break
+            except asyncio.TimeoutError:
+                raise RequestError(408, f"the request body did not arrive within {settings.request_timeout_s:g} s")
+            size += len(chunk)
+            if size > settings.max_body_bytes:
+                raise RequestError(413, f"the body is over the limit of {settings.max_body_bytes} bytes")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def preprocess(blobs, what):
+        processor = engine.processor
+        pixels = []
+        for i, blob in enumerate(blobs):
+            label = what(i)
+            try:
+                image = load_image_bytes(blob, label, settings.max_image_pixels)
+                pixels.append(processor(image, num_workers=1)["pixel_values"][0])
+            except (ImageLoadError, ValueError, TypeError) as err:
+                text = str(err)
+                raise RequestError(400, text if label in text else f"{label}: {text}") from None
+        return pixels
+
+    async def run(task, blobs, what, deadline, top_k=None):
+        """Decode + preprocess, queue, and wait for each image's result (a list, in order)."""
+        if engine.processor is None or not engine.loaded():  # a dead replica or draining: the others still serve
+            raise RequestError(503, "the model is not ready")
+        if len(blobs) > engine.max_queue:
+            raise RequestError(413, f"{len(blobs)} images in one request; the limit is {engine.max_queue}")
+        loop = asyncio.get_running_loop()
+        pixels = await loop.run_in_executor(decode_pool, preprocess, blobs, what)
+        try:
+            futures = engine.submit(task, pixels, top_k)
+        except QueueFull as err:
+            raise RequestError(429, str(err)) from None
+        except NotAccepting as err:
+            raise RequestError(503, str(err)) from None
+        waiting = [asyncio.wrap_future(f) for f in futures]
+        try:
+            return await asyncio.wait_for(asyncio.gather(*waiting), max(0.0, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            for f in futures:
+                f.cancel()
+            raise RequestError(503, f"no result within the request timeout of {settings.request_timeout_s:g} s")
+
+    def check_model(model, version=None):
+        if model != name or version not in (None, "1"):
+            shown = model if version is None else f"{model} version {version}"
+            raise RequestError(404, f"unknown model {shown!r}; this server serves {name!r}")
+
+    def need_classifier():
+        if not engine.info["can_classify"]:
+            raise RequestError(400, f"model {name!r} has no classification head (embeddings only)")
+
+    def endpoint(label, handler, openai=False):
+        async def wrapped(request):
+            started = time.monotonic()
+            try:
+                response = await handler(request, started + settings.request_timeout_s)
+            except RequestError as err:
+                response = error_response(err.status, err.message, openai)
+            except ClientDisconnect:
+                metrics.request(label, 499, time.monotonic() - started)  # nginx's "client closed request"
+                return Response(status_code=499)
+            except Exception as err:  # noqa: BLE001 - a bug answers 500 and is logged; the server goes on
+                log.exception("%s failed", label)
+                response = error_response(500, f"internal error: {type(err).__name__}: {err}", openai)
+            metrics.request(label, response.status_code, time.monotonic() - started)
+            return response
+        return wrapped
+
+    # ---- health and metadata ---------------------------------------------------------------------------
+    async def live(request, deadline):
+        ok = not (engine.loaded() and engine.alive() == 0)  # every replica died: restart this process
+        return JSONResponse({"live": ok}, status_code=200 if ok else 503)
+
+    async def ready(request, deadline):
+        ok = engine.ready()
+        return JSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+    async def server_metadata(request, deadline):
+        from .. import __version__
+        return JSONResponse({"name": "vitc", "version": __version__, "extensions": ["binary_tensor_data"]})
+
+    async def model_ready(request, deadline):
+        check_model(request.path_params["name"], request.path_params.get("version"))
+        return await ready(request, deadline)
+
+    async def model_metadata(request, deadline):
+        check_model(request.path_params["name"], request.path_params.get("version"))
+        if engine.info is None:
+            raise RequestError(503, "the model is still loading")
+        outputs = [{"name": "embedding", "datatype": "FP32", "shape": [-1, engine.info["embedding_dim"]]}]
+        if engine.info["can_classify"]:
+            outputs += [{"name": "label", "datatype": "BYTES", "shape": [-1, -1]},
+                        {"name": "score", "datatype": "FP32", "shape": [-1, -1]}]
+        return JSONResponse({"name": name, "versions": ["1"], "platform": "vitc",
+                             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
+                             "outputs": outputs})
+
+    async def prometheus(request, deadline):
+        gauges = {"vitc_queue_size": ("Images waiting in the queue.", engine.queued()),
+                  "vitc_replicas_alive": ("Replica threads running.", engine.alive()),
+                  "vitc_ready": ("1 when every replica is loaded, warmed and alive.", int(engine.ready()))}
+        return PlainTextResponse(metrics.render(gauges), media_type="text/plain; version=0.0.4")
+
+    # ---- inference -------------------------------------------------------------------------------------
+    async def v2_infer(request, deadline):
+        check_model(request.path_params["name"], request.path_params.get("version"))
+        body = await read_body(request, deadline)
+        req, binary = codec.v2_request(body, request.headers.get(codec.V2_HEADER))
+        blobs = codec.v2_images(req, binary)
+        what = str(req["inputs"][0].get("name"))
+        params = req.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise RequestError(400, f"'parameters' must be an object, got {codec.json_type(params)}")
+        available = ["embedding"] + (["label", "score"] if engine.info and engine.info["can_classify"] else [])
+        requested = req.get("outputs")
+        if requested is None:
+            requested = [{"name": n} for n in available]
+        if not isinstance(requested, list) or not all(isinstance(o, dict) for o in requested):
+            raise RequestError(400, "'outputs' must be an array of objects")
+        wanted, binary_out = [], {}
+        for out in requested:
+            if out.get("name") not in available:
+                raise RequestError(400, f"unknown output {out.get('name')!r}; model {name!r} has {available}")
+            wanted.append(out["name"])
+            oparams = out.get("parameters") or {}
+            binary_out[out["name"]] = bool(oparams.get("binary_data", params.get("binary_data_output", False)))
+        top_k = codec.top_k_of(params.get("top_k"), settings.default_top_k, "parameters.top_k")
+        label = f"input {what!r} item"
+        jobs = {}
+        if "embedding" in wanted:
+            jobs[EMBED] = run(EMBED, blobs, lambda i: f"{label} {i}", deadline)
+        if "label" in wanted or "score" in wanted:
+            need_classifier()
+            jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k)
+        results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
+        arrays = {}
+        if EMBED in results:
+            arrays["embedding"] = ("FP32", np.stack(results[EMBED]).astype(np.float32))
+        if CLASSIFY in results:
+            ranked = results[CLASSIFY]
+            arrays["label"] = ("BYTES", np.array([[lab for lab, _ in r] for r in ranked], dtype=object))
+            arrays["score"] = ("FP32", np.array([[s for _, s in r] for r in ranked], dtype=np.float32))
+        entries, blobs_out = codec.v2_response([(n,) + arrays[n] for n in wanted], binary_out)
+        answer = {"model_name": name, "model_version": "1", "outputs": entries}
+        if "id" in req:
+            answer["id"] = req["id"]
+        head = json.dumps(answer).encode()
+        if not blobs_out:
+            return Response(head, media_type="application/json")
+        return Response(head + b"".join(blobs_out), media_type="application/octet-stream",
+                        headers={"Inference-Header-Content-Length": str(len(head))})
+
+    async def embeddings(request, deadline):
+        req = codec.parse_json(await read_body(request, deadline))
+        if not isinstance(req, dict):
+            raise RequestError(400, f"the request must be a JSON object, got {codec.json_type(req)}")
+        if req.get("model") is not None:
+            if not isinstance(req["model"], str):
+                raise RequestError(400, f"'model' must be a string, got {codec.json_type(req['model'])}")
+            check_model(req["model"])
+        encoding = req.get("encoding_format", "float")
+        if encoding not in ("float", "base64"):
+            raise RequestError(400, f"encoding_format must be 'float' or 'base64', got {json.dumps(encoding)}")
+        if "input" not in req:
+            raise RequestError(400, "'input' is required: an image (data URI or base64) or an array of them")
+        items, _ = codec.list_of(req["input"], "input")
+        blobs = [codec.image_from_string(s, f"input {i}") for i, s in enumerate(items)]
+        rows = await run(EMBED, blobs, lambda i: f"input {i}", deadline)
+        data = []
+        for i, row in enumerate(rows):
+            vector = (base64.b64encode(np.asarray(row, "<f4").tobytes()).decode() if encoding == "base64"
+                      else row.tolist())
+            data.append({"object": "embedding", "index": i, "embedding": vector})
+        return JSONResponse({"object": "list", "data": data, "model": name,
+                             "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+
+    async def classify(request, deadline):
+        body = await read_body(request, deadline)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        top_k, many = settings.default_top_k, False
+        if kind == "application/json":
+            req = codec.parse_json(body)
+            if not isinstance(req, dict) or "inputs" not in req:
+                raise RequestError(400, "expected a JSON object {\"inputs\": image or [images], "
+                                        "\"parameters\": {\"top_k\": k}}, or the raw image bytes as the body")
+            params = req.get("parameters") or {}
+            if not isinstance(params, dict):
+                raise RequestError(400, f"'parameters' must be an object, got {codec.json_type(params)}")
+            top_k = codec.top_k_of(params.get("top_k"), top_k, "parameters.top_k")
+            items, many = codec.list_of(req["inputs"], "inputs")
+            blobs = [codec.image_from_string(s, f"inputs {i}") for i, s in enumerate(items)]
+        else:
+            blobs = [body]
+        need_classifier()
+        what = (lambda i: f"inputs {i}") if kind == "application/json" else (lambda i: "the request body")
+        ranked = await run(CLASSIFY, blobs, what, deadline, top_k)
+        answer = [[{"label": lab, "score": s} for lab, s in r] for r in ranked]
+        return JSONResponse(answer if many else answer[0])
+
+    async def not_found(request, exc):
+        return error_response(404, f"no route {request.method} {request.url.path}", False)
+
+    routes = [
+        Route("/v2/health/live", endpoint("live", live)),
+        Route("/v2/health/ready", endpoint("ready", ready)),
+        Route("/v2", endpoint("server_metadata", server_metadata)),
+        Route("/v2/models/{name}", endpoint("model_metadata", model_metadata)),
+        Route("/v2/models/{name}/versions/{version}", endpoint("model_metadata", model_metadata)),
+        Route("/v2/models/{name}/ready", endpoint("model_ready", model_ready)),
+        Route("/v2/models/{name}/versions/{version}/ready", endpoint("model_ready", model_ready)),
+        Route("/v2/models/{name}/infer", endpoint("v2_infer", v2_infer), methods=["POST"]),
+        Route("/v2/models/{name}/versions/{version}/infer", endpoint("v2_infer", v2_infer), methods=["POST"]),
+        Route("/v1/embeddings", endpoint("embeddings", embeddings, openai=True), methods=["POST"]),
+        Route("/classify", endpoint("classify", classify), methods=["POST"]),
+        Route("/metrics", endpoint("metrics", prometheus)),
+    ]
+    return Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan)
+
+
+def error_response(status, message, openai=False):
+    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    if openai:
+        body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
+                          "code": status}}
+    else:
+        body = {"error": message}
+    return JSONResponse(body, status_code=status, headers=headers)

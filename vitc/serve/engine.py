@@ -1,0 +1,197 @@
+"""Dynamic batching: one bounded queue of images, R replica threads, each with its own model object.
+
+Images arrive preprocessed (float32 [C, H, W] from the model's image processor, small whatever the
+upload), so the queue's memory is bounded by max_queue. A replica takes the oldest image, then waits up to
+max_queue_delay (counted from that image's arrival) for more images of the same task until it holds
+max_batch_size, and runs them as one forward. Each image has its own Future, so a request gets exactly its
+own rows back whatever batch they ran in. Images whose request gave up (timeout) are skipped.
+"""
+import collections
+import logging
+import threading
+import time
+from concurrent.futures import Future
+
+import numpy as np
+
+from .loading import can_classify
+
+log = logging.getLogger("vitc.serve")
+
+EMBED, CLASSIFY = "embed", "classify"
+
+
+class QueueFull(Exception):
+    """The queue has no room for the images of this request (HTTP 429)."""
+
+
+class NotAccepting(Exception):
+    """The server is draining or has no live replica (HTTP 503)."""
+
+
+class _Item:
+    __slots__ = ("task", "pixels", "top_k", "future", "enqueued")
+
+    def __init__(self, task, pixels, top_k):
+        self.task, self.pixels, self.top_k = task, pixels, top_k
+        self.future = Future()
+        self.enqueued = time.perf_counter()
+
+
+class Engine:
+    """R replicas x T threads behind one queue. load(threads) -> model object (see loading.load_model)."""
+
+    def __init__(self, load, replicas, threads, max_batch_size, max_queue_delay_s, max_queue, metrics=None):
+        self._load = load
+        self.replicas, self.threads = replicas, threads
+        self.max_batch_size, self.max_queue_delay_s, self.max_queue = max_batch_size, max_queue_delay_s, max_queue
+        self.metrics = metrics
+        self._queue = collections.deque()
+        self._cond = threading.Condition()
+        self._workers = []
+        self._warm = [False] * replicas
+        self._stopping = False
+        self.draining = False
+        self.failed = None  # the message of a replica that could not load or died
+        self.info = None  # filled by the first replica to warm up: embedding_dim, labels, can_classify
+        self.processor = None  # the image processor of the first replica's model (options only, shareable)
+
+    # ---- state ---------------------------------------------------------------------------------------
+    def start(self):
+        for index in range(self.replicas):
+            worker = threading.Thread(target=self._run, args=(index,), name=f"vitc-replica-{index}", daemon=True)
+            worker.start()
+            self._workers.append(worker)
+
+    def alive(self):
+        return sum(w.is_alive() for w in self._workers)
+
+    def loaded(self):
+        return any(self._warm)
+
+    def ready(self):
+        """Every replica loaded, warmed and alive, and not draining."""
+        return (not self._stopping and not self.draining and self.failed is None and all(self._warm)
+                and self.alive() == self.replicas)
+
+    def queued(self):
+        return len(self._queue)
+
+    def stop(self, timeout=None):
+        """Finish the queued images, then end the replicas."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for worker in self._workers:
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+    # ---- requests ------------------------------------------------------------------------------------
+    def submit(self, task, pixels, top_k=None):
+        """Queue the preprocessed images of one request; a Future per image (embedding row / [(label, score)])."""
+        items = [_Item(task, p, top_k) for p in pixels]
+        with self._cond:
+            if self._stopping or self.alive() == 0:
+                raise NotAccepting("the server is shutting down" if self._stopping else "no replica is running")
+            if len(self._queue) + len(items) > self.max_queue:
+                raise QueueFull(f"the queue is full ({len(self._queue)} of {self.max_queue} images waiting)")
+            self._queue.extend(items)
+            self._cond.notify_all()
+        return [item.future for item in items]
+
+    # ---- replicas ------------------------------------------------------------------------------------
+    def _next_batch(self):
+        """Up to max_batch_size live items of one task, or None once stopping with an empty queue."""
+        with self._cond:
+            while True:
+                while self._queue and self._queue[0].future.cancelled():
+                    self._queue.popleft()
+                if self._queue:
+                    first = self._queue[0]
+                    deadline = first.enqueued + self.max_queue_delay_s
+                    while not self._stopping:
+                        same = sum(1 for it in self._queue if it.task == first.task)
+                        left = deadline - time.perf_counter()
+                        if same >= self.max_batch_size or left <= 0:
+                            break
+                        self._cond.wait(left)
+                    if self._queue and self._queue[0] is first:
+                        return self._take(first.task)
+                    continue  # another replica took it meanwhile
+                if self._stopping:
+                    return None
+                self._cond.wait()
+
+    def _take(self, task):
+        batch, rest = [], collections.deque()
+        while self._queue:
+            item = self._queue.popleft()
+            if item.task == task and len(batch) < self.max_batch_size:
+                if item.future.set_running_or_notify_cancel():  # False: its request gave up
+                    batch.append(item)
+            else:
+                rest.append(item)
+        self._queue = rest
+        return batch
+
+    def _run(self, index):
+        try:
+            model = self._load(self.threads)
+            self._warm_up(model)
+        except BaseException as exc:  # noqa: BLE001 - any failure to load is reported, never silent
+            self.failed = f"replica {index} could not load the model: {type(exc).__name__}: {exc}"
+            log.error("%s", self.failed)
+            return
+        self._warm[index] = True
+        log.info("replica %d ready (%d threads)", index, self.threads)
+        batch = []
+        try:
+            while True:
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._execute(model, batch)
+        except BaseException as exc:  # noqa: BLE001 - a dead replica must show in readiness, and its requests fail
+            self.failed = f"replica {index} died: {type(exc).__name__}: {exc}"
+            log.error("%s", self.failed)
+            for item in batch or []:
+                if not item.future.done():
+                    item.future.set_exception(RuntimeError(self.failed))
+
+    def _warm_up(self, model):
+        """One forward per task at batch 1 and at max_batch_size (allocates their buffers), and learn what to
+        advertise: the embedding width and the labels."""
+        gray = np.full((8, 8, 3), 128, np.uint8)
+        one = model.image_processor(gray)["pixel_values"]
+        for n in sorted({1, self.max_batch_size}):
+            pixels = np.repeat(one, n, axis=0)
+            dim = np.asarray(model.embed(pixels)).shape[-1]
+            if can_classify(model):
+                model.classify(pixels, top_k=1)
+        if self.info is None:
+            labels = getattr(model.config, "id2label", None) or {}
+            self.info = {"embedding_dim": int(dim), "can_classify": can_classify(model),
+                         "num_labels": len(labels) if can_classify(model) else 0}
+            self.processor = model.image_processor
+
+    def _execute(self, model, batch):
+        started = time.perf_counter()
+        try:
+            pixels = np.stack([item.pixels for item in batch])
+            if batch[0].task == EMBED:
+                rows = np.asarray(model.embed(pixels), dtype=np.float32)
+                results = [rows[i].copy() for i in range(len(batch))]
+            else:
+                top_k = max(item.top_k for item in batch)
+                ranked = model.classify(pixels, top_k=top_k)
+                results = [r[:item.top_k] for r, item in zip(ranked, batch)]
+        except Exception as exc:  # noqa: BLE001 - this batch fails (500), the replica goes on
+            log.exception("batch of %d failed", len(batch))
+            for item in batch:
+                item.future.set_exception(exc)
+            return
+        done = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.batch(len(batch), [started - item.enqueued for item in batch], done - started)
+        for item, result in zip(batch, results):
+            item.future.set_result(result)

@@ -1,0 +1,103 @@
+"""`vitc serve`: wire the engine, the app and uvicorn together; SIGTERM drains in-flight requests, then exits.
+
+    vitc serve --model ID_OR_DIR [--replicas R] [--threads T] [--max-batch-size B] [--max-queue-delay-ms D] ...
+"""
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+
+log = logging.getLogger("vitc.serve")
+
+
+def plan_cores(replicas, threads, cores):
+    """(replicas, threads) with replicas x threads <= cores; the defaults fill the machine."""
+    for flag, value in (("--replicas", replicas), ("--threads", threads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if replicas is None and threads is None:
+        replicas, threads = 1, cores
+    elif threads is None:
+        threads = max(1, cores // replicas)
+    elif replicas is None:
+        replicas = max(1, cores // threads)
+    if replicas * threads > cores:
+        raise ValueError(f"--replicas {replicas} x --threads {threads} = {replicas * threads} threads exceed the "
+                         f"{cores} cores this process may use (OMP_NUM_THREADS / affinity / cgroup quota)")
+    return replicas, threads
+
+
+def served_name(model, name=None):
+    return name or os.path.basename(os.path.normpath(str(model))) or str(model)
+
+
+def check_limits(args):
+    for flag in ("max_batch_size", "max_queue", "max_image_pixels", "top_k"):
+        if getattr(args, flag) < 1:
+            raise ValueError(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    for flag in ("max_queue_delay_ms", "max_body_mb", "request_timeout_s"):
+        value = getattr(args, flag)
+        if not value >= 0 or (flag != "max_queue_delay_ms" and value == 0):
+            raise ValueError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be 1..65535, got {args.port}")
+
+
+def main(args):
+    try:
+        import uvicorn
+        import starlette  # noqa: F401
+    except ImportError as err:
+        print(f"vitc serve needs the serve extra ({err.name} is missing): pip install 'vitc[serve]'", file=sys.stderr)
+        return 2
+    from ..runtime import default_num_threads
+    from .app import Settings, create_app
+    from .engine import Engine
+    from .loading import load_model
+    from .metrics import Metrics
+
+    check_limits(args)
+    replicas, threads = plan_cores(args.replicas, args.threads, default_num_threads())
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+    name = served_name(args.model, args.name)
+    metrics = Metrics(name)
+    engine = Engine(lambda t: load_model(args.model, t, args.dtype), replicas, threads, args.max_batch_size,
+                    args.max_queue_delay_ms / 1e3, args.max_queue, metrics)
+    settings = Settings(name, int(args.max_body_mb * 2 ** 20), args.request_timeout_s, args.max_image_pixels,
+                        decode_threads=replicas * threads, default_top_k=args.top_k)
+    status = {"code": 0}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        log.info("loading %s as %r: %d replica(s) x %d thread(s)", args.model, name, replicas, threads)
+        engine.start()
+        watcher = asyncio.get_running_loop().create_task(watch())
+        yield
+        watcher.cancel()
+        engine.stop()  # uvicorn has answered every in-flight request by now; finish anything still queued
+        log.info("stopped")
+
+    async def watch():
+        """Exit with status 1 when the model cannot be loaded; say once when it is ready."""
+        said = False
+        while True:
+            if engine.failed and not engine.loaded():
+                status["code"] = 1
+                server.should_exit = True
+                return
+            if engine.ready() and not said:
+                log.info("ready: http://%s:%d/v2/models/%s", args.host, args.port, name)
+                said = True
+            await asyncio.sleep(0.05)
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame):
+            engine.draining = True  # readiness false at once; in-flight requests still finish
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(create_app(engine, metrics, settings, lifespan), host=args.host, port=args.port,
+                            log_level=args.log_level, access_log=args.access_log, lifespan="on")
+    server = Server(config)
+    server.run()
+    return status["code"]
