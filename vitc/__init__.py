@@ -10,7 +10,10 @@ __version__ = "0.1.0"
 __all__ = ["ViTImageProcessor", "get_isa", "set_isa", "get_num_threads", "set_num_threads", "show_config", "__version__",
            "ViTConfig", "ViTModel", "ViTForImageClassification", "DeiTModel", "DeiTForImageClassification",
            "DeiTForImageClassificationWithTeacher", "WeightsMismatchError", "CheckpointNotFoundError",
-           "SafetensorsError"]
+           "SafetensorsError", "attention_rollout", "cls_attention", "overlay"]
+
+
+_LAZY = {"attention_rollout": "explain", "cls_attention": "explain", "overlay": "overlay"}
 
 
 def __getattr__(name):
@@ -18,4 +21,7 @@ def __getattr__(name):
     if name == "ViTImageProcessor":
         from .image_processing import ViTImageProcessor
         return ViTImageProcessor
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'vitc' has no attribute {name!r}")
