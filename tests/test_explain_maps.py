@@ -196,7 +196,7 @@ def test_unknown_family_and_token_count_are_errors():
 
 
 def test_import_vitc_stays_light(subprocess_env):
-    code = "import sys, vitc; print(sorted(m for m in ('PIL', 'vitc.explain', 'vitc.overlay') if m in sys.modules))"
+    code = "import sys, vitc; print(sorted(m for m in ('PIL', 'vitc.explain', 'vitc.heatmap') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
     assert vitc.attention_rollout is explain.attention_rollout and callable(vitc.overlay)

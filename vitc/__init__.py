@@ -13,7 +13,7 @@ __all__ = ["ViTImageProcessor", "get_isa", "set_isa", "get_num_threads", "set_nu
            "SafetensorsError", "attention_rollout", "cls_attention", "overlay"]
 
 
-_LAZY = {"attention_rollout": "explain", "cls_attention": "explain", "overlay": "overlay"}
+_LAZY = {"attention_rollout": "explain", "cls_attention": "explain", "overlay": "heatmap"}
 
 
 def __getattr__(name):

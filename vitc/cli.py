@@ -166,7 +166,7 @@ def cmd_embed(args):
 def cmd_explain(args):
     from .explain import AttentionMaps, forward
     from .hub import resolve_checkpoint
-    from .overlay import caption, head_grid, label_lines, map_box, render, save_png
+    from .heatmap import caption, head_grid, label_lines, map_box, render, save_png
     from .pipeline import scores_from_logits, top_k_labels
     import vitc
     method = args.method or ("cls" if args.grid or args.layer is not None or args.head is not None else "rollout")
