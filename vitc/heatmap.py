@@ -147,11 +147,11 @@ def head_grid(photo, head_maps, box, lines=(), alpha=0.5, colormap="heat", tile=
 
 
 def save_png(image, path):
-    """Write image as PNG to path whole or not at all (a temporary file renamed into place). zlib level 3:
-    a fraction of the default's time for a photo-sized PNG, a few percent larger."""
+    """Write image as PNG to path whole or not at all (a temporary file renamed into place). zlib level 1:
+    a 1920x1200 overlay takes ~1/4 of the default level 6's time for a file ~5% larger."""
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
-        image.save(tmp, format="PNG", compress_level=3)
+        image.save(tmp, format="PNG", compress_level=1)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
