@@ -104,17 +104,17 @@ class AttentionMaps:
             raise ValueError(f"discard_ratio must be a number in [0, 1), got {discard_ratio!r}")
         query = self.source.query_token
         if self._readout is not None:
-            row = _fuse_heads(np.asarray(self._readout, np.float64), head_fusion)  # [N, S]
+            row = _fuse_heads(self._readout, head_fusion)  # [N, S]
         else:
             row = np.zeros((self.batch, self.tokens))
             row[:, query] = 1.0
         for layer in reversed(self.attentions):
-            fused = _fuse_heads(np.asarray(layer, np.float64), head_fusion)  # [N, S, S]
+            fused = _fuse_heads(layer, head_fusion)  # [N, S, S]
             if discard_ratio > 0:
                 _discard_lowest(fused, discard_ratio, query)
             fused += np.eye(self.tokens)
             fused /= fused.sum(axis=-1, keepdims=True)
-            row = np.einsum("ns,nst->nt", row, fused)
+            row = (row[:, None, :] @ fused)[:, 0]
         return self._patches(row)
 
     def cls_attention(self, layer=-1, head=None):
@@ -149,10 +149,12 @@ class AttentionMaps:
 
 
 def _fuse_heads(attention, head_fusion):
-    """[N, H, ...] -> [N, ...] (a new array)."""
+    """[N, H, ...] -> float64 [N, ...] (a new array; max / min are exact in the input's precision)."""
+    attention = np.asarray(attention)
     if head_fusion == "mean":
-        return attention.mean(axis=1)
-    return attention.max(axis=1) if head_fusion == "max" else attention.min(axis=1)
+        return attention.mean(axis=1, dtype=np.float64)
+    fused = attention.max(axis=1) if head_fusion == "max" else attention.min(axis=1)
+    return fused.astype(np.float64)
 
 
 def _discard_lowest(fused, ratio, query):
