@@ -7,21 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import vitc
-from vitc import cli
-from vitc.heatmap import caption, label_lines
+sys.path.insert(0, os.path.dirname(__file__))
+from test_cli import SAMPLES, run, sample  # noqa: E402  (in-process `vitc` runs, the bundled digits)
 
-SAMPLES = os.path.join(os.path.dirname(cli.__file__), "samples")
-
-
-def run(capsys, *argv):
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def sample(digit):
-    return os.path.join(SAMPLES, f"digit_{digit}.png")
+import vitc  # noqa: E402
+from vitc import cli  # noqa: E402
+from vitc.heatmap import caption, label_lines  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +111,6 @@ def test_head_must_be_a_number_or_mean(capsys):
 
 def test_encoder_checkpoint_gets_maps_without_labels(capsys, tmp_path):
     """A checkpoint saved from ViTModel (DINO-style) has no classifier: the maps, no caption."""
-    sys.path.insert(0, os.path.dirname(__file__))
     from checkpoints import build
     ckpt = build("model_no_pooler", str(tmp_path))
     rgb = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
