@@ -29,6 +29,9 @@ _LAZY = {
     # text side (vitc/tokenization.py needs the `tokenizers` package; vitc/processing.py)
     **dict.fromkeys(["CLIPTokenizer", "SiglipTokenizer"], ".tokenization"),
     **dict.fromkeys(["CLIPProcessor", "SiglipProcessor"], ".processing"),
+    # attention maps (vitc/explain.py, vitc/heatmap.py: numpy, Pillow)
+    **dict.fromkeys(["attention_rollout", "cls_attention"], ".explain"),
+    "overlay": ".heatmap",
 }
 __all__ += list(_LAZY)
 

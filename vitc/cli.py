@@ -2,6 +2,7 @@
 
     vitc classify IMG... [--model ID_OR_DIR] [--top-k K] [--batch-size B] [--threads T] [--json]
     vitc embed IMG... --out embeddings.npy|.npz [--model ...] [--all-tokens]
+    vitc explain IMG... [--model ...] [--method rollout|cls] [--layer L] [--head H|mean] [--grid] [--out DIR]
     vitc info [MODEL]        vitc bench [--model ...] [--batch B] [--threads T]
     vitc demo                vitc config
     vitc serve [--model ...] [--port 8000] [--replicas R] [--threads T] ...   (extra vitc[serve])
@@ -115,23 +116,26 @@ def load_model(args, encoder_only=False):
     return getattr(vitc, embedders[-1]).from_pretrained(args.model, threads=args.threads)
 
 
-def run_batches(model, paths, batch_size, fn, show_progress=True):
-    """Call fn(good_paths, pixel_values) per batch; returns [(path, error message)] for unreadable images."""
-    from .image_io import ImageLoadError
+def run_batches(model, paths, batch_size, fn, show_progress=True, keep_images=False):
+    """Call fn(good_paths, pixel_values) per batch (keep_images: fn(good_paths, pixel_values, images), with
+    the decoded upright PIL images too); returns [(path, error message)] for unreadable images."""
+    from .image_io import ImageLoadError, load_image
     failures = []
     bar = progress(len(paths), show_progress)
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        good, arrays = [], []
+        good, arrays, images = [], [], []
         for path in chunk:  # decode one by one so one bad file does not sink the batch
             try:
-                arrays.append(model.image_processor(path)["pixel_values"][0])
+                image = load_image(path) if keep_images else path
+                arrays.append(model.image_processor(image)["pixel_values"][0])
                 good.append(path)
+                images.append(image)
             except (ImageLoadError, OSError, ValueError) as exc:
                 failures.append((path, str(exc)))
         if good:
             import numpy as np
-            fn(good, np.stack(arrays))
+            fn(good, np.stack(arrays), *([images] if keep_images else []))
         bar.update(len(chunk))
     bar.close()
     return failures
@@ -190,6 +194,78 @@ def cmd_embed(args):
     os.replace(tmp, args.out)
     print(f"wrote {embeddings.shape} embeddings of {len(names)} images to {args.out}", file=sys.stderr)
     return status
+
+
+def cmd_explain(args):
+    from .explain import AttentionMaps, forward
+    from .hub import resolve_checkpoint
+    from .heatmap import caption, head_grid, label_lines, map_box, render, save_png
+    from .pipeline import scores_from_logits, top_k_labels
+    import vitc
+    method = args.method or ("cls" if args.grid or args.layer is not None or args.head is not None else "rollout")
+    if method == "rollout" and (args.grid or args.layer is not None or args.head is not None):
+        raise CliError("--layer, --head and --grid read one layer's CLS attention: use them with --method cls")
+    if method == "cls" and (args.head_fusion is not None or args.discard_ratio is not None):
+        raise CliError("--head-fusion and --discard-ratio apply to --method rollout")
+    if args.grid and args.head is not None:
+        raise CliError("--grid shows every head: leave out --head")
+    if not 0.0 <= args.alpha <= 1.0 or not 0.0 <= (args.discard_ratio or 0.0) < 1.0:
+        raise CliError("--alpha must be in [0, 1] and --discard-ratio in [0, 1)")
+    # a checkpoint saved from ViTModel / DeiTModel (DINO) has no classifier: maps without labels
+    archs = vitc.ViTConfig.from_json_file(resolve_checkpoint(args.model).config).architectures or []
+    encoder_only = bool(archs) and not any("ForImageClassification" in a for a in archs)
+    model = load_model(args, encoder_only=encoder_only)
+    layers, heads = model.config.num_hidden_layers, model.config.num_attention_heads
+    layer = -1 if args.layer is None else args.layer
+    if not -layers <= layer < layers:
+        raise CliError(f"--layer must be in [{-layers}, {layers}): the model has {layers} layers, got {layer}")
+    head = None if args.head in (None, "mean") else int(args.head)
+    if head is not None and not 0 <= head < heads:
+        raise CliError(f"--head must be 'mean' or in [0, {heads}): the model has {heads} heads, got {head}")
+    paths = expand_images(args.images)
+    os.makedirs(args.out, exist_ok=True)
+    suffix = {"rollout": "rollout", "cls": f"cls-layer{layer % layers}" + ("" if head is None else f"-head{head}")}
+    suffix = f"heads-layer{layer % layers}" if args.grid else suffix[method]
+    taken = set()
+
+    def emit(good, pixels, images):
+        out = forward(model, pixels)  # the labels and the maps come from this one forward
+        maps = AttentionMaps.of_forward(model, pixels, out)
+        if args.grid:
+            heat = maps.cls_attention(layer, "all")
+        elif method == "rollout":
+            heat = maps.rollout(args.head_fusion or "mean", args.discard_ratio or 0.0)
+        else:
+            heat = maps.cls_attention(layer, head)
+        ranked = [[] for _ in good]
+        if not encoder_only:
+            scores = scores_from_logits(out.logits, getattr(model.config, "problem_type", None))
+            ranked = top_k_labels(scores, model.config.id2label, args.top_k)
+        for path, image, heat_i, ranked_i in zip(good, images, heat, ranked):
+            photo = image.convert("RGB")
+            box = map_box(photo.size, maps.grid, model)
+            lines = label_lines(ranked_i)
+            if args.grid:
+                picture = head_grid(photo, heat_i, box, lines, args.alpha, args.colormap)
+            else:
+                picture = caption(render(photo, heat_i, box, args.alpha, args.colormap), lines)
+            target = _output_path(args.out, path, suffix, taken)
+            save_png(picture, target)
+            print(f"{path} -> {target}" + (f"  ({lines[0].strip()})" if lines else ""))
+        sys.stdout.flush()
+
+    return report_failures(run_batches(model, paths, args.batch_size, emit, keep_images=True))
+
+
+def _output_path(folder, image_path, suffix, taken):
+    """folder/<image stem>.<suffix>.png, with -2, -3, ... when two inputs share a stem."""
+    stem = os.path.splitext(os.path.basename(image_path))[0]
+    target, n = os.path.join(folder, f"{stem}.{suffix}.png"), 1
+    while target in taken:
+        n += 1
+        target = os.path.join(folder, f"{stem}-{n}.{suffix}.png")
+    taken.add(target)
+    return target
 
 
 def cmd_info(args):
@@ -275,6 +351,14 @@ def add_serve_parser(sub):
     add_serve_arguments(p, DEFAULT_MODEL)
     p.set_defaults(fn=cmd_serve)
 
+def _head_arg(text):
+    if text == "mean":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a head number or 'mean', got {text!r}") from None
+
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="vitc", description="CPU inference for HuggingFace ViT checkpoints.")
@@ -299,6 +383,26 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--all-tokens", action="store_true", help="every token of the last hidden state")
     p.set_defaults(fn=cmd_embed)
+
+    p = sub.add_parser("explain", help="PNGs of where the model looks: attention rollout or CLS attention")
+    p.add_argument("images", nargs="+", help="image files, directories or glob patterns")
+    model_opts(p)
+    p.add_argument("--method", choices=("rollout", "cls"), default=None,
+                   help="rollout: attention rollout through all layers (default); cls: one layer's CLS attention "
+                        "(the default with --layer, --head or --grid)")
+    p.add_argument("--layer", type=int, default=None, help="layer of --method cls / --grid (default -1: the last)")
+    p.add_argument("--head", default=None, type=_head_arg, help="head of --method cls, or 'mean' (default)")
+    p.add_argument("--head-fusion", choices=("mean", "max", "min"), default=None,
+                   help="how rollout fuses the heads of a layer (default mean)")
+    p.add_argument("--discard-ratio", type=float, default=None,
+                   help="rollout: fraction of the lowest attentions dropped per layer (default 0)")
+    p.add_argument("--grid", action="store_true", help="one PNG per image with every head of --layer (DINO style)")
+    p.add_argument("--out", default=".", help="folder for the PNGs (default: the current one)")
+    p.add_argument("--top-k", type=int, default=3, help="labels in the caption (default 3)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the heat colors over the photo")
+    p.add_argument("--colormap", choices=("heat", "deep"), default="heat")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.set_defaults(fn=cmd_explain)
 
     p = sub.add_parser("info", help="config, parameter count, weight bytes, ISA and threads")
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL)
