@@ -126,15 +126,19 @@ class Checkpoint:
         path = self._export_dir() / "model.int8.onnx"
         if path.is_file():
             return path
+        import logging
+
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         src = self.onnx_file(log)
         t0 = time.perf_counter()
         tmp = path.with_name(f"model.int8.{os.getpid()}.tmp.onnx")
+        logging.disable(logging.WARNING)  # "consider pre-processing": advice for static quantization
         try:
             quantize_dynamic(str(src), str(tmp), per_channel=True, weight_type=QuantType.QInt8)
             os.replace(tmp, path)
         finally:
+            logging.disable(logging.NOTSET)
             if tmp.exists():
                 tmp.unlink()
         log(f"quantized {path} (dynamic int8, per channel) [{time.perf_counter() - t0:.1f} s]")
