@@ -9,8 +9,8 @@ import os
 from xml.sax.saxutils import escape
 
 COLORS = ["#1b5e9e", "#e07b39", "#f2b134", "#5aa469", "#8e6bbf", "#c0504d", "#4bacc6", "#7f7f7f"]
-W, H = 760, 380
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 44, 92
+W, H = 760, 360
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 44, 80
 
 
 def _ceilings(report):
@@ -51,7 +51,7 @@ def svg(report, title=None):
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
            f'font-family="Helvetica, Arial, sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="#ffffff"/>',
-           f'<text x="{W / 2:.1f}" y="22" text-anchor="middle" font-size="15" font-weight="bold">{escape(title)}</text>']
+           f'<text x="{W / 2:.1f}" y="22" text-anchor="middle" font-size="14" font-weight="bold">{escape(title)}</text>']
     v = 0
     while v <= top + 1e-9:  # horizontal grid and y labels
         out.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{y(v):.1f}" y2="{y(v):.1f}" stroke="#e4e4e4"/>')
@@ -70,8 +70,10 @@ def svg(report, title=None):
             out.append(f'<rect x="{bx + 1:.1f}" y="{by:.1f}" width="{bar_w - 2:.1f}" height="{TOP + plot_h - by:.1f}" '
                        f'fill="{color}"><title>{escape(_label(report, name))}: {s["gflops"]:.1f} GFLOP/s, '
                        f'{s["ms_per_image"]:.2f} ms/image</title></rect>')
-            out.append(f'<text x="{bx + bar_w / 2:.1f}" y="{by - 3:.1f}" text-anchor="middle" font-size="9" '
-                       f'fill="#333">{s["gflops"]:.0f}</text>')
+            inside = TOP + plot_h - by > 16  # the value inside the bar's top: clear of the ceiling line
+            out.append(f'<text x="{bx + bar_w / 2:.1f}" y="{by + 12 if inside else by - 3:.1f}" '
+                       f'text-anchor="middle" font-size="9" fill="{"#fff" if inside else "#333"}">'
+                       f'{s["gflops"]:.0f}</text>')
         ceiling = shown.get(int(cell["threads"]))
         if ceiling:
             out.append(f'<line x1="{x0 + 4:.1f}" x2="{x0 + group_w - 4:.1f}" y1="{y(ceiling):.1f}" '
