@@ -1,6 +1,6 @@
 """vitc SGEMM vs numpy/OpenBLAS on the ViT-B/16 Linear shapes, alternating in one process.
 
-    PYTHONPATH=. python benchmarks/bench_gemm.py --threads 1 2 --batch 1 8
+    python benchmarks/bench_gemm.py --threads 1 2 --batch 1 8
 
 For each shape (M×K)·(K×N), M = 197·batch: C = A·Wᵀ with W [N, K] (Linear layout), vitc with W packed
 once (pack_nk), numpy as np.matmul(A, W.T, out=C) on preallocated float32 arrays.

@@ -21,6 +21,8 @@ def header(r):
              f"peak      " + (f"{peak['per_core_gflops']:.0f} GFLOP/s per core for {r['dtype']}, {peak['how']}"
                               if peak else "unknown (the OS reports no CPU frequency): % of peak left empty"),
              f"software  python {m['python']}, " + ", ".join(f"{k} {v[k]}" for k in v if v[k]),
+             f"vitc      {r['vitc']['path']}; isa {r['vitc']['isa']} (available "
+             f"{', '.join(r['vitc']['isa_available'])}), openmp {r['vitc']['openmp']}",
              f"load      {' '.join(f'{x:.2f}' for x in m['loadavg'])} (1/5/15 min load average; above "
              f"{m['usable_cpus']} other processes share the CPUs and numbers get noisy: read the spread)",
              f"run       batch {r['batch']}; threads {r['threads']}; {r['warmup']} warm-up + "

@@ -96,6 +96,13 @@ def run_cell(engines, reference, batch, threads, ckpt, args, flops, peak):
             "peak": peak, "reference_output": ref[:1] if batch == 1 else None}
 
 
+def vitc_config():
+    import vitc
+    from ..runtime import config
+
+    return {"version": vitc.__version__, "path": os.path.dirname(vitc.__file__), **config()}
+
+
 def run(args, print_fn=print):
     """Run the benchmark described by args (see options.add_options); returns the report dict.
 
@@ -116,7 +123,7 @@ def run(args, print_fn=print):
               "batch": args.batch, "threads": args.threads, "rounds": args.rounds, "min_rounds": args.min_rounds,
               "cell_budget_s": args.cell_budget, "warmup": args.warmup, "gap_ms": args.gap_ms, "tol": args.tol,
               "seed": args.seed, "ov_shape": args.ov_shape, "argv": sys.argv,
-              "peak": {t: estimated_peak(args.dtype, t) for t in args.threads},
+              "peak": {t: estimated_peak(args.dtype, t) for t in args.threads}, "vitc": vitc_config(),
               "engine_info": {}, "load_s": {}, "cells": []}
     print_fn(rep.header(report))
     if not names:
@@ -187,5 +194,6 @@ def finish_args(args):
     if args.tol is None:
         args.tol = DEFAULT_TOL[args.dtype]
     args.warmup = max(1, args.warmup)
+    args.min_rounds = min(args.min_rounds, args.rounds)
     return args
 
