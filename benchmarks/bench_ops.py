@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from vitc import _vitc, runtime  # noqa: E402  (the installed vitc, or this checkout with PYTHONPATH=.)
+from vitc import _vitc, runtime  # the installed vitc, or this checkout with PYTHONPATH=.
 
 
 def median_time(fn, repeat, min_time=0.2):
