@@ -90,7 +90,7 @@ def run(args):
     except KeyboardInterrupt:
         print("\nvitc bench: interrupted; no file written", file=sys.stderr)
         return 130
-    except BenchmarkError as exc:
-        print(f"vitc bench: {exc}", file=sys.stderr)
+    except (BenchmarkError, OSError, ValueError) as exc:  # a wrong model path / id: one line, no traceback
+        print(f"vitc bench: error: {exc}", file=sys.stderr)
         return 1
     return 0
