@@ -47,7 +47,8 @@ def svg(report, title=None):
     group_w = plot_w / max(len(cells), 1)
     bar_w = min(34.0, 0.8 * group_w / max(len(engines), 1))
     title = title or report.get("title") or (
-        f"{report.get('model', '')}, {report.get('dtype', 'float32')}: GFLOP/s (higher is better)")
+        f"{os.path.basename(str(report.get('model', '')).rstrip('/'))}, {report.get('dtype', 'float32')}: "
+        f"GFLOP/s (higher is better)")
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
            f'font-family="Helvetica, Arial, sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="#ffffff"/>',
@@ -92,7 +93,7 @@ def svg(report, title=None):
                        + ", ".join(f"{g:.0f} at {t} threads" for t, g in sorted(far.items())), True))
     lx, ly = LEFT, TOP + plot_h + 36
     for color, text, dashed in legend:
-        width = 16 + 6.2 * len(text) + 18
+        width = 16 + 6.8 * len(text) + 18
         if lx + width > W - RIGHT:
             lx, ly = LEFT, ly + 18
         if dashed:
