@@ -12,10 +12,29 @@ __all__ = ["ViTImageProcessor", "get_isa", "set_isa", "get_num_threads", "set_nu
            "DeiTForImageClassificationWithTeacher", "WeightsMismatchError", "CheckpointNotFoundError",
            "SafetensorsError"]
 
+# Exported on first use (importlib, from the module named), so `import vitc` stays fast: name -> module.
+_LAZY = {
+    # CLIP / SigLIP / DINOv2 families (vitc/config_families.py, vitc/image_processing.py)
+    **dict.fromkeys(["CLIPConfig", "CLIPTextConfig", "CLIPVisionConfig", "SiglipConfig", "SiglipTextConfig",
+                     "SiglipVisionConfig", "Dinov2Config", "Dinov2WithRegistersConfig"], ".config_families"),
+    **dict.fromkeys(["CLIPImageProcessorPil", "SiglipImageProcessorPil", "BitImageProcessorPil",
+                     "CLIPImageProcessor", "SiglipImageProcessor", "BitImageProcessor"], ".image_processing"),
+    # Auto classes (vitc/auto.py)
+    **dict.fromkeys(["AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor",
+                     "AutoTokenizer", "AutoProcessor"], ".auto"),
+    # text side (vitc/tokenization.py needs the `tokenizers` package; vitc/processing.py)
+    **dict.fromkeys(["CLIPTokenizer", "SiglipTokenizer"], ".tokenization"),
+    **dict.fromkeys(["CLIPProcessor", "SiglipProcessor"], ".processing"),
+}
+__all__ += list(_LAZY)
+
 
 def __getattr__(name):
     # Pillow is imported only by code that handles images, so `import vitc` stays fast
     if name == "ViTImageProcessor":
         from .image_processing import ViTImageProcessor
         return ViTImageProcessor
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'vitc' has no attribute {name!r}")

@@ -114,7 +114,99 @@ def _labels(d):
     return out, dict(label2id)
 
 
-class ViTConfig:
+class ConfigFile:
+    """Reading a config.json: from_dict / from_json_file / from_pretrained, shared by every vitc config class.
+    A subclass implements _init(fields_dict) (validate and set attributes) and to_dict()."""
+
+    @classmethod
+    def from_dict(cls, config_dict):
+        if not isinstance(config_dict, dict):
+            raise ValueError(f"a config must be a JSON object / dict, got {type(config_dict).__name__}")
+        bad = [k for k in config_dict if not isinstance(k, str)]
+        if bad:
+            raise ValueError(f"config keys must be strings, got {_clip(bad)}")
+        self = cls.__new__(cls)
+        self._init(config_dict)  # not cls(**config_dict): a key named "self" must not break the call
+        return self
+
+    @classmethod
+    def from_json_file(cls, path):
+        try:
+            return cls.from_dict(read_json(path))
+        except ValueError as exc:
+            if str(exc).startswith(f"{path}: "):
+                raise
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None):
+        """config.json of a local folder (or a path to the file itself) or of a Hub repo."""
+        if os.path.isfile(path_or_repo_id):
+            return cls.from_json_file(path_or_repo_id)
+        from .hub import resolve_file
+        return cls.from_json_file(resolve_file(path_or_repo_id, "config.json", revision=revision,
+                                               cache_dir=cache_dir, token=token))
+
+    def __repr__(self):
+        return f"{type(self).__name__} {json.dumps(self.to_dict(), indent=2, sort_keys=True)}"
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.to_dict() == other.to_dict()
+
+
+def read_json(path):
+    """The JSON object of a config file, every failure a ValueError (or OSError) naming the file."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: the JSON is nested too deeply") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path}: is a directory, expected a config.json file") from None
+    except ValueError as exc:  # e.g. an integer with more digits than sys.get_int_max_str_digits()
+        raise ValueError(f"{path}: unreadable JSON value ({exc})") from None
+
+
+class VisionGeometry:
+    """Derived sizes of an image encoder config with image_size, patch_size, hidden_size, num_attention_heads."""
+
+    @property
+    def image_hw(self):
+        return _pair("image_size", self.image_size)
+
+    @property
+    def patch_hw(self):
+        return _pair("patch_size", self.patch_size)
+
+    @property
+    def grid(self):
+        """(rows, cols) of patches at the configured image size."""
+        (h, w), (ph, pw) = self.image_hw, self.patch_hw
+        return h // ph, w // pw
+
+    @property
+    def num_patches(self):
+        rows, cols = self.grid
+        return rows * cols
+
+    @property
+    def head_dim(self):
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def num_labels(self):
+        return len(self.id2label)
+
+    @property
+    def hidden_act_code(self):
+        return ACTIVATION_CODES[self.hidden_act]
+
+
+class ViTConfig(ConfigFile, VisionGeometry):
     """Configuration of a ViT / DeiT / DINO encoder (fields and defaults as transformers.ViTConfig)."""
 
     def __init__(self, **kwargs):
@@ -140,47 +232,6 @@ class ViTConfig:
         d.pop("id2label", None), d.pop("label2id", None), d.pop("num_labels", None)
         self.extra = d  # fields vitc does not use, kept for to_dict()
         self.validate()
-
-    # ---- construction ------------------------------------------------------------------------------
-    @classmethod
-    def from_dict(cls, config_dict):
-        if not isinstance(config_dict, dict):
-            raise ValueError(f"a config must be a JSON object / dict, got {type(config_dict).__name__}")
-        bad = [k for k in config_dict if not isinstance(k, str)]
-        if bad:
-            raise ValueError(f"config keys must be strings, got {_clip(bad)}")
-        self = cls.__new__(cls)
-        self._init(config_dict)  # not cls(**config_dict): a key named "self" must not break the call
-        return self
-
-    @classmethod
-    def from_json_file(cls, path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text ({exc})") from None
-        except RecursionError:
-            raise ValueError(f"{path}: the JSON is nested too deeply") from None
-        except IsADirectoryError:
-            raise IsADirectoryError(f"{path}: is a directory, expected a config.json file") from None
-        except ValueError as exc:  # e.g. an integer with more digits than sys.get_int_max_str_digits()
-            raise ValueError(f"{path}: unreadable JSON value ({exc})") from None
-        try:
-            return cls.from_dict(data)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-
-    @classmethod
-    def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None):
-        """config.json of a local folder (or a path to the file itself) or of a Hub repo."""
-        if os.path.isfile(path_or_repo_id):
-            return cls.from_json_file(path_or_repo_id)
-        from .hub import resolve_file
-        return cls.from_json_file(resolve_file(path_or_repo_id, "config.json", revision=revision,
-                                               cache_dir=cache_dir, token=token))
 
     # ---- checks and derived values -----------------------------------------------------------------
     def validate(self):
@@ -217,37 +268,6 @@ class ViTConfig:
                                  f"{', '.join(sorted(ACTIVATION_CODES))}")
 
     @property
-    def image_hw(self):
-        return _pair("image_size", self.image_size)
-
-    @property
-    def patch_hw(self):
-        return _pair("patch_size", self.patch_size)
-
-    @property
-    def grid(self):
-        """(rows, cols) of patches at the configured image size."""
-        (h, w), (ph, pw) = self.image_hw, self.patch_hw
-        return h // ph, w // pw
-
-    @property
-    def num_patches(self):
-        rows, cols = self.grid
-        return rows * cols
-
-    @property
-    def head_dim(self):
-        return self.hidden_size // self.num_attention_heads
-
-    @property
-    def num_labels(self):
-        return len(self.id2label)
-
-    @property
-    def hidden_act_code(self):
-        return ACTIVATION_CODES[self.hidden_act]
-
-    @property
     def pooler_act_code(self):
         return ACTIVATION_CODES[self.pooler_act]
 
@@ -262,9 +282,3 @@ class ViTConfig:
                  problem_type=self.problem_type, architectures=self.architectures,
                  id2label={str(k): v for k, v in self.id2label.items()}, label2id=dict(self.label2id))
         return d
-
-    def __repr__(self):
-        return f"ViTConfig {json.dumps(self.to_dict(), indent=2, sort_keys=True)}"
-
-    def __eq__(self, other):
-        return isinstance(other, ViTConfig) and self.to_dict() == other.to_dict()

@@ -23,8 +23,10 @@ import numpy as np
 from PIL import Image
 
 from .image_io import ImageLoadError, load_image
+from .outputs import BatchFeature
 
-__all__ = ["ViTImageProcessor", "BatchFeature", "ImageLoadError", "CONFIG_NAME"]
+__all__ = ["ViTImageProcessor", "CLIPImageProcessorPil", "SiglipImageProcessorPil", "BitImageProcessorPil",
+           "BatchFeature", "ImageLoadError", "CONFIG_NAME"]
 
 CONFIG_NAME = "preprocessor_config.json"
 
@@ -56,6 +58,7 @@ _FAMILY_DEFAULTS = {
             "crop_size": _SQUARE_224, "image_mean": _CLIP_MEAN, "image_std": _CLIP_STD},
 }
 _FAMILY_DEFAULTS["CLIP"] = _FAMILY_DEFAULTS["Bit"]
+_FAMILY_DEFAULTS["Siglip"] = {"resample": 3, "default_to_square": False}  # 224x224, mean = std = 0.5 as ViT
 
 # Options some processors have that change the pixels in ways this class does not implement: refuse them
 # rather than silently produce different inputs. Value = the setting that means "off".
@@ -69,16 +72,6 @@ _SIZE_KEY_SETS = (
 )
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-class BatchFeature(dict):
-    """dict of model inputs ({"pixel_values": float32 [N, 3, H, W]}); keys also readable as attributes."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class ViTImageProcessor:
@@ -102,31 +95,40 @@ class ViTImageProcessor:
     (transformers would return the uint8 values).
     """
 
+    # transformers class this one reproduces: its name goes into saved configs, its defaults fill the options
+    # a config leaves out (None: ViTImageProcessor's own, the class named by the config's image_processor_type)
+    _family_name = None
+
     def __init__(self, *, num_workers=None, **options):
         unknown = sorted(set(options) - set(_OPTION_NAMES))
         if unknown:
             raise TypeError(f"unknown ViTImageProcessor option(s) {unknown}; expected some of {list(_OPTION_NAMES)}")
         self.num_workers = _check_workers(num_workers)
-        resolved = _resolve_options({**_DEFAULTS, **{k: v for k, v in options.items() if v is not None}})
+        resolved = _resolve_options({**self._defaults(), **{k: v for k, v in options.items() if v is not None}})
         for name, value in resolved.items():
             setattr(self, name, value)
 
     # ---- construction -------------------------------------------------------------------------------
 
     @classmethod
+    def _defaults(cls, family=None):
+        return {**_DEFAULTS, **_FAMILY_DEFAULTS.get(cls._family_name or family, {})}
+
+    @classmethod
     def from_dict(cls, config, **overrides):
         """Build from a preprocessor_config.json dict (legacy or modern); keyword overrides win.
 
         Keys left out (or null) take the defaults of the transformers class named by image_processor_type /
-        feature_extractor_type (ViT, DeiT, Beit, Bit, CLIP; ViT's for any other), as transformers does.
+        feature_extractor_type (ViT, DeiT, Beit, Bit, CLIP, Siglip; ViT's for any other), as transformers does;
+        on a family class (CLIPImageProcessorPil, ...) those of that class, as transformers' from_dict does.
         """
         if not isinstance(config, dict):
             raise TypeError(f"expected a dict of preprocessing options, got {type(config).__name__}")
         for name, off in _UNSUPPORTED_OPTIONS.items():
             value = config.get(name, off)
             if value is not None and value != off:
-                raise ValueError(f"preprocessing option {name}={value!r} is not supported by vitc.ViTImageProcessor")
-        options = {**_DEFAULTS, **_FAMILY_DEFAULTS.get(_family(config), {})}
+                raise ValueError(f"preprocessing option {name}={value!r} is not supported by vitc.{cls.__name__}")
+        options = cls._defaults(_family(config))
         options.update({k: config[k] for k in _OPTION_NAMES if config.get(k) is not None})
         options.update(overrides)
         return cls(**options)
@@ -149,7 +151,7 @@ class ViTImageProcessor:
 
     def to_dict(self):
         """The options as a modern preprocessor_config.json dict (from_dict(to_dict()) round-trips)."""
-        config = {"image_processor_type": "ViTImageProcessor"}
+        config = {"image_processor_type": f"{self._family_name or 'ViT'}ImageProcessor"}
         for name in _OPTION_NAMES:
             if name == "default_to_square":
                 continue  # only meaningful for an int size, which is already resolved into `size`
@@ -195,6 +197,33 @@ class ViTImageProcessor:
         sources = _as_list(images)
         workers = _check_workers(num_workers) or self.num_workers or _default_workers()
         return BatchFeature(pixel_values=plan.run(sources, min(workers, len(sources))))
+
+
+class CLIPImageProcessorPil(ViTImageProcessor):
+    """transformers' CLIPImageProcessorPil, bit for bit: shortest edge 224 (bicubic), center crop 224, CLIP mean/std.
+    Options and inputs as ViTImageProcessor; a config's missing options take these defaults."""
+    _family_name = "CLIP"
+
+
+class SiglipImageProcessorPil(ViTImageProcessor):
+    """transformers' SiglipImageProcessorPil, bit for bit: straight resize to 224x224 (bicubic; SigLIP2 FixRes
+    configs name bilinear), no crop, mean = std = 0.5. An int size means the shortest edge, as there."""
+    _family_name = "Siglip"
+
+
+class BitImageProcessorPil(ViTImageProcessor):
+    """transformers' BitImageProcessorPil (DINOv2's), bit for bit: the CLIP defaults; DINOv2 configs name
+    shortest edge 256, crop 224 and the ImageNet mean/std."""
+    _family_name = "Bit"
+
+
+CLIPImageProcessor, SiglipImageProcessor, BitImageProcessor = (
+    CLIPImageProcessorPil, SiglipImageProcessorPil, BitImageProcessorPil)  # transformers' names for their configs
+
+# image_processor_type (without Fast/Pil) -> the vitc class that reproduces it
+IMAGE_PROCESSOR_CLASSES = {"ViT": ViTImageProcessor, "DeiT": ViTImageProcessor, "Beit": ViTImageProcessor,
+                           "CLIP": CLIPImageProcessorPil, "Siglip": SiglipImageProcessorPil,
+                           "Bit": BitImageProcessorPil}
 
 
 class _Plan:

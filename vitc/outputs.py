@@ -69,3 +69,13 @@ class DeiTImageClassifierOutput(ModelOutput):
     """DeiT with teacher: logits = (cls_logits + distillation_logits) / 2, as transformers'
     DeiTForImageClassificationWithTeacherOutput."""
     _fields = ("logits", "cls_logits", "distillation_logits", "hidden_states", "attentions")
+
+
+class BatchFeature(dict):
+    """dict of model inputs ({"pixel_values": float32 [N, 3, H, W]}, input_ids, ...); keys also attributes."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
