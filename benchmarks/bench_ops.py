@@ -7,14 +7,11 @@ LayerNorm 197x768, GELU (erf) over 197x3072, softmax 12x197x197, attention core 
 (4*seq^2*head_dim*heads*batch flop; ViT-B/16 has 12 such layers per image).
 """
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from vitc import _vitc, runtime  # noqa: E402
+from vitc import _vitc, runtime  # the installed vitc, or this checkout with PYTHONPATH=.
 
 
 def median_time(fn, repeat, min_time=0.2):

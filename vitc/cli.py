@@ -3,7 +3,7 @@
     vitc classify IMG... [--model ID_OR_DIR] [--top-k K] [--batch-size B] [--threads T] [--json]
     vitc embed IMG... --out embeddings.npy|.npz [--model ...] [--all-tokens]
     vitc explain IMG... [--model ...] [--method rollout|cls] [--layer L] [--head H|mean] [--grid] [--out DIR]
-    vitc info [MODEL]        vitc bench [--model ...] [--batch B] [--threads T]
+    vitc info [MODEL]        vitc bench [--model ...] [--compare torch,onnxruntime,openvino] [--dtype ...]
     vitc demo                vitc config
     vitc serve [--model ...] [--port 8000] [--replicas R] [--threads T] ...   (extra vitc[serve])
 
@@ -303,24 +303,8 @@ def cmd_info(args):
 
 
 def cmd_bench(args):
-    import numpy as np
-    model = load_model(args)
-    c = model.config
-    h, w = (c.image_size, c.image_size) if isinstance(c.image_size, int) else tuple(c.image_size)
-    x = np.random.default_rng(0).standard_normal((args.batch, c.num_channels, h, w)).astype(np.float32)
-    model(x)  # warm-up: buffers for this shape
-    times = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - t0)
-    ms = 1e3 * float(np.median(times))
-    from .runtime import get_num_threads
-    threads = model.threads if model.threads is not None else get_num_threads()
-    print(f"{args.model}: batch {args.batch}, {threads} threads, {model.isa}: median {ms:.2f} ms "
-          f"({ms / args.batch:.2f} ms/image) over {args.repeats} runs")
-    print("Side-by-side comparisons with PyTorch / ONNX Runtime / OpenVINO: benchmarks/bench_vit.py")
-    return 0
+    from .bench.options import run
+    return run(args)
 
 
 def cmd_demo(args):
@@ -410,10 +394,10 @@ def build_parser():
     p.add_argument("--encoder", action="store_true", help="load as ViTModel (checkpoints without a classifier)")
     p.set_defaults(fn=cmd_info)
 
-    p = sub.add_parser("bench", help="time vitc alone on random input")
-    model_opts(p)
-    p.add_argument("--batch", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=10)
+    p = sub.add_parser("bench", help="time vitc, alone or beside PyTorch / ONNX Runtime / OpenVINO (--compare)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"Hub repo id or local folder (default {DEFAULT_MODEL})")
+    from .bench.options import add_options
+    add_options(p)
     p.set_defaults(fn=cmd_bench)
 
     p = sub.add_parser("demo", help="classify the bundled sample digits with the bundled model, offline")
@@ -433,9 +417,12 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("top_k", "batch_size", "batch", "repeats", "threads"):
+    if args.command == "bench":
+        from .bench.options import check
+        check(args, parser.error)
+    for name in ("top_k", "batch_size", "threads"):
         value = getattr(args, name, None)
-        if value is not None and value < 1:
+        if isinstance(value, int) and value < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     try:
         return args.fn(args)
