@@ -1,6 +1,6 @@
 """`vitc explain` vs `vitc classify` on the same photos, each a fresh process (import + load + decode +
 forward [+ maps, overlays and PNGs]), with a random-weight ViT-B/16 (google/vit-base-patch16-224 shapes,
-built once with transformers save_pretrained: benchmarks/common.py). Goal: explain <= 1.5 x classify.
+built once with transformers save_pretrained: vitc.bench.checkpoint). Goal: explain <= 1.5 x classify.
 
 Photos: the JPEGs in /work/shared/photos (if present), topped up to --photos with synthetic 1024x768 JPEGs.
 Runs alternate classify / explain (the order flips each round) so load from other processes hits both; the
@@ -20,7 +20,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_preprocess import write_jpegs  # noqa: E402
-from common import REPO_ROOT, build_checkpoint  # noqa: E402
+from vitc.bench.checkpoint import build_random_checkpoint  # noqa: E402
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PHOTOS = "/work/shared/photos"
 
@@ -51,7 +53,7 @@ def main():
     parser.add_argument("extra", nargs="*", help="more `vitc explain` arguments (after --), e.g. --grid")
     args = parser.parse_args()
 
-    model = str(build_checkpoint("b16"))
+    model = str(build_random_checkpoint("b16"))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])))
     with tempfile.TemporaryDirectory() as tmp:
         photos, out = os.path.join(tmp, "photos"), os.path.join(tmp, "out")

@@ -9,7 +9,7 @@ Each sample is the median of --forwards timed forwards (after 2 warm-ups) with T
   fresh   a new interpreter that loads the model itself (subprocess);
   other   a new interpreter importing vitc from --other-build (e.g. the OpenMP build before the pool).
 The kinds run in turn, --alternations times, so a busy machine slows them alike; the report gives each
-kind's median over the alternations and the ratios to "fresh", and how much of a child's memory is its own. Random-weight checkpoint: benchmarks/common.py.
+kind's median over the alternations and the ratios to "fresh", and how much of a child's memory is its own. Random-weight checkpoint: vitc.bench.checkpoint.
 """
 import argparse
 import json
@@ -20,7 +20,15 @@ import time
 
 import numpy as np
 
-import common
+from vitc.bench.checkpoint import RANDOM_SPECS, build_random_checkpoint
+from vitc.bench.stats import make_pixels
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pixels(batch, model):
+    size = 224  # RANDOM_SPECS share image_size 224, 3 channels
+    return make_pixels((batch, 3, size, size))
 
 
 def time_forwards(model, x, forwards):
@@ -42,7 +50,7 @@ def load(folder, threads):
 def worker_main(args):
     """--worker: a fresh process: load, warm up, time; print the median seconds as JSON."""
     model = load(args.folder, args.threads)
-    x = common.make_pixels(args.batch, common.model_spec(args.model))
+    x = pixels(args.batch, args.model)
     print(json.dumps({"median_s": time_forwards(model, x, args.forwards)}))
 
 
@@ -93,7 +101,7 @@ def forked(model, x, forwards):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="b16", choices=sorted(common.MODEL_SPECS))
+    p.add_argument("--model", default="b16", choices=sorted(RANDOM_SPECS))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--forwards", type=int, default=5, help="timed forwards per sample (median)")
@@ -105,15 +113,15 @@ def main(argv=None):
     if args.worker:
         return worker_main(args)
 
-    root = str(common.REPO_ROOT)
+    root = REPO_ROOT
     sys.path.insert(0, root)
-    args.folder = common.build_checkpoint(args.model, log=lambda m: print(m, file=sys.stderr))
+    args.folder = build_random_checkpoint(args.model, log=lambda m: print(m, file=sys.stderr))
     import vitc
     print(f"vitc {vitc.__file__}: {vitc.runtime.config()}; model {args.model}, batch {args.batch}, "
           f"threads {args.threads}, {args.forwards} forwards per sample, load {os.getloadavg()[0]:.1f}",
           file=sys.stderr)
     model = load(args.folder, args.threads)
-    x = common.make_pixels(args.batch, common.model_spec(args.model))
+    x = pixels(args.batch, args.model)
     kinds = {"parent": lambda: time_forwards(model, x, args.forwards),
              "child": lambda: forked(model, x, args.forwards),
              "fresh": lambda: fresh(args, root)}
