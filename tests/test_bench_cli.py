@@ -184,7 +184,7 @@ def test_memory_in_fresh_processes(capsys, tmp_path, cache):
 
 def test_bench_vit_script_uses_the_package(subprocess_env, tmp_path, cache):
     out_json = tmp_path / "r.json"
-    folder = os.path.join(os.path.dirname(cli.__file__), "models", "vitc-digits")
+    folder = os.path.join(os.path.dirname(cli.__file__), "checkpoints", "vitc-digits")
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_vit.py"), "--model", folder,
                            "--compare", "onnxruntime", "--batch", "1", "--threads", "1", "--rounds", "1",
                            "--no-memory", "--cache-dir", cache, "--json", str(out_json)],
