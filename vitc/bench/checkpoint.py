@@ -30,7 +30,7 @@ class Checkpoint:
     """A checkpoint folder and what the benchmark needs to know about it (read from config.json)."""
 
     def __init__(self, model, cache_dir=DEFAULT_CACHE):
-        from ..config import ViTConfig
+        from ..auto import AutoConfig
         from ..hub import resolve_checkpoint
 
         files = resolve_checkpoint(model)  # CheckpointNotFoundError (clear message) for a wrong path / id
@@ -40,12 +40,14 @@ class Checkpoint:
         self.cache_dir = Path(cache_dir).expanduser()
         with open(files.config) as f:
             raw = json.load(f)
-        self.config = ViTConfig.from_json_file(files.config)
+        self.config = AutoConfig.from_pretrained(str(self.folder))  # the family's config class
         archs = raw.get("architectures") or []
         self.architecture = archs[0] if archs else "ViTForImageClassification"
         self.classifier = self.architecture.endswith(("ForImageClassification", "WithTeacher"))
         self.teacher = self.architecture.endswith("WithTeacher")
-        self.num_prefix = 2 if self.config.model_type == "deit" else 1
+        # prefix tokens before the patches: CLS, DeiT's distillation token, DINOv2's registers
+        self.num_prefix = (2 if self.config.model_type == "deit" else 1) + int(getattr(self.config,
+                                                                                      "num_register_tokens", 0))
 
     @property
     def output_name(self):

@@ -50,9 +50,9 @@ class VitcEngine(Engine):
     MODES = {d: "vitc" if d == "float32" else f"vitc {d}" for d in VITC_DTYPES}
 
     def __init__(self, checkpoint, threads, dtype="float32"):
-        from .. import ViTForImageClassification, ViTModel
+        from ..auto import AutoModel, AutoModelForImageClassification
 
-        cls = ViTForImageClassification if checkpoint.classifier else ViTModel
+        cls = AutoModelForImageClassification if checkpoint.classifier else AutoModel  # the family's class
         kwargs = {} if dtype == "float32" else {"dtype": dtype}
         self.threads, self.output = threads, checkpoint.output_name
         self.model = cls.from_pretrained(str(checkpoint.folder), threads=threads, **kwargs)
