@@ -64,7 +64,7 @@ BOMB = png(60000, 60000, zlib.compress(b""))  # 3.6 G pixels declared in a 60-by
 # (endpoint, json body, expected status, words of the message)
 BAD_REQUESTS = {
     "truncated_base64": ("/v1/embeddings", {"input": [GOOD, GOOD[:-3]]}, 400, "input 1: invalid base64"),
-    "invalid_base64_chars": ("/classify", {"inputs": ["!!not base64!!"]}, 400, "inputs 0: invalid base64"),
+    "invalid_base64_chars": ("/classify", {"inputs": ["!!not-base64!!"]}, 400, "inputs 0: invalid base64"),
     "non_image_bytes": ("/v1/embeddings", {"input": [GOOD, b64(b"<html>404</html>")]}, 400,
                         "input 1 is not an image"),
     "empty_image": ("/classify", {"inputs": [""]}, 400, "inputs 0 is empty"),
