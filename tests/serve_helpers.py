@@ -32,7 +32,8 @@ def free_port():
 
 
 class ServerProcess:
-    """`python -m vitc.cli serve ...` on 127.0.0.1:<free port>; stop() kills it by its pid."""
+    """`python -m vitc.cli serve ...` on 127.0.0.1:<free port>; stop() kills it by its pid. As a context
+    manager: waits until ready, stops on exit."""
 
     def __init__(self, env, *args, model="vitc-digits"):
         self.port = free_port()
@@ -54,6 +55,12 @@ class ServerProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"vitc serve not ready within {timeout} s")
+
+    def __enter__(self):
+        return self.wait_ready()
+
+    def __exit__(self, *exc):
+        self.stop()
 
     def stop(self):
         if self.proc.poll() is None:
@@ -82,6 +89,11 @@ class Direct:
 
     def __init__(self, model):
         self.model = model
+
+    @classmethod
+    def of(cls, name):
+        import vitc
+        return cls(vitc.ViTForImageClassification.from_pretrained(name))
 
     def pil(self, data):
         return Image.open(io.BytesIO(data))

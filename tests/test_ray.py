@@ -23,7 +23,7 @@ RAY_TIMEOUT_S = 300
 
 @pytest.fixture(scope="module")
 def direct():
-    return Direct(vitc.ViTForImageClassification.from_pretrained(MODEL))
+    return Direct.of(MODEL)
 
 
 def test_callable_class_embeds_and_skips_bad_images(direct, caplog):

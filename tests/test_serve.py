@@ -15,7 +15,6 @@ from tritonclient.utils import InferenceServerException
 sys.path.insert(0, os.path.dirname(__file__))
 from serve_helpers import Direct, ServerProcess, b64, child_env, metric, random_png  # noqa: E402
 
-import vitc  # noqa: E402
 
 MODEL = "vitc-digits"
 
@@ -23,17 +22,14 @@ MODEL = "vitc-digits"
 @pytest.fixture(scope="module")
 def server():
     # two replicas x one thread: batches run concurrently on both, the case where rows could get mixed up
-    proc = ServerProcess(child_env(), "--replicas", "2", "--threads", "1", "--max-batch-size", "8",
-                         "--max-queue-delay-ms", "20")
-    try:
-        yield proc.wait_ready()
-    finally:
-        proc.stop()
+    with ServerProcess(child_env(), "--replicas", "2", "--threads", "1", "--max-batch-size", "8",
+                       "--max-queue-delay-ms", "20") as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
 def direct():
-    return Direct(vitc.ViTForImageClassification.from_pretrained(MODEL))
+    return Direct.of(MODEL)
 
 
 def test_health_and_metadata(server):

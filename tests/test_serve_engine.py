@@ -79,7 +79,7 @@ def test_ready_only_after_load_and_warm_up():
 def test_dead_replica_makes_readiness_false_and_the_other_serves():
     engine, app, models = make(2)
     image = random_png(1)
-    want = Direct(vitc.ViTForImageClassification.from_pretrained("vitc-digits")).embedding(image)
+    want = Direct.of("vitc-digits").embedding(image)
     with TestClient(app) as client:
         engine.start()
         assert wait_for(engine.ready)
@@ -131,6 +131,12 @@ def test_engine_batches_and_keeps_rows_apart():
 ])
 def test_plan_cores(replicas, threads, cores, want):
     assert plan_cores(replicas, threads, cores) == want
+
+
+def test_cli_refuses_more_threads_than_cores(capsys):
+    from vitc import cli
+    assert cli.main(["serve", "--model", "vitc-digits", "--replicas", "1000", "--threads", "1000"]) == 1
+    assert "exceed the" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("replicas, threads", [(3, 3), (9, None), (None, 9), (0, 1)])

@@ -20,7 +20,6 @@ sys.path.insert(0, os.path.dirname(__file__))
 from serve_helpers import Direct, ServerProcess, b64, child_env, metric, random_png  # noqa: E402
 from test_hostile_images import png  # noqa: E402  (PNG headers crafted at the format level)
 
-import vitc  # noqa: E402
 
 MODEL = "vitc-digits"
 BODY_LIMIT_MB = 1
@@ -29,17 +28,14 @@ TIMEOUT_S = 3
 
 @pytest.fixture(scope="module")
 def server():
-    proc = ServerProcess(child_env(), "--max-body-mb", str(BODY_LIMIT_MB), "--request-timeout-s", str(TIMEOUT_S),
-                         "--max-image-pixels", "20000000")
-    try:
-        yield proc.wait_ready()
-    finally:
-        proc.stop()
+    with ServerProcess(child_env(), "--max-body-mb", str(BODY_LIMIT_MB), "--request-timeout-s", str(TIMEOUT_S),
+                       "--max-image-pixels", "20000000") as proc:
+        yield proc
 
 
 @pytest.fixture(scope="module")
 def direct():
-    return Direct(vitc.ViTForImageClassification.from_pretrained(MODEL))
+    return Direct.of(MODEL)
 
 
 def still_serving(server, direct, seed=0):
@@ -68,7 +64,7 @@ BOMB = png(60000, 60000, zlib.compress(b""))  # 3.6 G pixels declared in a 60-by
 # (endpoint, json body, expected status, words of the message)
 BAD_REQUESTS = {
     "truncated_base64": ("/v1/embeddings", {"input": [GOOD, GOOD[:-3]]}, 400, "input 1: invalid base64"),
-    "invalid_base64_chars": ("/classify", {"inputs": ["!!not base64!!"]}, 400, "inputs 0: invalid base64"),
+    "invalid_base64_chars": ("/classify", {"inputs": ["!!not-base64!!"]}, 400, "inputs 0: invalid base64"),
     "non_image_bytes": ("/v1/embeddings", {"input": [GOOD, b64(b"<html>404</html>")]}, 400,
                         "input 1 is not an image"),
     "empty_image": ("/classify", {"inputs": [""]}, 400, "inputs 0 is empty"),
@@ -76,6 +72,8 @@ BAD_REQUESTS = {
     "zero_by_zero": ("/v1/embeddings", {"input": [b64(png(0, 0, zlib.compress(b"")))]}, 400, "input 0"),
     "truncated_png": ("/v1/embeddings", {"input": [b64(random_png(3)[:-40])]}, 400, "could not decode input 0"),
     "pdf_data_uri": ("/v1/embeddings", {"input": ["data:application/pdf;base64," + GOOD]}, 400, "expected image/"),
+    "text_input": ("/v1/embeddings", {"input": ["a photo of a cat"]}, 400, "input 0: text input, but this model "
+                   "has no text tower"),
     "url_input": ("/v1/embeddings", {"input": ["https://example.com/cat.png"]}, 400, "URLs are not fetched"),
     "input_is_number": ("/v1/embeddings", {"input": 5}, 400, "expected a string"),
     "input_is_object": ("/v1/embeddings", {"input": [{"image": GOOD}]}, 400, "input 0: expected a string"),

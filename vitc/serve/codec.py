@@ -53,6 +53,9 @@ def image_from_string(text, what):
         text = text[match.end():]
     elif text.startswith(("http://", "https://")):
         raise RequestError(400, f"{what}: URLs are not fetched by the server; send the image as base64")
+    elif " " in text.strip():  # base64 has no spaces: this is text
+        raise RequestError(400, f"{what}: text input, but this model has no text tower; send images as data URIs "
+                                "or base64")
     return b64decode(text, what)
 
 
