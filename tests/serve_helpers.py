@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -41,7 +42,10 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "vitc.cli", "serve", "--model", model, "--port", str(self.port),
                "--log-level", "warning", *args]
         self.log = open(os.devnull, "wb") if os.environ.get("VITC_SERVE_TEST_LOG") is None else None
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.PIPE)
+        # from outside the repository: `python -m` puts its working directory first on sys.path, and the
+        # server must import the same vitc as the test run (the installed one in CI)
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log, stderr=subprocess.PIPE,
+                                     cwd=tempfile.gettempdir())
 
     def wait_ready(self, timeout=READY_TIMEOUT_S):
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import subprocess
+import tempfile
 import sys
 import xml.etree.ElementTree as ET
 
@@ -36,8 +37,10 @@ def bench_subprocess(env, *argv, block=None, cwd=None):
     code = ("import sys\n"
             + (f"sys.modules[{block!r}] = None  # import {block} -> ImportError\n" if block else "")
             + "from vitc.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+    # `python -c` puts its working directory first on sys.path: run outside the repository, so the child
+    # imports the same vitc as this test run (the installed one in CI), not the uncompiled source tree
     return subprocess.run([sys.executable, "-c", code, "bench", "--model", "vitc-digits", *argv],
-                          capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
+                          capture_output=True, text=True, env=env, cwd=cwd or tempfile.mkdtemp(), timeout=600)
 
 
 def test_all_peers_json_markdown_and_chart(capsys, tmp_path, cache):

@@ -195,8 +195,10 @@ def test_unknown_family_and_token_count_are_errors():
         AttentionMaps(FakeOutputs(atts), (3, 4), explain.FAMILIES["vit"], 1)
 
 
-def test_import_vitc_stays_light(subprocess_env):
+def test_import_vitc_stays_light(subprocess_env, tmp_path):
     code = "import sys, vitc; print(sorted(m for m in ('PIL', 'vitc.explain', 'vitc.heatmap') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env)
+    # run outside the repository: `python -c` puts its working directory first on sys.path
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=subprocess_env,
+                         cwd=tmp_path)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
     assert vitc.attention_rollout is explain.attention_rollout and callable(vitc.overlay)
