@@ -72,7 +72,7 @@ class Dinov2Model(_ViTBase):
         has_prefix = any(k.startswith(self._base_prefix) for k in keys)
         if self._with_head and not has_prefix:
             raise WeightsMismatchError(f"{source}: no tensor starts with {self._base_prefix!r}: a base-model "
-                                       f"checkpoint without a classification head; load it with {type(self).__name__[:-len('ForImageClassification')] or 'Dinov2'}Model")
+                                       f"checkpoint without a classification head; load it with Dinov2Model")
         prefix = self._base_prefix if has_prefix else ""
         head = CLASSIFIER if self._with_head else ()
         relevant = (lambda k: True) if self._with_head or not prefix else (lambda k: k.startswith(prefix))
