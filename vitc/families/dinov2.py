@@ -91,7 +91,9 @@ class Dinov2Model(_ViTBase):
         return interpolate_square_positions(self._pos, 1, grid, height == width, antialias=self._antialias)
 
     def _prefix_rows(self, pos):
-        return pos, self._registers, False
+        cls = (self._w["cls"] + pos[0])[None]  # registers follow CLS, without position rows of their own
+        prefix = cls if self._registers is None else np.concatenate([cls, self._registers])
+        return np.ascontiguousarray(prefix, np.float32), np.ascontiguousarray(pos[1:])
 
     def _final(self, bufs, b):
         s, d = bufs.seq, self.config.hidden_size

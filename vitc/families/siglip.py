@@ -68,14 +68,10 @@ class SiglipVisionModel(_ViTBase):
 
     def _setup(self, plan, model, head):
         d = self.config.hidden_size
-        self._zero_cls = np.zeros(d, np.float32)
         self._has_head = bool(self.config.vision_use_head)
         if self._has_head:
             probe, w, b = model["probe"].astype(np.float64), model["q_w"].reshape(d, d), model["q_b"]
             self._query = (w.astype(np.float64) @ probe + b).astype(np.float32)  # the probe's fixed query
-
-    def _cls_row(self):
-        return self._zero_cls  # the C embedding's CLS row is written to staging and dropped
 
     def _grid_positions(self, grid, height, width, interpolate):
         if not interpolate:
@@ -83,8 +79,7 @@ class SiglipVisionModel(_ViTBase):
         return interpolate_square_positions(self._pos, 0, grid, height == width)
 
     def _prefix_rows(self, pos):
-        rows = np.concatenate([np.zeros((1, pos.shape[1]), np.float32), pos])
-        return np.ascontiguousarray(rows), None, True
+        return None, np.ascontiguousarray(pos)  # no CLS: the patches alone
 
     def _outputs(self, bufs, b):
         s, d = bufs.seq, self.config.hidden_size
