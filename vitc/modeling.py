@@ -60,7 +60,8 @@ class _ViTBase:
         self._pos = model["pos"].reshape(-1, config.hidden_size) if model.get("pos") is not None else None
         self._layers = [_vitc.EncoderLayer(self._isa, config.hidden_size, config.num_attention_heads,
                                            config.intermediate_size, float(config.layer_norm_eps),
-                                           config.hidden_act_code, arrays) for arrays in layers]
+                                           config.hidden_act_code, arrays, self._mlp_kind(config))
+                        for arrays in layers]
         self._setup(plan, model, head)
         self._buffers = OrderedDict()
         self._positions = {}
@@ -79,6 +80,10 @@ class _ViTBase:
     def _prefix_tokens(self, config):
         """Tokens before the patches (CLS, distillation, registers)."""
         return vit_family.num_prefix(config)
+
+    def _mlp_kind(self, config):
+        """The encoder layer's MLP (_vitc.MLP_KINDS): "standard" fc2(act(fc1)), or "swiglu"."""
+        return "standard"
 
     def _setup(self, plan, model, head):
         """Keep what the family's forward needs from the loaded arrays."""
