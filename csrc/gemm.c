@@ -14,18 +14,9 @@
  * so k = 257 runs as 2×129, not 256 + 1. KC depends on k only and every element is summed in the same
  * order whatever its tile or thread, so 1 and N threads give bitwise identical results.
  *
- * Block sizes, measured on Zen 4 (L1d 32 KB, L2 1 MB per core) against OpenBLAS with a best-of-N CPU-time
- * harness (the machine is shared). Zen 4's L2 feeds the micro-kernel fast enough that the textbook "B
- * micro-panel in L1" (KC ~256) loses: every extra KC block costs one more read-modify-write pass over C
- * and more loop/packing overhead. Single thread, KC 256 -> 768 -> 3072 took the batch-8 shapes from
- * 0.76-0.98x to 0.95-1.05x to 1.03-1.09x OpenBLAS; the batch-1 shapes are 1.15-1.25x. MC 42..168: no
- * measurable difference with KC 768-1536, MC 56 worse than 112 with KC 3072.
- *  - avx512 14×32: KC 3072 (every ViT-B k is one block), MC 112 (packed A 112·3072·4 = 1.3 MB when
- *    k = 3072: A and B micro-panels stream from L2/L3 under the hardware prefetcher), NC 3072.
- *  - avx2 6×16: KC 768, MC 120, NC 3072. On Zen 4 it matches the AVX-512 kernel (both issue 32
- *    flop/cycle); KC 3072 was equal within noise here, and 768 is kinder to the 256-512 KB L2 of the
- *    AVX2-only CPUs this path exists for.
- *  - scalar 4×16: KC 256, MC 128, NC 1024 (the portable fallback; tuned for nothing in particular).
+ * Block sizes live in each kernel set's table (kernel_table.c); why they are what they are, with the
+ * measurements behind them, is in docs/performance.md. In short: KC is large (L2 feeds the micro-kernel
+ * fast enough that every extra KC block, one more pass over C, costs more than it saves).
  * Threads (one OpenMP region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
  * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread; row
  * blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so a thread the OS delays does not
@@ -63,8 +54,7 @@ size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k) {
 
 /* W[n, ldw] (Linear layout, C = A·Wᵀ) -> panels [n/NR][k][NR]
  * A transpose of NR rows; k is walked in slices of 16 so the panel slice being written (16·NR floats) stays
- * in L1 while the NR source rows are read in turn. Row by row, each row's stride-NR writes swept the whole
- * panel (up to 32·3072 floats) and loading ViT-B spent about as long packing as reading the file. Panels
+ * in L1 while the NR source rows are read in turn (row by row was far slower: docs/performance.md). Panels
  * are independent, so a caller may pack a large W in row chunks (multiples of NR) at offset row0·k. */
 void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed) {
     const size_t nr = gemm_config(isa)->nr;
@@ -98,8 +88,7 @@ void vitc_f32_gemm_pack_kn(vitc_isa isa, size_t n, size_t k, const float *b, siz
 
 /* A[m, lda] (kc columns) -> MR-row panels [m/MR][kc][MR], rows past m zero.
  * k is walked in slices of 16 so the slice of the panel being written (16·MR floats) stays in L1 while the
- * MR source rows are read in turn: the plain row-by-row transpose ran at ~0.2 floats/cycle on a 14-row
- * panel (each row's stride-MR writes sweep a 170 KB panel), which cost ~9% of a 1576×3072×768 GEMM. */
+ * MR source rows are read in turn (each row's stride-MR writes would sweep the whole panel otherwise). */
 static void pack_a(size_t mr, size_t m, size_t kc, const float *VITC_RESTRICT a, size_t lda,
                    float *VITC_RESTRICT ap) {
     for (size_t i = 0; i < m; i += mr) {
@@ -308,8 +297,8 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
 }
 
 /* Largest A (floats) packed once for all threads: 8 MB (batch 1, and batch 8 for k = 768). A bigger packed
- * A has left the caches by the time it is used (packed up front, 19 MB at 1576×3072): per-thread packing
- * right before use ran ~12% more flop per CPU-second there, though each thread then packs all of A. */
+ * A has left the caches by the time it is used: per-thread packing right before use wins there
+ * (docs/performance.md), though each thread then packs all of A. */
 #define SHARED_A_MAX_FLOATS ((size_t)2 << 20)
 
 /* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
@@ -321,8 +310,8 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
     const size_t MR = cfg->mr, m_tiles = div_up(m, MR), m_pad = m_tiles * MR, n_panels = div_up(n, cfg->nr);
     const size_t kcb = block_size(k, cfg->kc, 1), k_blocks = div_up(k, kcb);
     /* ~4 rectangles per thread. Rows are cut so a rectangle's packed A is <= 1 MB: rectangles are taken
-     * row block by row block, so the threads share the A rows they stream while those are in L3 (one
-     * 19 MB A read 4 times from DRAM cost ~10% at 1576×3072). Then N panels, and more rows if N is narrow. */
+     * row block by row block, so the threads share the A rows they stream while those are in L3 (rather
+     * than each reading all of A from DRAM). Then N panels, and more rows if N is narrow. */
     const size_t want = 4 * (size_t)nthreads;
     size_t tm = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
     const size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);

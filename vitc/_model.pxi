@@ -133,7 +133,7 @@ def embed(int isa, int nthreads, const float[:, :, :, ::1] pixels, size_t ph, si
     _check_shape(np.asarray(out), (b, nprefix + npatch, dim), "out")
     if patch_b is not None:
         _check_shape(np.asarray(patch_b), (dim,), "patch_b")
-    if patch_w.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, c * ph * pw):
+    if <size_t>patch_w.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, c * ph * pw):
         raise ValueError("patch_w: packed size does not match dim x channels*ph*pw")
     _check_len(np.asarray(workspace), vitc_patch_embed_workspace_floats(b, c, h, w, ph, pw), "workspace")
     out_arr = np.asarray(out)
@@ -141,9 +141,15 @@ def embed(int isa, int nthreads, const float[:, :, :, ::1] pixels, size_t ph, si
                       (patch_pos, "patch_pos"), (workspace, "workspace")):
         if arr is not None:
             _no_overlap(out_arr, np.asarray(arr), "out", name)
-    cdef const float *pb = NULL if patch_b is None else &patch_b[0]
-    cdef const float *pre = NULL if nprefix == 0 else &prefix[0, 0]
-    cdef const float *pos = NULL if patch_pos is None else &patch_pos[0, 0]
+    cdef const float *pb = NULL
+    cdef const float *pre = NULL
+    cdef const float *pos = NULL
+    if patch_b is not None:
+        pb = &patch_b[0]
+    if nprefix:
+        pre = &prefix[0, 0]
+    if patch_pos is not None:
+        pos = &patch_pos[0, 0]
     cdef vitc_status st
     with nogil:
         st = vitc_patch_embed(<vitc_isa>isa, nthreads, b, c, h, w, ph, pw, dim, &pixels[0, 0, 0, 0], &patch_w[0],

@@ -177,7 +177,7 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
     if m == 0 or n == 0 or k == 0:
         raise ValueError("gemm: m, n and k must be >= 1")
     _check_shape(out_arr, (m, n), "out")
-    if packed.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k):
+    if <size_t>packed.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k):
         raise ValueError(f"packed: expected {vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k)} floats for "
                          f"n={n}, k={k}, got {packed.shape[0]}")
     _no_overlap(out_arr, a_arr, "out", "a")
@@ -203,7 +203,7 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
             raise ValueError("residual must be exactly out or not overlap it")
         ep.residual = &residual[0, 0]
         ep.ldr = ldr
-    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), 1)) if serial else None
+    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), <size_t>1)) if serial else None
     cdef float[::1] w = ws
     cdef vitc_status st = VITC_OK
     with nogil:
@@ -303,7 +303,7 @@ def attention(int isa, int nthreads, const float[:, :] qkv, size_t batch, size_t
     if batch == 0 or heads == 0 or t == 0 or t % batch or dim == 0 or dim % heads:
         raise ValueError(f"attention: bad sizes (tokens={t}, batch={batch}, heads={heads}, dim={dim})")
     cdef size_t seq = t // batch, hd = dim // heads
-    if qkv.shape[1] < 3 * dim:
+    if <size_t>qkv.shape[1] < 3 * dim:
         raise ValueError(f"qkv: expected >= {3 * dim} columns, got {qkv.shape[1]}")
     _check_shape(out_arr, (t, dim), "out")
     _no_overlap(out_arr, qkv_arr, "out", "qkv")
@@ -313,7 +313,7 @@ def attention(int isa, int nthreads, const float[:, :] qkv, size_t batch, size_t
         _no_overlap(np.asarray(probs), qkv_arr, "probs", "qkv")
         _no_overlap(np.asarray(probs), out_arr, "probs", "out")
         pp = &probs[0, 0, 0, 0]
-    ws = aligned_empty(max(vitc_f32_attention_workspace_floats(<vitc_isa>isa, nthreads, seq, hd), 1))
+    ws = aligned_empty(max(vitc_f32_attention_workspace_floats(<vitc_isa>isa, nthreads, seq, hd), <size_t>1))
     cdef float[::1] w = ws
     with nogil:
         vitc_f32_attention(<vitc_isa>isa, nthreads, batch, seq, heads, hd, &qkv[0, 0], ldq, &out[0, 0], ldo,
@@ -370,7 +370,7 @@ def attention_general(int isa, int nthreads, const float[:, :] q, const float[:,
             _no_overlap(np.asarray(probs), arr, "probs", name)
         pp = &probs[0, 0, 0, 0]
     ws = aligned_empty(max(vitc_f32_attention_general_workspace_floats(<vitc_isa>isa, nthreads, d.seq_q, d.seq_kv,
-                                                                       d.head_dim), 1))
+                                                                       d.head_dim), <size_t>1))
     cdef float[::1] w = ws
     with nogil:
         vitc_f32_attention_general(<vitc_isa>isa, nthreads, &d, &out[0, 0], ldo, pp, &w[0])
