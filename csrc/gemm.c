@@ -14,20 +14,11 @@
  * so k = 257 runs as 2×129, not 256 + 1. KC depends on k only and every element is summed in the same
  * order whatever its tile or thread, so 1 and N threads give bitwise identical results.
  *
- * Block sizes, measured on Zen 4 (L1d 32 KB, L2 1 MB per core) against OpenBLAS with a best-of-N CPU-time
- * harness (the machine is shared). Zen 4's L2 feeds the micro-kernel fast enough that the textbook "B
- * micro-panel in L1" (KC ~256) loses: every extra KC block costs one more read-modify-write pass over C
- * and more loop/packing overhead. Single thread, KC 256 -> 768 -> 3072 took the batch-8 shapes from
- * 0.76-0.98x to 0.95-1.05x to 1.03-1.09x OpenBLAS; the batch-1 shapes are 1.15-1.25x. MC 42..168: no
- * measurable difference with KC 768-1536, MC 56 worse than 112 with KC 3072.
- *  - avx512 14×32: KC 3072 (every ViT-B k is one block), MC 112 (packed A 112·3072·4 = 1.3 MB when
- *    k = 3072: A and B micro-panels stream from L2/L3 under the hardware prefetcher), NC 3072.
- *  - avx2 6×16: KC 768, MC 120, NC 3072. On Zen 4 it matches the AVX-512 kernel (both issue 32
- *    flop/cycle); KC 3072 was equal within noise here, and 768 is kinder to the 256-512 KB L2 of the
- *    AVX2-only CPUs this path exists for.
- *  - scalar 4×16: KC 256, MC 128, NC 1024 (the portable fallback; tuned for nothing in particular).
- * Threads (one csrc/threadpool.c region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1,
- * and batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread; row
+ * Block sizes live in each kernel set's table (kernel_table.c); why they are what they are, with the
+ * measurements behind them, is in docs/performance.md. In short: KC is large (L2 feeds the micro-kernel
+ * fast enough that every extra KC block, one more pass over C, costs more than it saves).
+ * Threads (one csrc/threadpool.c region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
+ * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread; row
  * blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so a thread the OS delays does not
  * hold the others up. Larger A:
  * the (M tiles × N panels) grid is split statically into tm × tn rectangles (the split whose largest
@@ -62,8 +53,7 @@ size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k) {
 
 /* W[n, ldw] (Linear layout, C = A·Wᵀ) -> panels [n/NR][k][NR]
  * A transpose of NR rows; k is walked in slices of 16 so the panel slice being written (16·NR floats) stays
- * in L1 while the NR source rows are read in turn. Row by row, each row's stride-NR writes swept the whole
- * panel (up to 32·3072 floats) and loading ViT-B spent about as long packing as reading the file. Panels
+ * in L1 while the NR source rows are read in turn (row by row was far slower: docs/performance.md). Panels
  * are independent, so a caller may pack a large W in row chunks (multiples of NR) at offset row0·k. */
 void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed) {
     const size_t nr = gemm_config(isa)->nr;
@@ -97,8 +87,7 @@ void vitc_f32_gemm_pack_kn(vitc_isa isa, size_t n, size_t k, const float *b, siz
 
 /* A[m, lda] (kc columns) -> MR-row panels [m/MR][kc][MR], rows past m zero.
  * k is walked in slices of 16 so the slice of the panel being written (16·MR floats) stays in L1 while the
- * MR source rows are read in turn: the plain row-by-row transpose ran at ~0.2 floats/cycle on a 14-row
- * panel (each row's stride-MR writes sweep a 170 KB panel), which cost ~9% of a 1576×3072×768 GEMM. */
+ * MR source rows are read in turn (each row's stride-MR writes would sweep the whole panel otherwise). */
 static void pack_a(size_t mr, size_t m, size_t kc, const float *VITC_RESTRICT a, size_t lda,
                    float *VITC_RESTRICT ap) {
     for (size_t i = 0; i < m; i += mr) {
@@ -120,6 +109,7 @@ static void pack_a(size_t mr, size_t m, size_t kc, const float *VITC_RESTRICT a,
 typedef struct {
     vitc_activation_fn activation; /* the kernel set's */
     const float *bias;
+    const float *scale;
     vitc_act act;
     const float *residual; /* NULL when absent or when it is C itself (already summed in) */
     size_t ldr;
@@ -127,9 +117,10 @@ typedef struct {
 } epilogue_plan;
 
 static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const float *c, size_t ldc) {
-    epilogue_plan e = {vitc_kernels_for(isa)->activation, NULL, VITC_ACT_NONE, NULL, 0, 0};
+    epilogue_plan e = {vitc_kernels_for(isa)->activation, NULL, NULL, VITC_ACT_NONE, NULL, 0, 0};
     if (!ep) return e;
     e.bias = ep->bias;
+    e.scale = ep->scale;
     e.act = ep->act;
     e.residual = ep->residual;
     e.ldr = ep->ldr;
@@ -140,10 +131,13 @@ static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const 
     return e;
 }
 
+/* C aliased by the residual and changed non-linearly (act, scale) before the add: see gemm_rect_fullk */
+static int needs_full_k(const epilogue_plan *e) { return e->alias && (e->act != VITC_ACT_NONE || e->scale); }
+
 /* the finished tile [rows, cols] at (row0, col0) of C, in place */
 static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size_t row0, size_t col0, float *tile,
                           size_t ldc) {
-    if (!e->bias && e->act == VITC_ACT_NONE && !e->residual) return;
+    if (!e->bias && e->act == VITC_ACT_NONE && !e->scale && !e->residual) return;
     for (size_t r = 0; r < rows; r++) {
         float *cr = tile + r * ldc;
         if (e->bias) {
@@ -151,6 +145,10 @@ static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size
             for (size_t j = 0; j < cols; j++) cr[j] += b[j];
         }
         if (e->act != VITC_ACT_NONE) e->activation(e->act, cr, cols);
+        if (e->scale) {
+            const float *s = e->scale + col0;
+            for (size_t j = 0; j < cols; j++) cr[j] *= s[j];
+        }
         if (e->residual) {
             const float *rr = e->residual + (row0 + r) * e->ldr + col0;
             for (size_t j = 0; j < cols; j++) cr[j] += rr[j];
@@ -196,7 +194,8 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
     }
 }
 
-/* residual == C with an activation: C = act(A·B + bias) + C needs the whole product before C changes,
+/* residual == C with an activation or a scale: C = act(A·B + bias) · scale + C needs the whole product
+ * before C changes,
  * so each MR×NR tile runs over all of k into a stack tile first (A packed MR rows × k at a time). */
 static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, size_t m0, size_t m1,
                             size_t jp0, size_t jp1, size_t n, size_t k, const float *a, size_t lda,
@@ -215,6 +214,8 @@ static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan
                 if (e->bias)
                     for (size_t j = 0; j < nr; j++) row[j] += e->bias[col0 + j];
                 e->activation(e->act, row, nr);
+                if (e->scale)
+                    for (size_t j = 0; j < nr; j++) row[j] *= e->scale[col0 + j];
                 for (size_t j = 0; j < nr; j++) cr[j] += row[j];
             }
         }
@@ -225,7 +226,7 @@ static void gemm_run(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, si
                      size_t jp1, size_t n, size_t k, const float *a, size_t lda, const float *packed, float *c,
                      size_t ldc, float *apack) {
     if (m0 >= m1 || jp0 >= jp1) return;
-    if (e->alias && e->act != VITC_ACT_NONE)
+    if (needs_full_k(e))
         gemm_rect_fullk(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack);
     else
         gemm_rect(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack, NULL, 0);
@@ -356,8 +357,8 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
 }
 
 /* Largest A (floats) packed once for all threads: 8 MB (batch 1, and batch 8 for k = 768). A bigger packed
- * A has left the caches by the time it is used (packed up front, 19 MB at 1576×3072): per-thread packing
- * right before use ran ~12% more flop per CPU-second there, though each thread then packs all of A. */
+ * A has left the caches by the time it is used: per-thread packing right before use wins there
+ * (docs/performance.md), though each thread then packs all of A. */
 #define SHARED_A_MAX_FLOATS ((size_t)2 << 20)
 
 /* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
@@ -399,8 +400,8 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
     const size_t MR = cfg->mr, m_tiles = div_up(m, MR), m_pad = m_tiles * MR, n_panels = div_up(n, cfg->nr);
     const size_t kcb = block_size(k, cfg->kc, 1), k_blocks = div_up(k, kcb);
     /* ~4 rectangles per thread. Rows are cut so a rectangle's packed A is <= 1 MB: rectangles are taken
-     * row block by row block, so the threads share the A rows they stream while those are in L3 (one
-     * 19 MB A read 4 times from DRAM cost ~10% at 1576×3072). Then N panels, and more rows if N is narrow. */
+     * row block by row block, so the threads share the A rows they stream while those are in L3 (rather
+     * than each reading all of A from DRAM). Then N panels, and more rows if N is narrow. */
     const size_t want = 4 * (size_t)nthreads;
     size_t tm = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
     const size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
@@ -458,7 +459,7 @@ vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t
         return VITC_OK;
     }
     const size_t shared_floats = m_tiles * cfg->mr * k;
-    if (shared_floats <= SHARED_A_MAX_FLOATS && !(e.alias && e.act != VITC_ACT_NONE)) {
+    if (shared_floats <= SHARED_A_MAX_FLOATS && !needs_full_k(&e)) {
         float *buf = thread_workspace(shared_floats + 16); /* the calling thread's cache */
         if (!buf) return VITC_ERR_NOMEM;
         gemm_shared_a(cfg, &e, (int)work, m, n, k, a, lda, packed, c, ldc,

@@ -12,8 +12,10 @@
 
 #include <stddef.h>
 #include "vitc.h"
+#include "precondition.h"
 
-/* C[mr, nr] (=|+=) A_panel[kc, MR]ᵀ · B_panel[kc, NR], mr <= MR, nr <= NR.
+/* C[mr, nr] (=|+=) A_panel[kc, MR]ᵀ · B_panel[kc, NR], 1 <= mr <= MR, 1 <= nr <= NR (checked: see
+ * precondition.h).
  * accumulate == 0: C is only written, never read (it may hold garbage or NaN). */
 typedef void (*vitc_f32_gemm_ukernel_fn)(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
                                          const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,

@@ -17,29 +17,25 @@ static const vitc_kernels kernels_scalar = {
 };
 
 #if defined(VITC_HAVE_X86_KERNELS)
-static const vitc_kernels kernels_avx2 = {
-    .isa = VITC_ISA_AVX2,
-    .gemm = {6, 16, 768, 120, 3072, vitc_f32_gemm_ukernel_6x16__avx2},
-    .activation = vitc_f32_activation__avx2,
-    .softmax_rows = vitc_f32_softmax_rows__avx2,
-    .layernorm_rows = vitc_f32_layernorm_rows__avx2,
-    .attention_pack_k = vitc_f32_attention_pack_k__avx2,
-    .attention_head = vitc_f32_attention_head__avx2,
-    .attention_mr = VITC_ATTENTION_MR_AVX2,
-    .attention_nr = 16,
-};
-
-static const vitc_kernels kernels_avx512 = {
-    .isa = VITC_ISA_AVX512,
-    .gemm = {14, 32, 3072, 112, 3072, vitc_f32_gemm_ukernel_14x32__avx512},
-    .activation = vitc_f32_activation__avx512,
-    .softmax_rows = vitc_f32_softmax_rows__avx512,
-    .layernorm_rows = vitc_f32_layernorm_rows__avx512,
-    .attention_pack_k = vitc_f32_attention_pack_k__avx512,
-    .attention_head = vitc_f32_attention_head__avx512,
-    .attention_mr = VITC_ATTENTION_MR_AVX512,
-    .attention_nr = 32,
-};
+/* An x86 kernel set: the mr×nr GEMM micro-kernel, row ops and fused attention head of the kernels/ files named <name>;
+ * the head kernel's tile is att_mr rows × two vectors (att_nr columns). */
+#define X86_KERNEL_SET(code, name, mr, nr, kc, mc, nc, att_mr, att_nr)                               \
+    {                                                                                                \
+        .isa = code,                                                                                 \
+        .gemm = {mr, nr, kc, mc, nc, vitc_f32_gemm_ukernel_##mr##x##nr##__##name},                   \
+        .activation = vitc_f32_activation__##name,                                                   \
+        .softmax_rows = vitc_f32_softmax_rows__##name,                                               \
+        .layernorm_rows = vitc_f32_layernorm_rows__##name,                                           \
+        .attention_pack_k = vitc_f32_attention_pack_k__##name,                                       \
+        .attention_head = vitc_f32_attention_head__##name,                                           \
+        .attention_mr = att_mr,                                                                      \
+        .attention_nr = att_nr,                                                                      \
+    }
+static const vitc_kernels kernels_avx2 = X86_KERNEL_SET(VITC_ISA_AVX2, avx2, 6, 16, 768, 120, 3072,
+                                                        VITC_ATTENTION_MR_AVX2, 16);
+static const vitc_kernels kernels_avx512 = X86_KERNEL_SET(VITC_ISA_AVX512, avx512, 14, 32, 3072, 112, 3072,
+                                                          VITC_ATTENTION_MR_AVX512, 32);
+#undef X86_KERNEL_SET
 #endif
 
 const vitc_kernels *vitc_kernels_for(vitc_isa isa) {

@@ -4,6 +4,7 @@
  * on non-x86 builds). SIMD paths live in kernels/ops_<isa>.c (vector math in kernels/vmath_*.h).
  * Activation limits: f(+inf) = +inf, gelu/silu/quick_gelu(-inf) = -0, NaN -> NaN. */
 #include <math.h>
+#include <string.h>
 #include "vitc.h"
 #include "kernels/ops_kernels.h"
 #include "kernel_table.h"
@@ -131,4 +132,15 @@ void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, flo
 
 void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n) {
     vitc_kernels_for(isa)->activation(act, x, n);
+}
+
+void vitc_f32_swiglu(vitc_isa isa, size_t rows, size_t hidden, const float *x, size_t ldx, float *y, size_t ldy) {
+    const vitc_kernels *kt = vitc_kernels_for(isa);
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx, *up = xr + hidden;
+        float *yr = y + r * ldy;
+        if (yr != xr) memcpy(yr, xr, hidden * sizeof(float));
+        kt->activation(VITC_ACT_SILU, yr, hidden);
+        for (size_t j = 0; j < hidden; j++) yr[j] *= up[j];
+    }
 }

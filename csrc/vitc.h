@@ -1,6 +1,6 @@
 /* vitc.h — the one public header of vitc's C kernels.
  *
- * Conventions (see ../README.md "Internals"):
+ * Conventions (see ../README.md "Inside"):
  *  - row-major float32 tensors; every pointer is followed by its leading dimension (row stride, in floats);
  *  - sizes are size_t, sizes first, outputs last;
  *  - every kernel takes the ISA to run (vitc_isa) explicitly: Python resolves the default once
@@ -89,13 +89,15 @@ size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k);
 void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed);
 void vitc_f32_gemm_pack_kn(vitc_isa isa, size_t n, size_t k, const float *b, size_t ldb, float *packed);
 
-/* Epilogue fused into the GEMM, applied in this order: + bias[n], act(), + residual[m, ldr].
- * residual may be the same pointer as C (with ldr == ldc): C += A·B + bias then. */
+/* Epilogue fused into the GEMM, applied in this order: + bias[n], act(), · scale[n], + residual[m, ldr]
+ * (scale: a per-column layer scale, transformers' Dinov2LayerScale / lambda, exactly its rounding order).
+ * residual may be the same pointer as C (with ldr == ldc): C += scale · act(A·B + bias) then. */
 typedef struct {
     const float *bias;     /* [n] or NULL */
     vitc_act act;
     const float *residual; /* [m, ldr] or NULL */
     size_t ldr;
+    const float *scale;    /* [n] or NULL */
 } vitc_epilogue;
 
 /* Threaded GEMM; ep may be NULL (plain product). packed is 64-byte aligned. */
@@ -172,6 +174,9 @@ void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, con
 void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx);
 /* In place activation over n contiguous floats. */
 void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n);
+/* SwiGLU rows: y[r, j] = silu(x[r, j]) · x[r, hidden + j], j < hidden (transformers' Dinov2SwiGLUFFN:
+ * x = [gate | up], the chunk(2) order). y may be x itself (ldy == ldx): the result lands in the gate half. */
+void vitc_f32_swiglu(vitc_isa isa, size_t rows, size_t hidden, const float *x, size_t ldx, float *y, size_t ldy);
 
 /* ---- patchify.c: im2col for Conv2d(kernel = stride = patch) ------------------------------------ */
 /* pixels [batch, channels, height, width]; out [batch * (height/ph) * (width/pw), channels*ph*pw],
@@ -216,18 +221,26 @@ void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention
                                 float *probs, float *workspace);
 
 /* ---- vit.c: the ViT pieces that call the kernels above ----------------------------------------- */
+/* The MLP of an encoder layer. STANDARD: fc2(act(fc1 x)) (ViT, DeiT, CLIP, SigLIP, DINOv2 base..large);
+ * SWIGLU: fc2(silu(gate) · up), [gate | up] = fc1 x (DINOv2 giant; act is ignored). */
+typedef enum { VITC_MLP_STANDARD = 0, VITC_MLP_SWIGLU = 1 } vitc_mlp;
+#define VITC_MLP_COUNT 2
+const char *vitc_mlp_name(vitc_mlp mlp); /* "standard", "swiglu" */
+
 typedef struct {
-    size_t dim, heads, inter;
+    size_t dim, heads, inter; /* inter: the MLP's hidden width (SwiGLU: of gate and of up each) */
     float eps;
     vitc_act act;
+    vitc_mlp mlp;
 } vitc_vit_dims;
 
 typedef struct {
     const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
     const float *qkv_w, *qkv_b;   /* packed [3*dim, dim] (query|key|value rows), bias [3*dim] or NULL */
     const float *proj_w, *proj_b; /* packed [dim, dim], bias [dim] */
-    const float *fc1_w, *fc1_b;   /* packed [inter, dim], bias [inter] */
+    const float *fc1_w, *fc1_b;   /* packed [inter, dim], bias [inter] (SwiGLU: [2*inter, dim] gate|up rows) */
     const float *fc2_w, *fc2_b;   /* packed [dim, inter], bias [dim] */
+    const float *ls1, *ls2;       /* layer scales [dim] of the attention and MLP branches, or NULL */
 } vitc_vit_layer;
 
 /* Phases of a layer, for the optional per-phase timing of vitc_vit_layer_forward. */
@@ -251,14 +264,19 @@ vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_di
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds);
 
-/* Patch + position embeddings: out [batch, 1 + np, dim] with row 0 = cls + pos[0],
- * row 1+p = patch_p · Wᵀ + b + pos[1+p]. patch_w packed [dim, channels*ph*pw];
- * pos [1 + np, dim] already interpolated to this grid; workspace: vitc_vit_embed_workspace_floats. */
-size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
-                                       size_t pw);
-vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
-                    size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
-                    const float *patch_b, const float *cls, const float *pos, float *out, float *workspace);
+/* Patch embeddings after nprefix prefix rows: out [batch, nprefix + np, dim] with
+ *   rows 0 .. nprefix-1 = prefix [nprefix, dim], complete (CLS / distillation token + their position rows,
+ *     registers as they are: the caller adds what applies), the same for every image;
+ *   row nprefix + p = (patch_p · Wᵀ + patch_b) + patch_pos[p], transformers' rounding order (conv + bias,
+ *     then + position). patch_b (CLIP: NULL) and patch_pos (NULL: none) are optional.
+ * patch_w packed [dim, channels*ph*pw]; patch_pos [np, dim] already interpolated to this grid;
+ * prefix may be NULL when nprefix == 0; workspace: vitc_patch_embed_workspace_floats. */
+size_t vitc_patch_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
+                                         size_t pw);
+vitc_status vitc_patch_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+                             size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
+                             const float *patch_b, size_t nprefix, const float *prefix, const float *patch_pos,
+                             float *out, float *workspace);
 
 #ifdef __cplusplus
 }

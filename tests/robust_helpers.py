@@ -13,7 +13,7 @@ from safetensors.numpy import save_file
 from vitc.config import ViTConfig
 from vitc.families.vit import expected_base_tensors as _expected_base_tensors
 
-# small enough for the placeholder kernels, big enough to have several heads, layers and patches
+# small enough to run fast on every ISA path, big enough to have several heads, layers and patches
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48, image_size=16,
              patch_size=4, num_labels=5)
 

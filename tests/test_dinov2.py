@@ -66,8 +66,14 @@ def test_classifier_on_cls_and_mean_of_patches(tmp_path):
         vitc.Dinov2ForImageClassification.from_pretrained(build(tmp_path, "Dinov2Model", config, name="base")[0])
 
 
-def test_swiglu_is_refused_with_a_clear_error(tmp_path):
-    config = transformers.Dinov2Config(**TINY, patch_size=14, image_size=28, use_swiglu_ffn=True)
-    path, _ = build(tmp_path, "Dinov2Model", config)
-    with pytest.raises(ValueError, match="use_swiglu_ffn"):
-        vitc.Dinov2Model.from_pretrained(path)
+@pytest.mark.parametrize("cls_name", ["Dinov2Model", "Dinov2WithRegistersModel"])
+def test_swiglu_ffn_matches_transformers(tmp_path, isa_name, cls_name):
+    """DINOv2 giant's SwiGLU FFN (weights_in = gate | up rows, width 2/3 of mlp_ratio rounded up to 8)."""
+    config = getattr(transformers, cls_name.replace("Model", "Config"))(
+        **TINY, patch_size=14, image_size=42, use_swiglu_ffn=True)
+    path, ref_model = build(tmp_path, cls_name, config)
+    model = getattr(vitc, cls_name).from_pretrained(path)
+    for h, w in ((42, 42), (56, 42)):
+        x = pixels((2, 3, h, w), seed=h)
+        assert_outputs_match(model(x, output_hidden_states=True, output_attentions=True), reference(ref_model, x),
+                             ("last_hidden_state", "pooler_output"))

@@ -47,7 +47,7 @@ def rand(rng, *shape, ld=None):
     return rng.uniform(-1, 1, size=(rows, ld)).astype(np.float32)[:, :cols]
 
 
-def reference(a, b_kn, bias=None, act=0, residual=None):
+def reference(a, b_kn, bias=None, act=0, residual=None, col_scale=None):
     """float64 result and its per-element error scale."""
     a64, b64 = a.astype(np.float64), b_kn.astype(np.float64)
     pre = a64 @ b64
@@ -57,6 +57,9 @@ def reference(a, b_kn, bias=None, act=0, residual=None):
         scale = scale + np.abs(bias.astype(np.float64))
     out = ACT_REF[act](pre)
     scale = scale * (1.2 if act else 1.0) + np.abs(out)  # |act'| <= 1.13 for the GELUs
+    if col_scale is not None:
+        out = out * col_scale.astype(np.float64)
+        scale = scale * np.abs(col_scale.astype(np.float64))
     if residual is not None:
         out = out + residual.astype(np.float64)
         scale = scale + np.abs(residual.astype(np.float64))
@@ -144,7 +147,7 @@ def test_pack_nk_equals_pack_kn(isa):
         assert _vitc.gemm_packed_floats(isa, n, k) == -(-n // nr) * nr * k
 
 
-@pytest.mark.parametrize("act", range(8))
+@pytest.mark.parametrize("act", range(len(_vitc.ACTIVATIONS)))
 def test_epilogue_bias_activation(isa, act):
     rng = np.random.default_rng(4 + act)
     mr, nr, kc = tile(isa)
@@ -158,7 +161,7 @@ def test_epilogue_bias_activation(isa, act):
             check(got, want, scale, what=f"isa {isa} act={act} bias={with_bias} m={m} n={n} k={k}")
 
 
-@pytest.mark.parametrize("act", [0, 1, 4])
+@pytest.mark.parametrize("act", [_vitc.ACT_CODES[name] for name in ("none", "gelu_erf", "relu")])
 def test_residual_separate_and_in_place(isa, act):
     rng = np.random.default_rng(5)
     mr, nr, kc = tile(isa)
@@ -175,6 +178,32 @@ def test_residual_separate_and_in_place(isa, act):
             out_s = res.copy()
             run_gemm(isa, a, b, out=out_s, bias=bias, act=act, residual=out_s, serial=True)
             check(out_s, want, scale, what=f"in-place residual serial isa {isa} act={act} m={m} n={n} k={k}")
+
+
+@pytest.mark.parametrize("act", [_vitc.ACT_CODES[name] for name in ("none", "gelu_erf")])
+def test_layer_scale_epilogue(isa, act):
+    """((a·b + bias) -> act) · scale + residual (Dinov2LayerScale's order), with a separate residual and
+    with the residual being out (the full-k path), threaded and serial, on tile edges and KC blocks."""
+    rng = np.random.default_rng(9)
+    mr, nr, kc = tile(isa)
+    for m, n, k in [(mr + 1, nr + 1, 2 * kc + 1), (197, 97, 7), (1, 1, 1), (2 * mr - 1, 3 * nr, 300)]:
+        a, b = rand(rng, m, k), rand(rng, k, n)
+        bias, res = rand(rng, 1, n)[0], rand(rng, m, n)
+        col_scale = (rand(rng, 1, n)[0] * 1e-1).astype(np.float32)  # DINOv2's lambdas are ~1e-5..1
+        want, scale = reference(a, b, bias, act, res, col_scale)
+        want_nores, scale_nores = reference(a, b, bias, act, None, col_scale)
+        got = run_gemm(isa, a, b, nthreads=2, bias=bias, act=act, scale=col_scale)
+        check(got, want_nores, scale_nores, what=f"no residual isa {isa} act={act} m={m} n={n} k={k}")
+        for nthreads, serial in [(1, False), (2, False), (1, True)]:
+            got = run_gemm(isa, a, b, nthreads=nthreads, bias=bias, act=act, residual=res, scale=col_scale,
+                           serial=serial)
+            check(got, want, scale, what=f"separate residual isa {isa} act={act} m={m} n={n} k={k}")
+            out = res.copy()
+            run_gemm(isa, a, b, nthreads=nthreads, out=out, bias=bias, act=act, residual=out, scale=col_scale,
+                     serial=serial)
+            check(out, want, scale, what=f"in-place residual isa {isa} act={act} m={m} n={n} k={k}")
+    with pytest.raises(ValueError, match="scale"):
+        run_gemm(isa, a, b, scale=np.ones(n + 1, np.float32))
 
 
 # A packed once and shared by the threads (the first three), per-thread packing of an A over the 8M-float

@@ -74,7 +74,7 @@ def test_every_hidden_act(checkpoints, isa_name, act):
 
 
 def test_vit_base_patch16_224(checkpoints):
-    """The real google/vit-base-patch16-224 shapes, once, on the default ISA (the placeholder GEMM is slow)."""
+    """The real google/vit-base-patch16-224 shapes, once, on the default ISA only (scalar is slow)."""
     ckpt = checkpoints.get("vit_b16")
     model = load(ckpt)
     x = pixels((1, 3, 224, 224), seed=3)

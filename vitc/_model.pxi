@@ -11,15 +11,17 @@ PHASE_CODES = {name: code for code, name in enumerate(LAYER_PHASES)}
 LAYER_STRUCT = (
     ("ln1_g", "dim", None), ("ln1_b", "dim", None), ("ln2_g", "dim", None), ("ln2_b", "dim", None),
     ("qkv_w", "3*dim", "dim"), ("qkv_b", "3*dim", None), ("proj_w", "dim", "dim"), ("proj_b", "dim", None),
-    ("fc1_w", "inter", "dim"), ("fc1_b", "inter", None), ("fc2_w", "dim", "inter"), ("fc2_b", "dim", None),
+    ("fc1_w", "fc1_n", "dim"), ("fc1_b", "fc1_n", None), ("fc2_w", "dim", "inter"), ("fc2_b", "dim", None),
+    ("ls1", "dim", None), ("ls2", "dim", None),
 )
 _LAYER_FIELDS = tuple(f for f, _, _ in LAYER_STRUCT)
-# fields that may be None (a checkpoint without them): the biases
-_LAYER_OPTIONAL = frozenset(f for f, _, cols in LAYER_STRUCT if f.endswith("_b"))
+# fields that may be None or left out: the biases, the layer scales (DINOv2's lambda1 / lambda2)
+_LAYER_OPTIONAL = frozenset(f for f, _, cols in LAYER_STRUCT if f.endswith("_b") or f.startswith("ls"))
+MLP_KINDS = tuple(vitc_mlp_name(<vitc_mlp>i).decode() for i in range(VITC_MLP_COUNT))
 
 
-def _layer_size(str expr, size_t dim, size_t inter):
-    return {"dim": dim, "3*dim": 3 * dim, "inter": inter}[expr]
+def _layer_size(str expr, size_t dim, size_t inter, size_t fc1_n):
+    return {"dim": dim, "3*dim": 3 * dim, "inter": inter, "fc1_n": fc1_n}[expr]
 
 
 cdef const float *_ptr(arr, size_t need, str name) except? NULL:
@@ -34,19 +36,25 @@ cdef const float *_ptr(arr, size_t need, str name) except? NULL:
 
 
 cdef class EncoderLayer:
-    """One pre-LN ViT encoder layer: packed weights (for one ISA) plus the C struct pointing into them."""
+    """One pre-LN ViT encoder layer: packed weights (for one ISA) plus the C struct pointing into them.
+    mlp: "standard" (fc2(act(fc1))) or "swiglu" (fc1_w packed [2*inter, dim]: gate | up rows); arrays may
+    hold layer scales "ls1", "ls2" [dim] (DINOv2's lambda1 / lambda2)."""
     cdef vitc_vit_layer c
     cdef vitc_vit_dims dims
     cdef readonly int isa
     cdef readonly dict arrays
 
-    def __init__(self, int isa, size_t dim, size_t heads, size_t inter, float eps, int act, dict arrays):
+    def __init__(self, int isa, size_t dim, size_t heads, size_t inter, float eps, int act, dict arrays,
+                 str mlp="standard"):
         _isa(isa); _act(act)
+        if mlp not in MLP_KINDS:
+            raise ValueError(f"unknown MLP kind {mlp!r}: expected one of {', '.join(MLP_KINDS)}")
+        cdef size_t fc1_n = 2 * inter if mlp == "swiglu" else inter
         if dim == 0 or heads == 0 or inter == 0 or dim % heads:
             raise ValueError(f"bad layer sizes: dim={dim}, heads={heads}, inter={inter}")
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
-        missing = [f for f in _LAYER_FIELDS if f not in arrays]
+        missing = [f for f in _LAYER_FIELDS if f not in arrays and f not in _LAYER_OPTIONAL]
         if missing:
             raise ValueError(f"EncoderLayer: missing arrays {missing}")
         self.isa = isa
@@ -54,19 +62,21 @@ cdef class EncoderLayer:
         self.dims.dim, self.dims.heads, self.dims.inter = dim, heads, inter
         self.dims.eps = eps
         self.dims.act = <vitc_act>act
+        cdef int mlp_code = MLP_KINDS.index(mlp)
+        self.dims.mlp = <vitc_mlp>mlp_code
         a = self.arrays
         if sizeof(vitc_vit_layer) != len(LAYER_STRUCT) * sizeof(const float *):
             raise RuntimeError("LAYER_STRUCT does not match csrc/vitc.h's vitc_vit_layer")
         cdef const float **slot = <const float **>&self.c
         cdef size_t rows, cols
         for j, (field, rows_expr, cols_expr) in enumerate(LAYER_STRUCT):
-            rows = _layer_size(rows_expr, dim, inter)
+            rows = _layer_size(rows_expr, dim, inter, fc1_n)
             if cols_expr is None:
                 need = rows
             else:
-                cols = _layer_size(cols_expr, dim, inter)
+                cols = _layer_size(cols_expr, dim, inter, fc1_n)
                 need = vitc_f32_gemm_packed_floats(<vitc_isa>isa, rows, cols)
-            slot[j] = _ptr(a[field], need, field)
+            slot[j] = _ptr(a.get(field), need, field)
             if slot[j] == NULL and field not in _LAYER_OPTIONAL:
                 raise ValueError(f"EncoderLayer: {field} must not be None")
 
@@ -100,28 +110,49 @@ cdef class EncoderLayer:
 
 
 def embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph, size_t pw):
-    return vitc_vit_embed_workspace_floats(batch, channels, height, width, ph, pw)
+    return vitc_patch_embed_workspace_floats(batch, channels, height, width, ph, pw)
 
 
 def embed(int isa, int nthreads, const float[:, :, :, ::1] pixels, size_t ph, size_t pw,
-          const float[::1] patch_w, const float[::1] patch_b, const float[::1] cls, const float[:, ::1] pos,
-          float[:, :, ::1] out, float[::1] workspace):
-    """out [B, 1+np, D] = [cls + pos[0]; patches·Wᵀ + b + pos[1:]] (patch_w packed for `isa`)."""
+          const float[::1] patch_w, const float[::1] patch_b, const float[:, ::1] prefix,
+          const float[:, ::1] patch_pos, float[:, :, ::1] out, float[::1] workspace):
+    """out [B, nprefix + np, D] = [prefix; (patches·Wᵀ + patch_b) + patch_pos] (patch_w packed for `isa`).
+    prefix [nprefix, D] (nprefix 0.. : CLS, distillation, registers, complete with their position rows) or
+    None; patch_b [D] or None (CLIP); patch_pos [np, D] or None."""
     _isa(isa); _threads(nthreads)
     cdef size_t b = pixels.shape[0], c = pixels.shape[1], h = pixels.shape[2], w = pixels.shape[3]
-    cdef size_t dim = cls.shape[0]
-    if b == 0 or ph == 0 or pw == 0 or ph > h or pw > w:
+    cdef size_t dim = out.shape[2]
+    if b == 0 or c == 0 or ph == 0 or pw == 0 or ph > h or pw > w or dim == 0:
         raise ValueError(f"embed: bad pixel/patch sizes {(b, c, h, w)} / {(ph, pw)}")
     cdef size_t npatch = (h // ph) * (w // pw)
-    _check_shape(np.asarray(pos), (npatch + 1, dim), "pos")
-    _check_shape(np.asarray(out), (b, npatch + 1, dim), "out")
-    _check_shape(np.asarray(patch_b), (dim,), "patch_b")
-    if patch_w.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, c * ph * pw):
+    cdef size_t nprefix = 0 if prefix is None else prefix.shape[0]
+    if prefix is not None:
+        _check_shape(np.asarray(prefix), (nprefix, dim), "prefix")
+    if patch_pos is not None:
+        _check_shape(np.asarray(patch_pos), (npatch, dim), "patch_pos")
+    _check_shape(np.asarray(out), (b, nprefix + npatch, dim), "out")
+    if patch_b is not None:
+        _check_shape(np.asarray(patch_b), (dim,), "patch_b")
+    if <size_t>patch_w.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, dim, c * ph * pw):
         raise ValueError("patch_w: packed size does not match dim x channels*ph*pw")
-    _check_len(np.asarray(workspace), vitc_vit_embed_workspace_floats(b, c, h, w, ph, pw), "workspace")
+    _check_len(np.asarray(workspace), vitc_patch_embed_workspace_floats(b, c, h, w, ph, pw), "workspace")
+    out_arr = np.asarray(out)
+    for arr, name in ((pixels, "pixels"), (patch_w, "patch_w"), (patch_b, "patch_b"), (prefix, "prefix"),
+                      (patch_pos, "patch_pos"), (workspace, "workspace")):
+        if arr is not None:
+            _no_overlap(out_arr, np.asarray(arr), "out", name)
+    cdef const float *pb = NULL
+    cdef const float *pre = NULL
+    cdef const float *pos = NULL
+    if patch_b is not None:
+        pb = &patch_b[0]
+    if nprefix:
+        pre = &prefix[0, 0]
+    if patch_pos is not None:
+        pos = &patch_pos[0, 0]
     cdef vitc_status st
     with nogil:
-        st = vitc_vit_embed(<vitc_isa>isa, nthreads, b, c, h, w, ph, pw, dim, &pixels[0, 0, 0, 0], &patch_w[0],
-                            &patch_b[0], &cls[0], &pos[0, 0], &out[0, 0, 0], &workspace[0])
+        st = vitc_patch_embed(<vitc_isa>isa, nthreads, b, c, h, w, ph, pw, dim, &pixels[0, 0, 0, 0], &patch_w[0],
+                              pb, nprefix, pre, pos, &out[0, 0, 0], &workspace[0])
     _raise_for(st, "patch embedding")
-    return np.asarray(out)
+    return out_arr

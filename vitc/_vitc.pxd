@@ -46,6 +46,7 @@ cdef extern from "vitc.h" nogil:
         vitc_act act
         const float *residual
         size_t ldr
+        const float *scale
     vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t k,
                               const float *a, size_t lda, const float *packed, const vitc_epilogue *ep,
                               float *c, size_t ldc)
@@ -90,6 +91,8 @@ cdef extern from "vitc.h" nogil:
                             const float *gamma, const float *beta, float eps, float *y, size_t ldy)
     void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx)
     void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n)
+    void vitc_f32_swiglu(vitc_isa isa, size_t rows, size_t hidden, const float *x, size_t ldx, float *y,
+                         size_t ldy)
     void vitc_f32_patchify(int nthreads, size_t batch, size_t channels, size_t height, size_t width,
                            size_t ph, size_t pw, const float *pixels, float *out)
     size_t vitc_f32_attention_workspace_floats(vitc_isa isa, int nthreads, size_t seq, size_t head_dim)
@@ -112,10 +115,16 @@ cdef extern from "vitc.h" nogil:
     void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention_desc *d, float *out,
                                     size_t ldo, float *probs, float *workspace)
 
+    ctypedef enum vitc_mlp:
+        VITC_MLP_STANDARD
+        VITC_MLP_SWIGLU
+    enum: VITC_MLP_COUNT
+    const char *vitc_mlp_name(vitc_mlp mlp)
     ctypedef struct vitc_vit_dims:
         size_t dim, heads, inter
         float eps
         vitc_act act
+        vitc_mlp mlp
     ctypedef enum vitc_phase:
         pass
     const char *vitc_phase_name(vitc_phase phase)
@@ -132,16 +141,19 @@ cdef extern from "vitc.h" nogil:
         const float *fc1_b
         const float *fc2_w
         const float *fc2_b
+        const float *ls1
+        const float *ls2
     size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
                                            size_t seq)
     vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
                                 size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                                 double *phase_seconds)
-    size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width,
-                                           size_t ph, size_t pw)
-    vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
-                        size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
-                        const float *patch_b, const float *cls, const float *pos, float *out, float *workspace)
+    size_t vitc_patch_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width,
+                                             size_t ph, size_t pw)
+    vitc_status vitc_patch_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height,
+                                 size_t width, size_t ph, size_t pw, size_t dim, const float *pixels,
+                                 const float *patch_w, const float *patch_b, size_t nprefix, const float *prefix,
+                                 const float *patch_pos, float *out, float *workspace)
 
 
 cdef extern from "threadpool.h" nogil:

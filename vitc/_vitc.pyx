@@ -144,6 +144,7 @@ cdef _fill_epilogue(vitc_epilogue *ep, bias, int act, residual, out_arr, size_t 
     ep.act = <vitc_act>act
     ep.residual = NULL
     ep.ldr = 0
+    ep.scale = NULL
     _check_shape(out_arr, (m, n), "out")
     cdef const float[::1] b
     cdef const float[:, :] r
@@ -204,9 +205,10 @@ def gemm_pack_kn(int isa, const float[:, :] b):
 
 
 def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, size_t n, float[:, :] out,
-         const float[::1] bias=None, int act=0, const float[:, :] residual=None, bint serial=False):
-    """out[m, n] = act(a[m, k] · B + bias) + residual, B packed by gemm_pack_* for `isa`.
-    `residual` may be `out` itself (then out += a·B + bias)."""
+         const float[::1] bias=None, int act=0, const float[:, :] residual=None, bint serial=False,
+         const float[::1] scale=None):
+    """out[m, n] = act(a[m, k] · B + bias) · scale + residual, B packed by gemm_pack_* for `isa`;
+    scale: a per-column layer scale [n]. `residual` may be `out` itself (then out += ...)."""
     _isa(isa); _threads(nthreads); _act(act)
     a_arr, out_arr = np.asarray(a), np.asarray(out)
     cdef size_t m = a.shape[0], k = a.shape[1]
@@ -214,14 +216,33 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
     if m == 0 or n == 0 or k == 0:
         raise ValueError("gemm: m, n and k must be >= 1")
     _check_shape(out_arr, (m, n), "out")
-    if packed.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k):
+    if <size_t>packed.shape[0] != vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k):
         raise ValueError(f"packed: expected {vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k)} floats for "
                          f"n={n}, k={k}, got {packed.shape[0]}")
     _no_overlap(out_arr, a_arr, "out", "a")
     _no_overlap(out_arr, np.asarray(packed), "out", "packed")
     cdef vitc_epilogue ep
-    _fill_epilogue(&ep, bias, act, residual, out_arr, m, n, ldc)
-    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), 1)) if serial else None
+    ep.bias = NULL
+    ep.act = <vitc_act>act
+    ep.residual = NULL
+    ep.ldr = 0
+    ep.scale = NULL
+    if scale is not None:
+        _check_shape(np.asarray(scale), (n,), "scale")
+        ep.scale = &scale[0]
+    if bias is not None:
+        _check_shape(np.asarray(bias), (n,), "bias")
+        ep.bias = &bias[0]
+    if residual is not None:
+        res_arr = np.asarray(residual)
+        _check_shape(res_arr, (m, n), "residual")
+        ldr = _ld(res_arr, "residual")
+        if np.may_share_memory(res_arr, out_arr) and not (
+                res_arr.ctypes.data == out_arr.ctypes.data and ldr == ldc):
+            raise ValueError("residual must be exactly out or not overlap it")
+        ep.residual = &residual[0, 0]
+        ep.ldr = ldr
+    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), <size_t>1)) if serial else None
     cdef float[::1] w = ws
     cdef vitc_status st = VITC_OK
     with nogil:
@@ -277,6 +298,25 @@ def activation(int isa, int act, float[::1] x):
     return np.asarray(x)
 
 
+def swiglu(int isa, const float[:, :] x, float[:, :] out):
+    """out[r, j] = silu(x[r, j]) · x[r, h + j] for x [rows, 2h] = [gate | up]; out [rows, h] may be the gate
+    half of x itself (x[:, :h])."""
+    _isa(isa)
+    x_arr, out_arr = np.asarray(x), np.asarray(out)
+    cdef size_t rows = x.shape[0], h = x.shape[1] // 2
+    cdef size_t ldx = _ld(x_arr, "x"), ldy = _ld(out_arr, "out")
+    if rows == 0 or h == 0 or x.shape[1] % 2:
+        raise ValueError(f"swiglu: x must be [rows >= 1, 2*hidden >= 2], got {tuple(x_arr.shape)}")
+    _check_shape(out_arr, (rows, h), "out")
+    if np.may_share_memory(x_arr, out_arr):
+        if not (x_arr.ctypes.data == out_arr.ctypes.data and (ldx == ldy or rows == 1)):
+            raise ValueError("out must be exactly the gate half of x or not overlap x")
+        ldy = ldx
+    with nogil:
+        vitc_f32_swiglu(<vitc_isa>isa, rows, h, &x[0, 0], ldx, &out[0, 0], ldy)
+    return out_arr
+
+
 def patchify(int nthreads, const float[:, :, :, ::1] pixels, size_t ph, size_t pw):
     """im2col: [B, C, H, W] -> [B * (H//ph) * (W//pw), C*ph*pw] in Conv2d weight order."""
     _threads(nthreads)
@@ -302,7 +342,7 @@ def attention(int isa, int nthreads, const float[:, :] qkv, size_t batch, size_t
     if batch == 0 or heads == 0 or t == 0 or t % batch or dim == 0 or dim % heads:
         raise ValueError(f"attention: bad sizes (tokens={t}, batch={batch}, heads={heads}, dim={dim})")
     cdef size_t seq = t // batch, hd = dim // heads
-    if qkv.shape[1] < 3 * dim:
+    if <size_t>qkv.shape[1] < 3 * dim:
         raise ValueError(f"qkv: expected >= {3 * dim} columns, got {qkv.shape[1]}")
     _check_shape(out_arr, (t, dim), "out")
     _no_overlap(out_arr, qkv_arr, "out", "qkv")
@@ -312,11 +352,67 @@ def attention(int isa, int nthreads, const float[:, :] qkv, size_t batch, size_t
         _no_overlap(np.asarray(probs), qkv_arr, "probs", "qkv")
         _no_overlap(np.asarray(probs), out_arr, "probs", "out")
         pp = &probs[0, 0, 0, 0]
-    ws = aligned_empty(max(vitc_f32_attention_workspace_floats(<vitc_isa>isa, nthreads, seq, hd), 1))
+    ws = aligned_empty(max(vitc_f32_attention_workspace_floats(<vitc_isa>isa, nthreads, seq, hd), <size_t>1))
     cdef float[::1] w = ws
     with nogil:
         vitc_f32_attention(<vitc_isa>isa, nthreads, batch, seq, heads, hd, &qkv[0, 0], ldq, &out[0, 0], ldo,
                            pp, &w[0])
+    return out_arr
+
+
+def attention_general(int isa, int nthreads, const float[:, :] q, const float[:, :] k, const float[:, :] v,
+                      size_t batch, size_t heads, float[:, :] out, scale=None, bint causal=False, key_mask=None,
+                      float[:, :, :, ::1] probs=None):
+    """out [batch*seq_q, dim] = softmax(scale · Q Kᵀ + mask) V per (image, head): q rows [batch*seq_q, >= dim],
+    k and v rows [batch*seq_kv, >= dim] (head h at columns h*head_dim), dim = out.shape[1].
+    scale: default head_dim^-0.5 (float32). causal: key j hidden from query i when j > i.
+    key_mask: [batch, seq_kv] bool or 0/1 integers (transformers' attention_mask; 0 = padding).
+    probs, if given, gets [batch, heads, seq_q, seq_kv]."""
+    _isa(isa); _threads(nthreads)
+    q_arr, k_arr, v_arr, out_arr = np.asarray(q), np.asarray(k), np.asarray(v), np.asarray(out)
+    cdef size_t tq = q.shape[0], tkv = k.shape[0], dim = out.shape[1]
+    if batch == 0 or heads == 0 or tq == 0 or tkv == 0 or tq % batch or tkv % batch or dim == 0 or dim % heads:
+        raise ValueError(f"attention: bad sizes (query rows={tq}, key rows={tkv}, batch={batch}, heads={heads}, "
+                         f"dim={dim})")
+    if <size_t>v.shape[0] != tkv:
+        raise ValueError(f"v: expected {tkv} rows (as k), got {v.shape[0]}")
+    for arr, name in ((q_arr, "q"), (k_arr, "k"), (v_arr, "v")):
+        if <size_t>arr.shape[1] < dim:
+            raise ValueError(f"{name}: expected >= {dim} columns, got {arr.shape[1]}")
+    cdef vitc_attention_desc d
+    d.batch, d.heads, d.head_dim = batch, heads, dim // heads
+    d.seq_q, d.seq_kv = tq // batch, tkv // batch
+    d.q, d.ldq = &q[0, 0], _ld(q_arr, "q")
+    d.k, d.ldk = &k[0, 0], _ld(k_arr, "k")
+    d.v, d.ldv = &v[0, 0], _ld(v_arr, "v")
+    d.scale = np.float32(1) / np.sqrt(np.float32(d.head_dim)) if scale is None else scale
+    if not (d.scale > 0 and np.isfinite(d.scale)):
+        raise ValueError(f"attention: scale must be finite and > 0, got {scale}")
+    d.causal = causal
+    d.key_mask = NULL
+    cdef size_t ldo = _ld(out_arr, "out")
+    _check_shape(out_arr, (tq, dim), "out")
+    for arr, name in ((q_arr, "q"), (k_arr, "k"), (v_arr, "v")):
+        _no_overlap(out_arr, arr, "out", name)
+    cdef const unsigned char[:, ::1] mask_view
+    if key_mask is not None:
+        mask = np.asarray(key_mask)
+        _check_shape(mask, (batch, d.seq_kv), "key_mask")
+        if mask.dtype != np.bool_ and not (np.issubdtype(mask.dtype, np.integer) and np.isin(mask, (0, 1)).all()):
+            raise ValueError(f"key_mask: expected bool or 0/1 integers, got {mask.dtype}")
+        mask_view = np.ascontiguousarray(mask, dtype=np.uint8)
+        d.key_mask = &mask_view[0, 0]
+    cdef float *pp = NULL
+    if probs is not None:
+        _check_shape(np.asarray(probs), (batch, heads, d.seq_q, d.seq_kv), "probs")
+        for arr, name in ((q_arr, "q"), (k_arr, "k"), (v_arr, "v"), (out_arr, "out")):
+            _no_overlap(np.asarray(probs), arr, "probs", name)
+        pp = &probs[0, 0, 0, 0]
+    ws = aligned_empty(max(vitc_f32_attention_general_workspace_floats(<vitc_isa>isa, nthreads, d.seq_q, d.seq_kv,
+                                                                       d.head_dim), <size_t>1))
+    cdef float[::1] w = ws
+    with nogil:
+        vitc_f32_attention_general(<vitc_isa>isa, nthreads, &d, &out[0, 0], ldo, pp, &w[0])
     return out_arr
 
 

@@ -13,15 +13,9 @@ class Buffers:
         self.seq = n_patches + model._num_prefix
         d = cfg.hidden_size
         self.hidden = _vitc.aligned_empty((batch * self.seq, d))
-        # One workspace: the embedding's im2col (and DeiT's staging rows) run before any layer, so they live
-        # at the start of the layers' workspace instead of in buffers of their own.
+        # One workspace: the embedding's im2col runs before any layer, so it lives at the start of the layers'
+        # workspace instead of in a buffer of its own.
         embed_floats = _vitc.embed_workspace_floats(batch, cfg.num_channels, height, width, ph, pw)
-        staging = batch * (n_patches + 1) * d if model._num_prefix != 1 else 0
-        im2col = -(-staging // 16) * 16  # 64-byte aligned, as a buffer of its own would be
         layer_floats = model._layers[0].workspace_floats(nthreads, batch, self.seq)
-        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, im2col + embed_floats))
-        # prefix rows other than one CLS: the C embedding writes CLS + patches here, then they go to hidden
-        self.embed_out = self.layer_ws[:staging].reshape(batch, n_patches + 1, d) if staging else None
-        self.embed_ws = self.layer_ws[im2col:im2col + max(1, embed_floats)]
-
-
+        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, embed_floats))
+        self.embed_ws = self.layer_ws[:max(1, embed_floats)]

@@ -113,9 +113,9 @@ def forward_bytes(config, num_prefix, shape, nthreads, hidden_states=False, atte
     if not buffers_cached:
         floats += b * s * d                          # hidden
         # one workspace: the encoder layer's (LN rows, then Q|K|V + context + attention scratch or, later,
-        # the MLP's intermediate rows in the same place), or the embedding's im2col + DeiT staging if larger
+        # the MLP's intermediate rows in the same place), or the embedding's im2col if larger
         layer = b * s * d + max(4 * b * s * d + max(1, nthreads) * s * s, b * s * inter)
-        floats += max(layer, b * patches * c * ph * pw + (b * (patches + 1) * d + 15 if num_prefix != 1 else 0))
+        floats += max(layer, b * patches * c * ph * pw)
     floats += b * s * d                              # last_hidden_state (or the prefix rows, less)
     if hidden_states:
         floats += (layers + 1) * b * s * d

@@ -60,7 +60,8 @@ class _ViTBase:
         self._pos = model["pos"].reshape(-1, config.hidden_size) if model.get("pos") is not None else None
         self._layers = [_vitc.EncoderLayer(self._isa, config.hidden_size, config.num_attention_heads,
                                            config.intermediate_size, float(config.layer_norm_eps),
-                                           config.hidden_act_code, arrays) for arrays in layers]
+                                           config.hidden_act_code, arrays, self._mlp_kind(config))
+                        for arrays in layers]
         self._setup(plan, model, head)
         self._buffers = OrderedDict()
         self._positions = {}
@@ -80,6 +81,10 @@ class _ViTBase:
         """Tokens before the patches (CLS, distillation, registers)."""
         return vit_family.num_prefix(config)
 
+    def _mlp_kind(self, config):
+        """The encoder layer's MLP (_vitc.MLP_KINDS): "standard" fc2(act(fc1)), or "swiglu"."""
+        return "standard"
+
     def _setup(self, plan, model, head):
         """Keep what the family's forward needs from the loaded arrays."""
         self._pooler = (model["pooler_w"], model["pooler_b"]) if plan.has_pooler else None
@@ -87,12 +92,12 @@ class _ViTBase:
         self._head_kind = plan.head
 
     def _prefix_rows(self, pos):
-        """(pos rows for the C embedding [1 + patches, D] (row 0 added to the CLS row), rows inserted after
-        CLS [k, D] or None, whether the CLS row is dropped) for position embeddings `pos` of this grid.
-        ViT: as is; DeiT: the distillation token with its position row (row 1) goes after CLS."""
-        if self._num_prefix == 2:
-            return np.ascontiguousarray(np.concatenate([pos[:1], pos[2:]])), (self._w["dist"] + pos[1])[None], False
-        return pos, None, False
+        """(prefix rows [num_prefix, D] complete with their position rows, or None; the patches' position rows
+        [patches, D]) for the C embedding, from position embeddings `pos` of this grid. ViT: CLS (+ DeiT's
+        distillation token) plus position rows 0 (and 1)."""
+        tokens = [self._w["cls"]] + ([self._w["dist"]] if self._num_prefix == 2 else [])
+        prefix = np.stack([tok + pos[i] for i, tok in enumerate(tokens)]).astype(np.float32, copy=False)
+        return prefix, np.ascontiguousarray(pos[self._num_prefix:])
 
     def _grid_positions(self, grid, height, width, interpolate):
         """Position embeddings [prefix + patches, D] for this input grid."""
@@ -295,21 +300,10 @@ class _ViTBase:
         ph, pw = cfg.patch_hw
         bufs = self._get_buffers(b, h, w, nt)
         s, d = bufs.seq, cfg.hidden_size
-        pos, inserted, drop_cls = self._get_positions(bufs.grid, h, w, interpolate)
+        prefix, patch_pos = self._get_positions(bufs.grid, h, w, interpolate)
         hidden3 = bufs.hidden.reshape(b, s, d)
-        wts = self._w
-        if inserted is None and not drop_cls:
-            _vitc.embed(isa, nt, x, ph, pw, wts["patch_w"], self._patch_bias(), self._cls_row(), pos, hidden3,
-                        bufs.embed_ws)
-        else:  # [cls, inserted rows (distillation, registers), patches], or the patches alone
-            _vitc.embed(isa, nt, x, ph, pw, wts["patch_w"], self._patch_bias(), self._cls_row(), pos,
-                        bufs.embed_out, bufs.embed_ws)
-            c0 = 0 if drop_cls else 1
-            hidden3[:, :c0] = bufs.embed_out[:, :c0]
-            k = 0 if inserted is None else len(inserted)
-            if k:
-                hidden3[:, c0:c0 + k] = inserted
-            hidden3[:, c0 + k:] = bufs.embed_out[:, 1:]
+        _vitc.embed(isa, nt, x, ph, pw, self._w["patch_w"], self._patch_bias(), prefix, patch_pos, hidden3,
+                    bufs.embed_ws)
         self._after_embeddings(bufs.hidden)
         prof = self._profile
         if prof is not None:
@@ -325,9 +319,6 @@ class _ViTBase:
                 attentions.append(probs)
         return (bufs, tuple(hidden_states) if hidden_states is not None else None,
                 tuple(attentions) if attentions is not None else None)
-
-    def _cls_row(self):
-        return self._w["cls"]
 
     def _patch_bias(self):
         return self._w["patch_b"]

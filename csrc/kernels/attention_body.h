@@ -100,6 +100,7 @@ static inline __attribute__((always_inline)) void VM_FN(att_tile)(const int rows
 static void VM_FN(att_block)(size_t rows, size_t nr, size_t kc, const float *VITC_RESTRICT a, size_t lda,
                              const float *VITC_RESTRICT b, size_t ldb, float *VITC_RESTRICT c, size_t ldc,
                              const float *VITC_RESTRICT rowscale) {
+    VITC_PRECONDITION(nr >= 1 && nr <= ATT_NR);
     switch (rows) {
 #if ATT_MR >= 14
         ATT_TILE_CASE(14)
@@ -117,7 +118,7 @@ static void VM_FN(att_block)(size_t rows, size_t nr, size_t kc, const float *VIT
         ATT_TILE_CASE(3)
         ATT_TILE_CASE(2)
         ATT_TILE_CASE(1)
-    default: break;
+    default: VITC_PRECONDITION(rows >= 1 && rows <= ATT_MR);
     }
 }
 #undef ATT_TILE_CASE

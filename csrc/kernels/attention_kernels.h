@@ -3,6 +3,7 @@
 #ifndef VITC_ATTENTION_KERNELS_H
 #define VITC_ATTENTION_KERNELS_H
 #include "../vitc.h"
+#include "../precondition.h"
 
 /* Rows per register tile of each ISA's head kernel (= the GEMM micro-kernel's MR). Its columns are two
  * vectors (16 / 32): K_h is packed by the ISA's own attention_pack_k into panels that wide, the layout of

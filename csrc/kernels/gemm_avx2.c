@@ -61,6 +61,7 @@ static inline __attribute__((always_inline)) void tile_6x16(const int rows, size
 void vitc_f32_gemm_ukernel_6x16__avx2(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
                                       const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
                                       int accumulate) {
+    VITC_PRECONDITION(nr >= 1 && nr <= NR);
     switch (mr) {
     case 6: tile_6x16(6, nr, kc, a, b, c, ldc, accumulate); break;
     case 5: tile_6x16(5, nr, kc, a, b, c, ldc, accumulate); break;
@@ -68,6 +69,6 @@ void vitc_f32_gemm_ukernel_6x16__avx2(size_t mr, size_t nr, size_t kc, const flo
     case 3: tile_6x16(3, nr, kc, a, b, c, ldc, accumulate); break;
     case 2: tile_6x16(2, nr, kc, a, b, c, ldc, accumulate); break;
     case 1: tile_6x16(1, nr, kc, a, b, c, ldc, accumulate); break;
-    default: break;
+    default: VITC_PRECONDITION(mr >= 1 && mr <= MR);
     }
 }

@@ -51,6 +51,7 @@ static inline __attribute__((always_inline)) void tile_14x32(const int rows, siz
 void vitc_f32_gemm_ukernel_14x32__avx512(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
                                          const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
                                          int accumulate) {
+    VITC_PRECONDITION(nr >= 1 && nr <= NR);
     switch (mr) {
     case 14: tile_14x32(14, nr, kc, a, b, c, ldc, accumulate); break;
     case 13: tile_14x32(13, nr, kc, a, b, c, ldc, accumulate); break;
@@ -66,6 +67,6 @@ void vitc_f32_gemm_ukernel_14x32__avx512(size_t mr, size_t nr, size_t kc, const 
     case 3: tile_14x32(3, nr, kc, a, b, c, ldc, accumulate); break;
     case 2: tile_14x32(2, nr, kc, a, b, c, ldc, accumulate); break;
     case 1: tile_14x32(1, nr, kc, a, b, c, ldc, accumulate); break;
-    default: break;
+    default: VITC_PRECONDITION(mr >= 1 && mr <= MR);
     }
 }

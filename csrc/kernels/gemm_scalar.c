@@ -24,6 +24,7 @@ void vitc_f32_gemm_ukernel_4x16__scalar(size_t mr, size_t nr, size_t kc, const f
                                         const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
                                         int accumulate) {
     /* a: [kc, MR] packed (rows past mr are zero), b: [kc, NR] packed (columns past nr are zero) */
+    VITC_PRECONDITION(mr >= 1 && mr <= MR && nr >= 1 && nr <= NR);
     v4f c00 = {0}, c01 = {0}, c02 = {0}, c03 = {0}, c10 = {0}, c11 = {0}, c12 = {0}, c13 = {0};
     v4f c20 = {0}, c21 = {0}, c22 = {0}, c23 = {0}, c30 = {0}, c31 = {0}, c32 = {0}, c33 = {0};
     for (size_t p = 0; p < kc; p++) {
@@ -47,6 +48,7 @@ void vitc_f32_gemm_ukernel_4x16__scalar(size_t mr, size_t nr, size_t kc, const f
 void vitc_f32_gemm_ukernel_4x16__scalar(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
                                         const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
                                         int accumulate) {
+    VITC_PRECONDITION(mr >= 1 && mr <= MR && nr >= 1 && nr <= NR);
     float acc[MR][NR] = {{0.0f}};
     for (size_t p = 0; p < kc; p++) {
         const float *bp = b + p * NR, *ap = a + p * MR;

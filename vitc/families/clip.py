@@ -77,11 +77,10 @@ class CLIPVisionModel(_ViTBase):
         return 1
 
     def _setup(self, plan, model, head):
-        self._zero_bias = np.zeros(self.config.hidden_size, np.float32)
         self._projection = head.get("proj_w")
 
     def _patch_bias(self):
-        return self._zero_bias
+        return None  # the patch conv has no bias
 
     def _grid_positions(self, grid, height, width, interpolate):
         if not interpolate:
@@ -89,7 +88,7 @@ class CLIPVisionModel(_ViTBase):
         return interpolate_square_positions(self._pos, 1, grid, height == width)
 
     def _prefix_rows(self, pos):
-        return pos, None, False
+        return (self._w["cls"] + pos[0])[None], np.ascontiguousarray(pos[1:])
 
     def _after_embeddings(self, hidden):
         hidden[:] = self._layernorm(hidden, np.empty_like(hidden), "pre_g", "pre_b")

@@ -5,7 +5,7 @@ Differences from ViT: layer scale after attention and MLP (folded into the proje
 load time: lambda * (W x + b) = (lambda W) x + lambda b), MLP width hidden_size * mlp_ratio, register
 tokens between CLS and patches (no position rows of their own), position embeddings resized to every input
 (bicubic; antialiased for the registers variant, as the installed transformers does), pooler = the CLS
-row after the final LayerNorm. SwiGLU FFN checkpoints (giant) are refused until a SwiGLU layer kernel exists."""
+row after the final LayerNorm. The giant's SwiGLU FFN runs as the C layer's "swiglu" MLP kind."""
 import numpy as np
 
 from ..config_families import Dinov2Config, Dinov2WithRegistersConfig
@@ -40,6 +40,16 @@ def _layer():
 
 
 LAYER = _layer()
+# the giant's SwiGLU FFN: weights_in [2 * inter, D] = gate | up rows (the C "swiglu" MLP's fc1), weights_out
+LAYER_SWIGLU = tuple(
+    Param("fc1_w", "encoder.layer.{i}.mlp.weights_in.weight", lambda c: (2 * c.intermediate_size, c.hidden_size),
+          packed=True) if p.field == "fc1_w" else
+    Param("fc1_b", "encoder.layer.{i}.mlp.weights_in.bias", lambda c: (2 * c.intermediate_size,))
+    if p.field == "fc1_b" else
+    Param("fc2_w", "encoder.layer.{i}.mlp.weights_out.weight", p.shape, packed=True, scale=p.scale)
+    if p.field == "fc2_w" else
+    Param("fc2_b", "encoder.layer.{i}.mlp.weights_out.bias", p.shape, scale=p.scale) if p.field == "fc2_b" else p
+    for p in LAYER)
 MODEL = (
     Param("cls", "embeddings.cls_token", lambda c: (1, 1, c.hidden_size)),
     Param("pos", "embeddings.position_embeddings", lambda c: (1, c.num_patches + 1, c.hidden_size)),
@@ -65,19 +75,20 @@ class Dinov2Model(_ViTBase):
     _base_prefix = "dinov2."
 
     def _plan(self, config, keys, shape_of, source):
-        if config.use_swiglu_ffn:
-            raise ValueError(f"{source}: config.use_swiglu_ffn = true (DINOv2 giant's SwiGLU MLP) is not "
-                             f"supported yet")
         keys = list(keys)
         has_prefix = any(k.startswith(self._base_prefix) for k in keys)
         if self._with_head and not has_prefix:
             raise WeightsMismatchError(f"{source}: no tensor starts with {self._base_prefix!r}: a base-model "
-                                       f"checkpoint without a classification head; load it with {type(self).__name__[:-len('ForImageClassification')] or 'Dinov2'}Model")
+                                       f"checkpoint without a classification head; load it with Dinov2Model")
         prefix = self._base_prefix if has_prefix else ""
         head = CLASSIFIER if self._with_head else ()
         relevant = (lambda k: True) if self._with_head or not prefix else (lambda k: k.startswith(prefix))
-        return WeightPlan(config, keys, shape_of, (MODEL, LAYER, head), prefix, source,
+        layer = LAYER_SWIGLU if config.use_swiglu_ffn else LAYER
+        return WeightPlan(config, keys, shape_of, (MODEL, layer, head), prefix, source,
                           ignored=lambda k: k == prefix + "embeddings.mask_token", relevant=relevant)
+
+    def _mlp_kind(self, config):
+        return "swiglu" if config.use_swiglu_ffn else "standard"
 
     def _prefix_tokens(self, config):
         return 1 + getattr(config, "num_register_tokens", 0)
@@ -91,7 +102,9 @@ class Dinov2Model(_ViTBase):
         return interpolate_square_positions(self._pos, 1, grid, height == width, antialias=self._antialias)
 
     def _prefix_rows(self, pos):
-        return pos, self._registers, False
+        cls = (self._w["cls"] + pos[0])[None]  # registers follow CLS, without position rows of their own
+        prefix = cls if self._registers is None else np.concatenate([cls, self._registers])
+        return np.ascontiguousarray(prefix, np.float32), np.ascontiguousarray(pos[1:])
 
     def _final(self, bufs, b):
         s, d = bufs.seq, self.config.hidden_size

@@ -4,11 +4,12 @@
 Differences from ViT: no CLS token (the patches alone, with patch bias and position_embedding [N, D]),
 post_layernorm on every token, and the attention-pooling head: one learned probe attends over all tokens
 (packed head.attention.in_proj_*), h = h + MLP(LN(h)), pooler_output = h[:, 0]. The probe's query is
-fixed, so it is computed once at load; the head's key/value rows run as one GEMM over the tokens and the
-single-query attention in numpy (small: heads x tokens per image) until a seq_q != seq_kv C kernel exists."""
+fixed, so it is computed once at load; the head's key/value rows run as one GEMM over the tokens, then the
+C attention with seq_q = 1 != seq_kv."""
 import numpy as np
 
 from ..config_families import SiglipVisionConfig
+from .. import _vitc
 from ..modeling import _ViTBase
 from ..outputs import BaseModelOutputWithPooling
 from ..pos_embed import interpolate_square_positions
@@ -68,14 +69,10 @@ class SiglipVisionModel(_ViTBase):
 
     def _setup(self, plan, model, head):
         d = self.config.hidden_size
-        self._zero_cls = np.zeros(d, np.float32)
         self._has_head = bool(self.config.vision_use_head)
         if self._has_head:
             probe, w, b = model["probe"].astype(np.float64), model["q_w"].reshape(d, d), model["q_b"]
             self._query = (w.astype(np.float64) @ probe + b).astype(np.float32)  # the probe's fixed query
-
-    def _cls_row(self):
-        return self._zero_cls  # the C embedding's CLS row is written to staging and dropped
 
     def _grid_positions(self, grid, height, width, interpolate):
         if not interpolate:
@@ -83,8 +80,7 @@ class SiglipVisionModel(_ViTBase):
         return interpolate_square_positions(self._pos, 0, grid, height == width)
 
     def _prefix_rows(self, pos):
-        rows = np.concatenate([np.zeros((1, pos.shape[1]), np.float32), pos])
-        return np.ascontiguousarray(rows), None, True
+        return None, np.ascontiguousarray(pos)  # no CLS: the patches alone
 
     def _outputs(self, bufs, b):
         s, d = bufs.seq, self.config.hidden_size
@@ -98,14 +94,10 @@ class SiglipVisionModel(_ViTBase):
         cfg, w = self.config, self._w
         b, s, d = last.shape
         heads = cfg.num_attention_heads
-        hd = d // heads
-        kv = self._linear(last.reshape(b * s, d), (w["kv_w"], w["kv_b"]), 2 * d).reshape(b, s, 2, heads, hd)
-        q = self._query.reshape(heads, hd) / np.float32(np.sqrt(hd))
-        scores = np.einsum("hd,bshd->bhs", q, kv[:, :, 0])
-        scores -= scores.max(axis=2, keepdims=True)
-        probs = np.exp(scores)
-        probs /= probs.sum(axis=2, keepdims=True)
-        context = np.ascontiguousarray(np.einsum("bhs,bshd->bhd", probs, kv[:, :, 1]).reshape(b, d), np.float32)
+        kv = self._linear(last.reshape(b * s, d), (w["kv_w"], w["kv_b"]), 2 * d)  # [B*S, K | V]
+        query = np.ascontiguousarray(np.broadcast_to(self._query, (b, d)))
+        context = np.empty((b, d), np.float32)
+        _vitc.attention_general(self._isa, self._nthreads(), query, kv[:, :d], kv[:, d:], b, heads, context)
         h = self._linear(context, (w["out_w"], w["out_b"]), d)
         normed = self._layernorm(h, np.empty_like(h), "hln_g", "hln_b")
         mid = self._linear(normed, (w["hfc1_w"], w["hfc1_b"]), cfg.intermediate_size, act=cfg.hidden_act_code)
