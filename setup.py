@@ -22,8 +22,9 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 IS_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 ISA_FLAGS = {
-    "avx2": ["-mavx2", "-mfma", "-mf16c"],
-    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma", "-mf16c"],
+    # exactly the features vitc_isa_required_features (csrc/cpu.c) checks before running these files
+    "avx2": ["-mavx2", "-mfma"],
+    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl", "-mavx2", "-mfma"],
 }
 # reduced-precision kernels: *_avx512bf16.c (vdpbf16ps) / *_avx512vnni.c (vpdpbusd), dispatched on those cpuid bits
 ISA_FLAGS["avx512bf16"] = ISA_FLAGS["avx512"] + ["-mavx512bf16"]

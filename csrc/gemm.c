@@ -41,25 +41,10 @@
 #include <omp.h>
 #endif
 
-#include "gemm_internal.h"
+#include "kernel_table.h"
 
-/* ---- the block-size table, one row per ISA ----------------------------------------------------- */
-static const vitc_f32_gemm_config gemm_config_scalar = {4, 16, 256, 128, 1024, vitc_f32_gemm_ukernel_4x16__scalar};
-#if defined(VITC_HAVE_X86_KERNELS)
-static const vitc_f32_gemm_config gemm_config_avx2 = {6, 16, 768, 120, 3072, vitc_f32_gemm_ukernel_6x16__avx2};
-static const vitc_f32_gemm_config gemm_config_avx512 = {14, 32, 3072, 112, 3072,
-                                                        vitc_f32_gemm_ukernel_14x32__avx512};
-#endif
-
-static const vitc_f32_gemm_config *gemm_config(vitc_isa isa) {
-    switch (isa) {
-#if defined(VITC_HAVE_X86_KERNELS)
-    case VITC_ISA_AVX512: return &gemm_config_avx512;
-    case VITC_ISA_AVX2: return &gemm_config_avx2;
-#endif
-    default: return &gemm_config_scalar;
-    }
-}
+/* the block sizes and micro-kernel of the ISA's kernel set (kernel_table.c) */
+static const vitc_f32_gemm_config *gemm_config(vitc_isa isa) { return &vitc_kernels_for(isa)->gemm; }
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
@@ -134,8 +119,9 @@ static void pack_a(size_t mr, size_t m, size_t kc, const float *VITC_RESTRICT a,
 
 /* ---- epilogue: + bias, act, + residual on one finished tile ------------------------------------ */
 typedef struct {
-    vitc_isa isa;
+    vitc_activation_fn activation; /* the kernel set's */
     const float *bias;
+    const float *scale;
     vitc_act act;
     const float *residual; /* NULL when absent or when it is C itself (already summed in) */
     size_t ldr;
@@ -143,9 +129,10 @@ typedef struct {
 } epilogue_plan;
 
 static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const float *c, size_t ldc) {
-    epilogue_plan e = {isa, NULL, VITC_ACT_NONE, NULL, 0, 0};
+    epilogue_plan e = {vitc_kernels_for(isa)->activation, NULL, NULL, VITC_ACT_NONE, NULL, 0, 0};
     if (!ep) return e;
     e.bias = ep->bias;
+    e.scale = ep->scale;
     e.act = ep->act;
     e.residual = ep->residual;
     e.ldr = ep->ldr;
@@ -156,17 +143,24 @@ static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const 
     return e;
 }
 
+/* C aliased by the residual and changed non-linearly (act, scale) before the add: see gemm_rect_fullk */
+static int needs_full_k(const epilogue_plan *e) { return e->alias && (e->act != VITC_ACT_NONE || e->scale); }
+
 /* the finished tile [rows, cols] at (row0, col0) of C, in place */
 static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size_t row0, size_t col0, float *tile,
                           size_t ldc) {
-    if (!e->bias && e->act == VITC_ACT_NONE && !e->residual) return;
+    if (!e->bias && e->act == VITC_ACT_NONE && !e->scale && !e->residual) return;
     for (size_t r = 0; r < rows; r++) {
         float *cr = tile + r * ldc;
         if (e->bias) {
             const float *b = e->bias + col0;
             for (size_t j = 0; j < cols; j++) cr[j] += b[j];
         }
-        if (e->act != VITC_ACT_NONE) vitc_f32_activation(e->isa, e->act, cr, cols);
+        if (e->act != VITC_ACT_NONE) e->activation(e->act, cr, cols);
+        if (e->scale) {
+            const float *s = e->scale + col0;
+            for (size_t j = 0; j < cols; j++) cr[j] *= s[j];
+        }
         if (e->residual) {
             const float *rr = e->residual + (row0 + r) * e->ldr + col0;
             for (size_t j = 0; j < cols; j++) cr[j] += rr[j];
@@ -212,7 +206,8 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
     }
 }
 
-/* residual == C with an activation: C = act(A·B + bias) + C needs the whole product before C changes,
+/* residual == C with an activation or a scale: C = act(A·B + bias) · scale + C needs the whole product
+ * before C changes,
  * so each MR×NR tile runs over all of k into a stack tile first (A packed MR rows × k at a time). */
 static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, size_t m0, size_t m1,
                             size_t jp0, size_t jp1, size_t n, size_t k, const float *a, size_t lda,
@@ -230,7 +225,9 @@ static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan
                 float *row = tmp + r * NR, *cr = ct + r * ldc; /* bias + act in the stack tile, then onto C */
                 if (e->bias)
                     for (size_t j = 0; j < nr; j++) row[j] += e->bias[col0 + j];
-                vitc_f32_activation(e->isa, e->act, row, nr);
+                e->activation(e->act, row, nr);
+                if (e->scale)
+                    for (size_t j = 0; j < nr; j++) row[j] *= e->scale[col0 + j];
                 for (size_t j = 0; j < nr; j++) cr[j] += row[j];
             }
         }
@@ -241,7 +238,7 @@ static void gemm_run(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, si
                      size_t jp1, size_t n, size_t k, const float *a, size_t lda, const float *packed, float *c,
                      size_t ldc, float *apack) {
     if (m0 >= m1 || jp0 >= jp1) return;
-    if (e->alias && e->act != VITC_ACT_NONE)
+    if (needs_full_k(e))
         gemm_rect_fullk(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack);
     else
         gemm_rect(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack, NULL, 0);
@@ -373,7 +370,7 @@ vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t
         return VITC_OK;
     }
     const size_t shared_floats = m_tiles * cfg->mr * k;
-    if (shared_floats <= SHARED_A_MAX_FLOATS && !(e.alias && e.act != VITC_ACT_NONE)) {
+    if (shared_floats <= SHARED_A_MAX_FLOATS && !needs_full_k(&e)) {
         float *buf = thread_workspace(shared_floats + 16); /* the calling thread's cache */
         if (!buf) return VITC_ERR_NOMEM;
         gemm_shared_a(cfg, &e, (int)work, m, n, k, a, lda, packed, c, ldc,

@@ -9,6 +9,11 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+const char *vitc_phase_name(vitc_phase phase) {
+    static const char *const names[VITC_PHASE_COUNT] = {"layernorm", "qkv", "attention", "proj", "fc1", "fc2"};
+    return (unsigned)phase < VITC_PHASE_COUNT ? names[phase] : NULL;
+}
+
 /* Adds the time since *t0 to phase_seconds[phase] (when timing is on) and restarts the clock. */
 static void lap(double *phase_seconds, vitc_phase phase, double *t0) {
     if (!phase_seconds) return;
@@ -24,6 +29,14 @@ static void lap(double *phase_seconds, vitc_phase phase, double *t0) {
         if (status_ != VITC_OK) return status_;                                                               \
     } while (0)
 
+const char *vitc_mlp_name(vitc_mlp mlp) {
+    static const char *const names[VITC_MLP_COUNT] = {"standard", "swiglu"};
+    return (unsigned)mlp < VITC_MLP_COUNT ? names[mlp] : NULL;
+}
+
+/* Width of the fc1 output: SwiGLU's gate | up halves, or the plain hidden layer. */
+static size_t fc1_width(const vitc_vit_dims *d) { return d->mlp == VITC_MLP_SWIGLU ? 2 * d->inter : d->inter; }
+
 /* workspace layout for one layer: ln [T,D] | then either qkv [T,3D] | ctx [T,D] | attention scratch (the
  * attention half), or inter [T,I] (the MLP half: qkv and ctx are dead once proj has read ctx). Sharing the
  * region saves T·I floats, 2.4 MB at ViT-B batch 1. */
@@ -31,58 +44,62 @@ size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vi
                                        size_t seq) {
     size_t t = batch * seq;
     size_t attention = t * 4 * d->dim + vitc_f32_attention_workspace_floats(isa, nthreads, seq, d->dim / d->heads);
-    size_t mlp = t * d->inter;
+    size_t mlp = t * fc1_width(d);
     return t * d->dim + (attention > mlp ? attention : mlp);
 }
 
 vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds) {
-    size_t t = batch * seq, dim = d->dim;
+    size_t t = batch * seq, dim = d->dim, fc1_n = fc1_width(d);
     float *ln = workspace, *qkv = ln + t * dim, *ctx = qkv + t * 3 * dim, *attn_ws = ctx + t * dim;
     float *inter = qkv; /* after proj */
     double t0 = phase_seconds ? now_seconds() : 0.0;
 
     vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln1_g, w->ln1_b, d->eps, ln, dim);
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
-    vitc_epilogue ep_qkv = {w->qkv_b, VITC_ACT_NONE, NULL, 0};
+    vitc_epilogue ep_qkv = {w->qkv_b, VITC_ACT_NONE, NULL, 0, NULL};
     RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, 3 * dim, dim, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim));
     lap(phase_seconds, VITC_PHASE_QKV, &t0);
     vitc_f32_attention(isa, nthreads, batch, seq, d->heads, dim / d->heads, qkv, 3 * dim, ctx, dim, probs,
                        attn_ws);
     lap(phase_seconds, VITC_PHASE_ATTENTION, &t0);
-    vitc_epilogue ep_proj = {w->proj_b, VITC_ACT_NONE, hidden, dim};
+    vitc_epilogue ep_proj = {w->proj_b, VITC_ACT_NONE, hidden, dim, w->ls1};
     RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, dim, dim, ctx, dim, w->proj_w, &ep_proj, hidden, dim));
     lap(phase_seconds, VITC_PHASE_PROJ, &t0);
 
     vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln2_g, w->ln2_b, d->eps, ln, dim);
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
-    vitc_epilogue ep_fc1 = {w->fc1_b, d->act, NULL, 0};
-    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, d->inter, dim, ln, dim, w->fc1_w, &ep_fc1, inter, d->inter));
+    const int swiglu = d->mlp == VITC_MLP_SWIGLU;
+    vitc_epilogue ep_fc1 = {w->fc1_b, swiglu ? VITC_ACT_NONE : d->act, NULL, 0, NULL};
+    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, fc1_n, dim, ln, dim, w->fc1_w, &ep_fc1, inter, fc1_n));
+    /* SwiGLU: silu(gate) · up into the gate half, which fc2 reads with row stride 2·inter */
+    if (swiglu) vitc_f32_swiglu(isa, t, d->inter, inter, fc1_n, inter, fc1_n);
     lap(phase_seconds, VITC_PHASE_FC1, &t0);
-    vitc_epilogue ep_fc2 = {w->fc2_b, VITC_ACT_NONE, hidden, dim};
-    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, dim, d->inter, inter, d->inter, w->fc2_w, &ep_fc2, hidden, dim));
+    vitc_epilogue ep_fc2 = {w->fc2_b, VITC_ACT_NONE, hidden, dim, w->ls2};
+    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, dim, d->inter, inter, fc1_n, w->fc2_w, &ep_fc2, hidden, dim));
     lap(phase_seconds, VITC_PHASE_FC2, &t0);
     return VITC_OK;
 }
 
-size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
-                                       size_t pw) {
+size_t vitc_patch_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
+                                         size_t pw) {
     return batch * (height / ph) * (width / pw) * channels * ph * pw;
 }
 
-vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
-                    size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
-                    const float *patch_b, const float *cls, const float *pos, float *out, float *workspace) {
-    size_t np = (height / ph) * (width / pw), kdim = channels * ph * pw, seq = np + 1;
+vitc_status vitc_patch_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+                             size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
+                             const float *patch_b, size_t nprefix, const float *prefix, const float *patch_pos,
+                             float *out, float *workspace) {
+    const size_t np = (height / ph) * (width / pw), kdim = channels * ph * pw, seq = nprefix + np;
     vitc_f32_patchify(nthreads, batch, channels, height, width, ph, pw, pixels, workspace);
     for (size_t b = 0; b < batch; b++) {
         float *o = out + b * seq * dim;
-        for (size_t i = 0; i < dim; i++) o[i] = cls[i] + pos[i];
-        /* patch rows: conv as GEMM, bias and the position embedding fused as the residual */
-        vitc_epilogue ep = {patch_b, VITC_ACT_NONE, pos + dim, dim};
+        if (nprefix) memcpy(o, prefix, nprefix * dim * sizeof(float));
+        /* patch rows: conv as GEMM, bias and the position embedding fused (as the residual) */
+        vitc_epilogue ep = {patch_b, VITC_ACT_NONE, patch_pos, dim, NULL};
         RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, np, dim, kdim, workspace + b * np * kdim, kdim, patch_w, &ep,
-                                       o + dim, dim));
+                                       o + nprefix * dim, dim));
     }
     return VITC_OK;
 }

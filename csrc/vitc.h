@@ -1,6 +1,6 @@
 /* vitc.h — the one public header of vitc's C kernels.
  *
- * Conventions (see ../README.md "Internals"):
+ * Conventions (see ../README.md "Inside"):
  *  - row-major float32 tensors; every pointer is followed by its leading dimension (row stride, in floats);
  *  - sizes are size_t, sizes first, outputs last;
  *  - every kernel takes the ISA to run (vitc_isa) explicitly: Python resolves the default once
@@ -46,10 +46,41 @@ typedef enum {
 #define VITC_ACT_COUNT 8
 
 /* ---- cpu.c: features, ISA choice, threads ---------------------------------------------------- */
+/* CPU features, one bit each: set when cpuid reports the instructions AND the OS has enabled the register
+ * state they need (xgetbv: YMM for AVX2/FMA/F16C/AVX-VNNI, + opmask/ZMM for AVX-512*, + tile state for
+ * AMX). On Linux a process must still ask for AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM) before
+ * its first tile instruction. Non-x86 builds report 0. */
+#define VITC_CPU_AVX2 ((uint64_t)1 << 0)
+#define VITC_CPU_FMA ((uint64_t)1 << 1)
+#define VITC_CPU_F16C ((uint64_t)1 << 2)
+#define VITC_CPU_AVX512F ((uint64_t)1 << 3)
+#define VITC_CPU_AVX512BW ((uint64_t)1 << 4)
+#define VITC_CPU_AVX512VL ((uint64_t)1 << 5)
+#define VITC_CPU_AVX512DQ ((uint64_t)1 << 6)
+#define VITC_CPU_AVX512_BF16 ((uint64_t)1 << 7)
+#define VITC_CPU_AVX512_VNNI ((uint64_t)1 << 8)
+#define VITC_CPU_AVX_VNNI ((uint64_t)1 << 9)
+#define VITC_CPU_AMX_TILE ((uint64_t)1 << 10)
+#define VITC_CPU_AMX_BF16 ((uint64_t)1 << 11)
+#define VITC_CPU_AMX_INT8 ((uint64_t)1 << 12)
+#define VITC_CPU_FEATURE_COUNT 13
+uint64_t vitc_cpu_features(void);          /* detected once per process */
+const char *vitc_cpu_feature_name(int bit); /* "avx2", "avx512_bf16", ... for bit 0..COUNT-1, else NULL */
+/* The features each ISA's kernels are compiled for (setup.py's flags): isa is supported when all are. */
+uint64_t vitc_isa_required_features(vitc_isa isa);
+
 int vitc_isa_compiled(vitc_isa isa);   /* kernels for isa are in this build */
 int vitc_isa_supported(vitc_isa isa);  /* compiled AND the CPU + OS can run them (cpuid, xgetbv) */
 vitc_isa vitc_isa_best(void);          /* best supported ISA */
 const char *vitc_isa_name(vitc_isa isa);
+const char *vitc_act_name(vitc_act act);       /* "gelu_erf", ... as _vitc.ACTIVATIONS */
+/* Tile sizes of an ISA's kernel set (kernel_table.c): the GEMM register tile mr × nr and its cache blocks,
+ * the attention head kernel's query rows × key columns (0 × 0: attention runs through the GEMM). */
+typedef struct {
+    size_t gemm_mr, gemm_nr, gemm_kc, gemm_mc, gemm_nc;
+    size_t attention_mr, attention_nr;
+} vitc_tile_sizes;
+void vitc_isa_tile_sizes(vitc_isa isa, vitc_tile_sizes *out);
 int vitc_openmp_enabled(void);         /* 1 when built with OpenMP */
 int vitc_omp_max_threads(void);        /* omp_get_max_threads(), 1 without OpenMP */
 
@@ -60,13 +91,15 @@ size_t vitc_f32_gemm_packed_floats(vitc_isa isa, size_t n, size_t k);
 void vitc_f32_gemm_pack_nk(vitc_isa isa, size_t n, size_t k, const float *w, size_t ldw, float *packed);
 void vitc_f32_gemm_pack_kn(vitc_isa isa, size_t n, size_t k, const float *b, size_t ldb, float *packed);
 
-/* Epilogue fused into the GEMM, applied in this order: + bias[n], act(), + residual[m, ldr].
- * residual may be the same pointer as C (with ldr == ldc): C += A·B + bias then. */
+/* Epilogue fused into the GEMM, applied in this order: + bias[n], act(), · scale[n], + residual[m, ldr]
+ * (scale: a per-column layer scale, transformers' Dinov2LayerScale / lambda, exactly its rounding order).
+ * residual may be the same pointer as C (with ldr == ldc): C += scale · act(A·B + bias) then. */
 typedef struct {
     const float *bias;     /* [n] or NULL */
     vitc_act act;
     const float *residual; /* [m, ldr] or NULL */
     size_t ldr;
+    const float *scale;    /* [n] or NULL */
 } vitc_epilogue;
 
 /* Threaded GEMM; ep may be NULL (plain product). packed is 64-byte aligned. */
@@ -143,6 +176,9 @@ void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, con
 void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx);
 /* In place activation over n contiguous floats. */
 void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n);
+/* SwiGLU rows: y[r, j] = silu(x[r, j]) · x[r, hidden + j], j < hidden (transformers' Dinov2SwiGLUFFN:
+ * x = [gate | up], the chunk(2) order). y may be x itself (ldy == ldx): the result lands in the gate half. */
+void vitc_f32_swiglu(vitc_isa isa, size_t rows, size_t hidden, const float *x, size_t ldx, float *y, size_t ldy);
 
 /* ---- patchify.c: im2col for Conv2d(kernel = stride = patch) ------------------------------------ */
 /* pixels [batch, channels, height, width]; out [batch * (height/ph) * (width/pw), channels*ph*pw],
@@ -159,19 +195,54 @@ void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, si
                         size_t head_dim, const float *qkv, size_t ldqkv, float *out, size_t ldo,
                         float *probs, float *workspace);
 
-/* ---- vit.c: the ViT pieces that call the kernels above ----------------------------------------- */
+/* General form: queries from their own rows, seq_q != seq_kv allowed (e.g. one learned query over all
+ * tokens, SigLIP's pooling head), optional causal and key-padding masks (CLIP's text tower).
+ * q rows [batch*seq_q, ldq], k and v rows [batch*seq_kv, ldk / ldv], head h at columns h*head_dim;
+ * out [batch*seq_q, ldo] = softmax(scale · Q Kᵀ + mask) V, heads concatenated; probs, if not NULL,
+ * [batch, heads, seq_q, seq_kv]. scale is applied after the product (transformers' eager attention;
+ * head_dim^-0.5 for ViT/CLIP). Key j is hidden from query i when causal and j > i (top-left aligned, as
+ * torch.tril), or when key_mask[b*seq_kv + j] == 0 (transformers' attention_mask: 1 = attend). A hidden
+ * key gets probability exactly 0, as transformers' additive finfo.min mask gives; a query that sees no
+ * key at all (cannot happen in CLIP: token 0 is never padded) attends to all keys uniformly, as that
+ * additive mask also gives, so the output stays finite. */
 typedef struct {
-    size_t dim, heads, inter;
+    size_t batch, heads, head_dim, seq_q, seq_kv;
+    const float *q;
+    size_t ldq;
+    const float *k;
+    size_t ldk;
+    const float *v;
+    size_t ldv;
+    float scale;
+    int causal;
+    const unsigned char *key_mask; /* [batch, seq_kv] or NULL */
+} vitc_attention_desc;
+size_t vitc_f32_attention_general_workspace_floats(vitc_isa isa, int nthreads, size_t seq_q, size_t seq_kv,
+                                                   size_t head_dim);
+void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention_desc *d, float *out, size_t ldo,
+                                float *probs, float *workspace);
+
+/* ---- vit.c: the ViT pieces that call the kernels above ----------------------------------------- */
+/* The MLP of an encoder layer. STANDARD: fc2(act(fc1 x)) (ViT, DeiT, CLIP, SigLIP, DINOv2 base..large);
+ * SWIGLU: fc2(silu(gate) · up), [gate | up] = fc1 x (DINOv2 giant; act is ignored). */
+typedef enum { VITC_MLP_STANDARD = 0, VITC_MLP_SWIGLU = 1 } vitc_mlp;
+#define VITC_MLP_COUNT 2
+const char *vitc_mlp_name(vitc_mlp mlp); /* "standard", "swiglu" */
+
+typedef struct {
+    size_t dim, heads, inter; /* inter: the MLP's hidden width (SwiGLU: of gate and of up each) */
     float eps;
     vitc_act act;
+    vitc_mlp mlp;
 } vitc_vit_dims;
 
 typedef struct {
     const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
     const float *qkv_w, *qkv_b;   /* packed [3*dim, dim] (query|key|value rows), bias [3*dim] or NULL */
     const float *proj_w, *proj_b; /* packed [dim, dim], bias [dim] */
-    const float *fc1_w, *fc1_b;   /* packed [inter, dim], bias [inter] */
+    const float *fc1_w, *fc1_b;   /* packed [inter, dim], bias [inter] (SwiGLU: [2*inter, dim] gate|up rows) */
     const float *fc2_w, *fc2_b;   /* packed [dim, inter], bias [dim] */
+    const float *ls1, *ls2;       /* layer scales [dim] of the attention and MLP branches, or NULL */
 } vitc_vit_layer;
 
 /* Phases of a layer, for the optional per-phase timing of vitc_vit_layer_forward. */
@@ -184,6 +255,7 @@ typedef enum {
     VITC_PHASE_FC2 = 5        /* MLP down-projection GEMM + residual */
 } vitc_phase;
 #define VITC_PHASE_COUNT 6
+const char *vitc_phase_name(vitc_phase phase); /* "layernorm", ... as _vitc.LAYER_PHASES */
 
 size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
                                        size_t seq);
@@ -194,14 +266,19 @@ vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_di
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds);
 
-/* Patch + position embeddings: out [batch, 1 + np, dim] with row 0 = cls + pos[0],
- * row 1+p = patch_p · Wᵀ + b + pos[1+p]. patch_w packed [dim, channels*ph*pw];
- * pos [1 + np, dim] already interpolated to this grid; workspace: vitc_vit_embed_workspace_floats. */
-size_t vitc_vit_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
-                                       size_t pw);
-vitc_status vitc_vit_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
-                    size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
-                    const float *patch_b, const float *cls, const float *pos, float *out, float *workspace);
+/* Patch embeddings after nprefix prefix rows: out [batch, nprefix + np, dim] with
+ *   rows 0 .. nprefix-1 = prefix [nprefix, dim], complete (CLS / distillation token + their position rows,
+ *     registers as they are: the caller adds what applies), the same for every image;
+ *   row nprefix + p = (patch_p · Wᵀ + patch_b) + patch_pos[p], transformers' rounding order (conv + bias,
+ *     then + position). patch_b (CLIP: NULL) and patch_pos (NULL: none) are optional.
+ * patch_w packed [dim, channels*ph*pw]; patch_pos [np, dim] already interpolated to this grid;
+ * prefix may be NULL when nprefix == 0; workspace: vitc_patch_embed_workspace_floats. */
+size_t vitc_patch_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width, size_t ph,
+                                         size_t pw);
+vitc_status vitc_patch_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height, size_t width,
+                             size_t ph, size_t pw, size_t dim, const float *pixels, const float *patch_w,
+                             const float *patch_b, size_t nprefix, const float *prefix, const float *patch_pos,
+                             float *out, float *workspace);
 
 #ifdef __cplusplus
 }

@@ -10,14 +10,11 @@ import pytest
 
 from vitc import _vitc
 
-# (MR, NR, KC) per ISA code, as in csrc/gemm.c's block-size table; NR is checked against the packed size.
-TILES = {0: (4, 16, 256), 1: (6, 16, 768), 2: (14, 32, 3072)}
-
-
 def tile(isa):
-    mr, nr, kc = TILES[isa]
-    assert _vitc.gemm_packed_floats(isa, 1, 1) == nr, "TILES is out of date with csrc/gemm.c"
-    return mr, nr, kc
+    """(MR, NR, KC) of the ISA's kernel set (csrc/kernel_table.c); NR is checked against the packed size."""
+    t = _vitc.tile_sizes(isa)
+    assert _vitc.gemm_packed_floats(isa, 1, 1) == t["gemm_nr"]
+    return t["gemm_mr"], t["gemm_nr"], t["gemm_kc"]
 
 
 def _erf(x):
@@ -28,16 +25,18 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-ACT_REF = {
-    0: lambda x: x,
-    1: lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
-    2: lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
-    3: lambda x: x * _sigmoid(1.702 * x),
-    4: lambda x: np.maximum(x, 0.0),
-    5: lambda x: x * _sigmoid(x),
-    6: np.tanh,
-    7: _sigmoid,
+_ACT_REF_BY_NAME = {
+    "none": lambda x: x,
+    "gelu_erf": lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
+    "quick_gelu": lambda x: x * _sigmoid(1.702 * x),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "silu": lambda x: x * _sigmoid(x),
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
 }
+GELU = _vitc.ACT_CODES["gelu_erf"]
+ACT_REF = {_vitc.ACT_CODES[name]: ref for name, ref in _ACT_REF_BY_NAME.items()}
 
 
 def rand(rng, *shape, ld=None):
@@ -48,7 +47,7 @@ def rand(rng, *shape, ld=None):
     return rng.uniform(-1, 1, size=(rows, ld)).astype(np.float32)[:, :cols]
 
 
-def reference(a, b_kn, bias=None, act=0, residual=None):
+def reference(a, b_kn, bias=None, act=0, residual=None, col_scale=None):
     """float64 result and its per-element error scale."""
     a64, b64 = a.astype(np.float64), b_kn.astype(np.float64)
     pre = a64 @ b64
@@ -58,6 +57,9 @@ def reference(a, b_kn, bias=None, act=0, residual=None):
         scale = scale + np.abs(bias.astype(np.float64))
     out = ACT_REF[act](pre)
     scale = scale * (1.2 if act else 1.0) + np.abs(out)  # |act'| <= 1.13 for the GELUs
+    if col_scale is not None:
+        out = out * col_scale.astype(np.float64)
+        scale = scale * np.abs(col_scale.astype(np.float64))
     if residual is not None:
         out = out + residual.astype(np.float64)
         scale = scale + np.abs(residual.astype(np.float64))
@@ -145,7 +147,7 @@ def test_pack_nk_equals_pack_kn(isa):
         assert _vitc.gemm_packed_floats(isa, n, k) == -(-n // nr) * nr * k
 
 
-@pytest.mark.parametrize("act", range(8))
+@pytest.mark.parametrize("act", range(len(_vitc.ACTIVATIONS)))
 def test_epilogue_bias_activation(isa, act):
     rng = np.random.default_rng(4 + act)
     mr, nr, kc = tile(isa)
@@ -159,7 +161,7 @@ def test_epilogue_bias_activation(isa, act):
             check(got, want, scale, what=f"isa {isa} act={act} bias={with_bias} m={m} n={n} k={k}")
 
 
-@pytest.mark.parametrize("act", [0, 1, 4])
+@pytest.mark.parametrize("act", [_vitc.ACT_CODES[name] for name in ("none", "gelu_erf", "relu")])
 def test_residual_separate_and_in_place(isa, act):
     rng = np.random.default_rng(5)
     mr, nr, kc = tile(isa)
@@ -178,6 +180,32 @@ def test_residual_separate_and_in_place(isa, act):
             check(out_s, want, scale, what=f"in-place residual serial isa {isa} act={act} m={m} n={n} k={k}")
 
 
+@pytest.mark.parametrize("act", [_vitc.ACT_CODES[name] for name in ("none", "gelu_erf")])
+def test_layer_scale_epilogue(isa, act):
+    """((a·b + bias) -> act) · scale + residual (Dinov2LayerScale's order), with a separate residual and
+    with the residual being out (the full-k path), threaded and serial, on tile edges and KC blocks."""
+    rng = np.random.default_rng(9)
+    mr, nr, kc = tile(isa)
+    for m, n, k in [(mr + 1, nr + 1, 2 * kc + 1), (197, 97, 7), (1, 1, 1), (2 * mr - 1, 3 * nr, 300)]:
+        a, b = rand(rng, m, k), rand(rng, k, n)
+        bias, res = rand(rng, 1, n)[0], rand(rng, m, n)
+        col_scale = (rand(rng, 1, n)[0] * 1e-1).astype(np.float32)  # DINOv2's lambdas are ~1e-5..1
+        want, scale = reference(a, b, bias, act, res, col_scale)
+        want_nores, scale_nores = reference(a, b, bias, act, None, col_scale)
+        got = run_gemm(isa, a, b, nthreads=2, bias=bias, act=act, scale=col_scale)
+        check(got, want_nores, scale_nores, what=f"no residual isa {isa} act={act} m={m} n={n} k={k}")
+        for nthreads, serial in [(1, False), (2, False), (1, True)]:
+            got = run_gemm(isa, a, b, nthreads=nthreads, bias=bias, act=act, residual=res, scale=col_scale,
+                           serial=serial)
+            check(got, want, scale, what=f"separate residual isa {isa} act={act} m={m} n={n} k={k}")
+            out = res.copy()
+            run_gemm(isa, a, b, nthreads=nthreads, out=out, bias=bias, act=act, residual=out, scale=col_scale,
+                     serial=serial)
+            check(out, want, scale, what=f"in-place residual isa {isa} act={act} m={m} n={n} k={k}")
+    with pytest.raises(ValueError, match="scale"):
+        run_gemm(isa, a, b, scale=np.ones(n + 1, np.float32))
+
+
 # A packed once and shared by the threads (the first three), per-thread packing of an A over the 8M-float
 # shared limit (2M floats; 2800×3073), and a problem too small to thread at all.
 @pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (15, 2304, 65), (2800, 9, 3073), (3, 5, 3072)])
@@ -189,11 +217,11 @@ def test_threads_and_serial_agree_bitwise(isa, m, n, k):
     outs = []
     for nthreads, serial in [(1, False), (2, False), (3, False), (1, True)]:
         out = np.empty((m, n), dtype=np.float32)
-        _vitc.gemm(isa, nthreads, a, packed, n, out, bias=bias, act=1, residual=res, serial=serial)
+        _vitc.gemm(isa, nthreads, a, packed, n, out, bias=bias, act=GELU, residual=res, serial=serial)
         outs.append(out)
     for o in outs[1:]:
         assert np.array_equal(outs[0], o), "threaded / serial results differ"
-    want, scale = reference(a, b, bias, 1, res)
+    want, scale = reference(a, b, bias, GELU, res)
     check(outs[0], want, scale, what=f"isa {isa}")
 
 
@@ -202,7 +230,7 @@ def test_isas_agree(isa):
     rng = np.random.default_rng(7)
     a, b = rand(rng, 197, 300), rand(rng, 300, 97)
     got = run_gemm(isa, a, b)
-    ref = run_gemm(0, a, b)
+    ref = run_gemm(_vitc.ISA_CODES["scalar"], a, b)
     _, scale = reference(a, b)
     check(got, ref.astype(np.float64), 2 * scale, what=f"isa {isa} vs scalar")
 
@@ -225,7 +253,7 @@ def test_validation_errors(isa):
     with pytest.raises(ValueError, match="nthreads"):
         _vitc.gemm(isa, 0, a, packed, 9, out)
     with pytest.raises(ValueError, match="activation"):
-        _vitc.gemm(isa, 1, a, packed, 9, out, act=8)
+        _vitc.gemm(isa, 1, a, packed, 9, out, act=len(_vitc.ACTIVATIONS))
     big = np.zeros((5, 20), dtype=np.float32)
     with pytest.raises(ValueError, match="overlap"):
         _vitc.gemm(isa, 1, big[:, :7], packed, 9, big[:, 7:16])  # out overlaps a

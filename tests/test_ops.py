@@ -230,3 +230,27 @@ def test_row_ops_reject_bad_input(isa):
         _vitc.activation(isa, 1, np.ones(4, np.float64))
     with pytest.raises(ValueError, match="ISA"):
         _vitc.activation(7, 1, np.ones(4, np.float32))
+
+
+@pytest.mark.parametrize("rows,hidden", [(1, 1), (3, 7), (5, 16), (197, 33), (2, 1536)])
+def test_swiglu(isa, rows, hidden):
+    """silu(gate) · up (Dinov2SwiGLUFFN, [gate | up] = chunk(2)), into a new buffer and in place."""
+    rng = np.random.default_rng(rows * 1000 + hidden)
+    x = (rng.standard_normal((rows, 2 * hidden + 3)) * 4).astype(np.float32)[:, :2 * hidden]  # ldx > 2h
+    g, u = x[:, :hidden].astype(np.float64), x[:, hidden:].astype(np.float64)
+    want = g / (1.0 + np.exp(-g)) * u
+    bound = 8e-7 * np.abs(want) + 1e-37  # silu within 4 ulp (test_activation_ulps), then one product rounding
+    out = np.full((rows, hidden + 2), np.nan, np.float32)[:, :hidden]
+    _vitc.swiglu(isa, x, out)
+    assert (np.abs(out - want) <= bound).all()
+    inplace = x.copy()
+    _vitc.swiglu(isa, inplace, inplace[:, :hidden])
+    np.testing.assert_array_equal(inplace[:, :hidden], out)
+    np.testing.assert_array_equal(inplace[:, hidden:], x[:, hidden:])  # up half untouched
+    with pytest.raises(ValueError, match="out"):
+        _vitc.swiglu(isa, x, np.empty((rows, hidden + 1), np.float32))
+    with pytest.raises(ValueError, match="swiglu"):
+        _vitc.swiglu(isa, x[:, :2 * hidden - 1], out)
+    with pytest.raises(ValueError, match="overlap"):
+        _vitc.swiglu(isa, inplace, inplace[:, 1:hidden + 1]) if hidden > 1 else _vitc.swiglu(
+            isa, inplace, inplace[:, hidden:])

@@ -1,22 +1,52 @@
 # cython: language_level=3
 """Thin bindings over csrc/: validate with the GIL held, then one C call inside `with nogil`.
 
-Every function takes the ISA as an int (0 scalar, 1 avx2, 2 avx512; see vitc/runtime.py) and arrays as
+Every function takes the ISA as an int (its index in ISA_NAMES; see vitc/runtime.py) and arrays as
 float32 memoryviews whose last axis is contiguous; a row stride larger than the width is passed to C as
 the leading dimension. Arrays are validated here so the C kernels can trust their arguments.
 """
 import numpy as np
 
-ISA_NAMES = ("scalar", "avx2", "avx512")
-ACTIVATIONS = ("none", "gelu_erf", "gelu_tanh", "quick_gelu", "relu", "silu", "tanh", "sigmoid")
+# The C enums by name (csrc/vitc.h): a name's index is its code.
+ISA_NAMES = tuple(vitc_isa_name(<vitc_isa>i).decode() for i in range(VITC_ISA_COUNT))
+ACTIVATIONS = tuple(vitc_act_name(<vitc_act>i).decode() for i in range(VITC_ACT_COUNT))
+ISA_CODES = {name: code for code, name in enumerate(ISA_NAMES)}
+ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+
+
+# Names of the vitc_cpu_features() bits, bit i = CPU_FEATURES[i] (csrc/vitc.h VITC_CPU_*).
+CPU_FEATURES = tuple(vitc_cpu_feature_name(i).decode() for i in range(VITC_CPU_FEATURE_COUNT))
+
+
+def cpu_features():
+    """Bitmask of the CPU features cpuid reports and the OS has enabled (bit i: CPU_FEATURES[i])."""
+    return int(vitc_cpu_features())
+
+
+def isa_required_features(int isa):
+    """Bitmask of the CPU features the kernels of ISA code `isa` are compiled for."""
+    if not (0 <= isa < len(ISA_NAMES)):
+        raise ValueError(f"unknown ISA code {isa}")
+    return int(vitc_isa_required_features(<vitc_isa>isa))
 
 
 def isa_compiled(int isa):
-    return bool(vitc_isa_compiled(<vitc_isa>isa)) if 0 <= isa < 3 else False
+    return bool(vitc_isa_compiled(<vitc_isa>isa)) if 0 <= isa < VITC_ISA_COUNT else False
 
 
 def isa_supported(int isa):
-    return bool(vitc_isa_supported(<vitc_isa>isa)) if 0 <= isa < 3 else False
+    return bool(vitc_isa_supported(<vitc_isa>isa)) if 0 <= isa < VITC_ISA_COUNT else False
+
+
+def tile_sizes(int isa):
+    """Tile sizes of ISA code `isa`'s kernel set: dict gemm_mr, gemm_nr, gemm_kc, gemm_mc, gemm_nc,
+    attention_mr, attention_nr (0 when attention runs through the GEMM)."""
+    if not (0 <= isa < VITC_ISA_COUNT):
+        raise ValueError(f"unknown ISA code {isa}")
+    cdef vitc_tile_sizes t
+    vitc_isa_tile_sizes(<vitc_isa>isa, &t)
+    return dict(gemm_mr=t.gemm_mr, gemm_nr=t.gemm_nr, gemm_kc=t.gemm_kc, gemm_mc=t.gemm_mc, gemm_nc=t.gemm_nc,
+                attention_mr=t.attention_mr, attention_nr=t.attention_nr)
 
 
 def isa_best():
@@ -41,8 +71,8 @@ def aligned_empty(shape, size_t alignment=64):
 
 
 cdef int _isa(int isa) except -1:
-    if not (0 <= isa < 3) or not vitc_isa_supported(<vitc_isa>isa):
-        raise ValueError(f"ISA {isa} ({ISA_NAMES[isa] if 0 <= isa < 3 else '?'}) is not supported here")
+    if not (0 <= isa < VITC_ISA_COUNT) or not vitc_isa_supported(<vitc_isa>isa):
+        raise ValueError(f"ISA {isa} ({ISA_NAMES[isa] if 0 <= isa < VITC_ISA_COUNT else '?'}) is not supported here")
     return isa
 
 
@@ -95,7 +125,8 @@ cdef _no_overlap(out, other, str out_name, str other_name):
         raise ValueError(f"{out_name} must not overlap {other_name}")
 
 
-cdef _fill_epilogue(vitc_epilogue *ep, bias, int act, residual, out_arr, size_t m, size_t n, size_t ldc):
+cdef _fill_epilogue(vitc_epilogue *ep, bias, int act, residual, out_arr, size_t m, size_t n, size_t ldc,
+                    scale=None):
     """Validate the fused epilogue's operands against out [m, n] and point ep at them (the caller keeps
     the arrays alive for the call). residual may be out itself, nothing else that overlaps it."""
     _act(act)
@@ -103,8 +134,13 @@ cdef _fill_epilogue(vitc_epilogue *ep, bias, int act, residual, out_arr, size_t 
     ep.act = <vitc_act>act
     ep.residual = NULL
     ep.ldr = 0
+    ep.scale = NULL
     _check_shape(out_arr, (m, n), "out")
-    cdef const float[::1] b
+    cdef const float[::1] b, sc
+    if scale is not None:
+        sc = scale
+        _check_shape(np.asarray(sc), (n,), "scale")
+        ep.scale = &sc[0]
     cdef const float[:, :] r
     if bias is not None:
         b = bias
@@ -163,9 +199,10 @@ def gemm_pack_kn(int isa, const float[:, :] b):
 
 
 def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, size_t n, float[:, :] out,
-         const float[::1] bias=None, int act=0, const float[:, :] residual=None, bint serial=False):
-    """out[m, n] = act(a[m, k] · B + bias) + residual, B packed by gemm_pack_* for `isa`.
-    `residual` may be `out` itself (then out += a·B + bias)."""
+         const float[::1] bias=None, int act=0, const float[:, :] residual=None, bint serial=False,
+         const float[::1] scale=None):
+    """out[m, n] = act(a[m, k] · B + bias) · scale + residual, B packed by gemm_pack_* for `isa`;
+    scale: a per-column layer scale [n]. `residual` may be `out` itself (then out += ...)."""
     _isa(isa); _threads(nthreads); _act(act)
     a_arr, out_arr = np.asarray(a), np.asarray(out)
     cdef size_t m = a.shape[0], k = a.shape[1]
@@ -179,7 +216,7 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
     _no_overlap(out_arr, a_arr, "out", "a")
     _no_overlap(out_arr, np.asarray(packed), "out", "packed")
     cdef vitc_epilogue ep
-    _fill_epilogue(&ep, bias, act, residual, out_arr, m, n, ldc)
+    _fill_epilogue(&ep, bias, act, residual, out_arr, m, n, ldc, scale)
     ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), 1)) if serial else None
     cdef float[::1] w = ws
     cdef vitc_status st = VITC_OK
@@ -236,6 +273,25 @@ def activation(int isa, int act, float[::1] x):
     return np.asarray(x)
 
 
+def swiglu(int isa, const float[:, :] x, float[:, :] out):
+    """out[r, j] = silu(x[r, j]) · x[r, h + j] for x [rows, 2h] = [gate | up]; out [rows, h] may be the gate
+    half of x itself (x[:, :h])."""
+    _isa(isa)
+    x_arr, out_arr = np.asarray(x), np.asarray(out)
+    cdef size_t rows = x.shape[0], h = x.shape[1] // 2
+    cdef size_t ldx = _ld(x_arr, "x"), ldy = _ld(out_arr, "out")
+    if rows == 0 or h == 0 or x.shape[1] % 2:
+        raise ValueError(f"swiglu: x must be [rows >= 1, 2*hidden >= 2], got {tuple(x_arr.shape)}")
+    _check_shape(out_arr, (rows, h), "out")
+    if np.may_share_memory(x_arr, out_arr):
+        if not (x_arr.ctypes.data == out_arr.ctypes.data and (ldx == ldy or rows == 1)):
+            raise ValueError("out must be exactly the gate half of x or not overlap x")
+        ldy = ldx
+    with nogil:
+        vitc_f32_swiglu(<vitc_isa>isa, rows, h, &x[0, 0], ldx, &out[0, 0], ldy)
+    return out_arr
+
+
 def patchify(int nthreads, const float[:, :, :, ::1] pixels, size_t ph, size_t pw):
     """im2col: [B, C, H, W] -> [B * (H//ph) * (W//pw), C*ph*pw] in Conv2d weight order."""
     _threads(nthreads)
@@ -276,6 +332,62 @@ def attention(int isa, int nthreads, const float[:, :] qkv, size_t batch, size_t
     with nogil:
         vitc_f32_attention(<vitc_isa>isa, nthreads, batch, seq, heads, hd, &qkv[0, 0], ldq, &out[0, 0], ldo,
                            pp, &w[0])
+    return out_arr
+
+
+def attention_general(int isa, int nthreads, const float[:, :] q, const float[:, :] k, const float[:, :] v,
+                      size_t batch, size_t heads, float[:, :] out, scale=None, bint causal=False, key_mask=None,
+                      float[:, :, :, ::1] probs=None):
+    """out [batch*seq_q, dim] = softmax(scale · Q Kᵀ + mask) V per (image, head): q rows [batch*seq_q, >= dim],
+    k and v rows [batch*seq_kv, >= dim] (head h at columns h*head_dim), dim = out.shape[1].
+    scale: default head_dim^-0.5 (float32). causal: key j hidden from query i when j > i.
+    key_mask: [batch, seq_kv] bool or 0/1 integers (transformers' attention_mask; 0 = padding).
+    probs, if given, gets [batch, heads, seq_q, seq_kv]."""
+    _isa(isa); _threads(nthreads)
+    q_arr, k_arr, v_arr, out_arr = np.asarray(q), np.asarray(k), np.asarray(v), np.asarray(out)
+    cdef size_t tq = q.shape[0], tkv = k.shape[0], dim = out.shape[1]
+    if batch == 0 or heads == 0 or tq == 0 or tkv == 0 or tq % batch or tkv % batch or dim == 0 or dim % heads:
+        raise ValueError(f"attention: bad sizes (query rows={tq}, key rows={tkv}, batch={batch}, heads={heads}, "
+                         f"dim={dim})")
+    if <size_t>v.shape[0] != tkv:
+        raise ValueError(f"v: expected {tkv} rows (as k), got {v.shape[0]}")
+    for arr, name in ((q_arr, "q"), (k_arr, "k"), (v_arr, "v")):
+        if <size_t>arr.shape[1] < dim:
+            raise ValueError(f"{name}: expected >= {dim} columns, got {arr.shape[1]}")
+    cdef vitc_attention_desc d
+    d.batch, d.heads, d.head_dim = batch, heads, dim // heads
+    d.seq_q, d.seq_kv = tq // batch, tkv // batch
+    d.q, d.ldq = &q[0, 0], _ld(q_arr, "q")
+    d.k, d.ldk = &k[0, 0], _ld(k_arr, "k")
+    d.v, d.ldv = &v[0, 0], _ld(v_arr, "v")
+    d.scale = np.float32(1) / np.sqrt(np.float32(d.head_dim)) if scale is None else scale
+    if not (d.scale > 0 and np.isfinite(d.scale)):
+        raise ValueError(f"attention: scale must be finite and > 0, got {scale}")
+    d.causal = causal
+    d.key_mask = NULL
+    cdef size_t ldo = _ld(out_arr, "out")
+    _check_shape(out_arr, (tq, dim), "out")
+    for arr, name in ((q_arr, "q"), (k_arr, "k"), (v_arr, "v")):
+        _no_overlap(out_arr, arr, "out", name)
+    cdef const unsigned char[:, ::1] mask_view
+    if key_mask is not None:
+        mask = np.asarray(key_mask)
+        _check_shape(mask, (batch, d.seq_kv), "key_mask")
+        if mask.dtype != np.bool_ and not (np.issubdtype(mask.dtype, np.integer) and np.isin(mask, (0, 1)).all()):
+            raise ValueError(f"key_mask: expected bool or 0/1 integers, got {mask.dtype}")
+        mask_view = np.ascontiguousarray(mask, dtype=np.uint8)
+        d.key_mask = &mask_view[0, 0]
+    cdef float *pp = NULL
+    if probs is not None:
+        _check_shape(np.asarray(probs), (batch, heads, d.seq_q, d.seq_kv), "probs")
+        for arr, name in ((q_arr, "q"), (k_arr, "k"), (v_arr, "v"), (out_arr, "out")):
+            _no_overlap(np.asarray(probs), arr, "probs", name)
+        pp = &probs[0, 0, 0, 0]
+    ws = aligned_empty(max(vitc_f32_attention_general_workspace_floats(<vitc_isa>isa, nthreads, d.seq_q, d.seq_kv,
+                                                                       d.head_dim), 1))
+    cdef float[::1] w = ws
+    with nogil:
+        vitc_f32_attention_general(<vitc_isa>isa, nthreads, &d, &out[0, 0], ldo, pp, &w[0])
     return out_arr
 
 

@@ -369,16 +369,12 @@ class _Buffers:
         self.seq = n_patches + model._num_prefix
         d = cfg.hidden_size
         self.hidden = _vitc.aligned_empty((batch * self.seq, d))
-        # One workspace: the embedding's im2col (and DeiT's staging rows) run before any layer, so they live
-        # at the start of the layers' workspace instead of in buffers of their own.
+        # One workspace: the embedding's im2col runs before any layer, so it lives at the start of the layers'
+        # workspace instead of in a buffer of its own.
         embed_floats = _vitc.embed_workspace_floats(batch, cfg.num_channels, height, width, ph, pw)
-        staging = batch * (n_patches + 1) * d if model._num_prefix == 2 else 0
-        im2col = -(-staging // 16) * 16  # 64-byte aligned, as a buffer of its own would be
         layer_floats = model._layers[0].workspace_floats(nthreads, batch, self.seq)
-        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, im2col + embed_floats))
-        # DeiT: the C embedding writes CLS + patches; the distillation row is inserted on the way to hidden
-        self.embed_out = self.layer_ws[:staging].reshape(batch, n_patches + 1, d) if staging else None
-        self.embed_ws = self.layer_ws[im2col:im2col + max(1, embed_floats)]
+        self.layer_ws = _vitc.aligned_empty(max(1, layer_floats, embed_floats))
+        self.embed_ws = self.layer_ws[:max(1, embed_floats)]
 
 
 class _ViTBase:
@@ -615,19 +611,17 @@ class _ViTBase:
         return bufs
 
     def _get_positions(self, grid, height, width, interpolate):
-        """(pos rows for the C embedding [1 + patches, D], distillation row [D] or None), cached per grid:
-        the C embedding adds pos[0] to CLS and pos[1:] to the patches; DeiT's distillation token (row 1 of
-        its position table) is inserted separately."""
+        """(prefix rows [num_prefix, D], patch position rows [patches, D]) for the C embedding, cached per
+        grid: prefix = CLS (+ DeiT's distillation token) plus their position rows."""
         key = (grid, height == width) if interpolate else None
         entry = self._positions.get(key)
         if entry is None:
             pos = self._pos
             if interpolate:
                 pos = interpolate_pos_encoding(pos, self._num_prefix, self.config.grid, grid, height == width)
-            if self._num_prefix == 2:
-                entry = (np.ascontiguousarray(np.concatenate([pos[:1], pos[2:]])), self._dist + pos[1])
-            else:
-                entry = (pos, None)
+            tokens = [self._cls] + ([self._dist] if self._num_prefix == 2 else [])
+            prefix = np.stack([tok + pos[i] for i, tok in enumerate(tokens)]).astype(np.float32, copy=False)
+            entry = (prefix, np.ascontiguousarray(pos[self._num_prefix:]))
             if len(self._positions) >= 8:
                 self._positions.clear()
             self._positions[key] = entry
@@ -641,16 +635,9 @@ class _ViTBase:
         ph, pw = cfg.patch_hw
         bufs = self._get_buffers(b, h, w, nt)
         s, d = bufs.seq, cfg.hidden_size
-        pos, dist_row = self._get_positions(bufs.grid, h, w, interpolate)
+        prefix, patch_pos = self._get_positions(bufs.grid, h, w, interpolate)
         hidden3 = bufs.hidden.reshape(b, s, d)
-        if self._num_prefix == 1:
-            _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos, hidden3, bufs.embed_ws)
-        else:  # DeiT: [cls, distillation, patches]
-            _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, self._cls, pos, bufs.embed_out,
-                        bufs.embed_ws)
-            hidden3[:, 0] = bufs.embed_out[:, 0]
-            hidden3[:, 1] = dist_row
-            hidden3[:, 2:] = bufs.embed_out[:, 1:]
+        _vitc.embed(isa, nt, x, ph, pw, self._patch_w, self._patch_b, prefix, patch_pos, hidden3, bufs.embed_ws)
         prof = self._profile
         if prof is not None:
             prof.add("embeddings", time.perf_counter() - prof.call_start)

@@ -143,9 +143,10 @@ void VITC_LOWP_CAT(vitc_lowp_epilogue, VITC_LOWP_SFX)(const vitc_lowp_epilogue_a
                                                       size_t row0, size_t col0, void *tile, size_t ldt, float *c,
                                                       size_t ldc) {
     /* One pass straight into C (the residual, which may be C itself, read just before each element is
-     * written), except with an activation and a residual: then the activated row is staged on the stack. */
+     * written); with an activation or a scale, the residual is added after them, from a stack row when
+     * there is one (it may be C). */
     float buf[VITC_LOWP_NR_MAX];
-    const int act = e->act != VITC_ACT_NONE;
+    const int act = e->act != VITC_ACT_NONE, later = act || e->scale;
     const float *bias = e->bias ? e->bias + col0 : NULL;
     const float *cs = e->col_scales ? e->col_scales + col0 : NULL;
     const int32_t *comp = e->comp ? e->comp + col0 : NULL;
@@ -153,16 +154,18 @@ void VITC_LOWP_CAT(vitc_lowp_epilogue, VITC_LOWP_SFX)(const vitc_lowp_epilogue_a
     for (size_t r = 0; r < rows; r++) {
         float *cr = c + (row0 + r) * ldc + col0;
         const float *rr = e->residual ? e->residual + (row0 + r) * e->ldr + col0 : NULL;
-        const float *add = act ? NULL : rr; /* residual added in the first pass */
-        float *row = act && rr ? buf : cr;
+        const float *add = later ? NULL : rr; /* residual added in the first pass */
+        float *row = later && rr ? buf : cr;
         const float rs = e->row_scales ? e->row_scales[row0 + r] : 0.0f;
         const unsigned char *t = (const unsigned char *)tile + r * ldt * elt;
         if (cs)
             LOWP_SPAN_ROW_BA(1);
         else
             LOWP_SPAN_ROW_BA(0);
-        if (act) {
-            vitc_f32_activation(e->isa, e->act, row, cols);
+        if (later) {
+            if (act) vitc_f32_activation(e->isa, e->act, row, cols);
+            if (e->scale)
+                for (size_t j = 0; j < cols; j++) row[j] *= e->scale[col0 + j];
             if (rr)
                 for (size_t j = 0; j < cols; j++) cr[j] = row[j] + rr[j];
         }
