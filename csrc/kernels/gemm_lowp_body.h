@@ -12,6 +12,21 @@
 #define VITC_LOWP_CAT_(a, b) a##__##b
 #define VITC_LOWP_CAT(a, b) VITC_LOWP_CAT_(a, b)
 
+/* The micro-kernels' row-count dispatch: TILE(rows) with rows a compile-time constant <= MR in each case (an
+ * edge tile costs only its rows); a bad mr must not silently compute nothing. */
+#define LOWP_ROWS_CASE(n) \
+    case n: TILE(((n) < MR ? (n) : MR)); break;
+#define LOWP_ROWS_SWITCH(mr)                                                                                  \
+    do {                                                                                                      \
+        if ((mr) < 1 || (mr) > MR) __builtin_trap();                                                          \
+        switch (mr) {                                                                                         \
+            LOWP_ROWS_CASE(16) LOWP_ROWS_CASE(15) LOWP_ROWS_CASE(14) LOWP_ROWS_CASE(13) LOWP_ROWS_CASE(12)    \
+            LOWP_ROWS_CASE(11) LOWP_ROWS_CASE(10) LOWP_ROWS_CASE(9) LOWP_ROWS_CASE(8) LOWP_ROWS_CASE(7)       \
+            LOWP_ROWS_CASE(6) LOWP_ROWS_CASE(5) LOWP_ROWS_CASE(4) LOWP_ROWS_CASE(3) LOWP_ROWS_CASE(2)         \
+            LOWP_ROWS_CASE(1)                                                                                 \
+        }                                                                                                     \
+    } while (0)
+
 #define LOWP_CHUNK 256 /* k elements converted at a time into a stack buffer, then scattered to the panel */
 
 /* Convert k elements [p0, p0 + n) of one row into 4-byte groups at t (elements past k are zero). */
