@@ -107,7 +107,10 @@ def main_lowp(args):
     isa = runtime.isa_code(args.isa)
     peaks = measure_peaks()
     nominal = peaks.get("f32", 0.0) * (2 if dtype == 1 else 4)
-    insn = peaks.get("bf16" if dtype == 1 else "int8", 0.0)
+    # the instruction the kernel set multiplies with: vdpbf16ps / vpdpbusd, or float32 FMA for bf16 widened
+    # at packing (avx512 / avx2 / scalar); no probe for vpmaddwd
+    insn = {"avx512_bf16": peaks.get("bf16", 0.0), "avx512_vnni": peaks.get("int8", 0.0)}.get(
+        _vitc.KERNEL_SETS[kset], peaks.get("f32", 0.0) if dtype == 1 else 0.0)
     print(f"vitc {args.dtype} on kernel set {_vitc.KERNEL_SETS[kset]} vs float32 on {_vitc.ISA_NAMES[isa]}; "
           f"one-thread peaks GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     print(f"{'shape':>28} {'thr':>3} {args.dtype[:4] + ' GF/s':>10} {'best':>6} {'f32 GF/s':>9} {'ratio':>6} "
