@@ -51,12 +51,13 @@ CLOCK = {"nthreads": 1, "cpu": False}
 
 
 def time_once(fn):
-    """Wall seconds of fn(), or with --clock cpu the process CPU seconds / threads (on a shared machine
-    that counts only the time this process ran; a thread spinning idle still counts)."""
-    clock = time.process_time if CLOCK["cpu"] else time.perf_counter
+    """Wall seconds of fn(); with --clock cpu and one thread, the calling thread's CPU seconds instead (on a
+    shared machine that counts only the time this thread ran; with more threads, wall time either way:
+    their CPU time says nothing about how long the call took)."""
+    clock = time.thread_time if CLOCK["cpu"] and CLOCK["nthreads"] == 1 else time.perf_counter
     t = clock()
     fn()
-    return (clock() - t) / (CLOCK["nthreads"] if CLOCK["cpu"] else 1)
+    return clock() - t
 
 
 def measure_peaks(log=print):
@@ -110,7 +111,10 @@ def main_lowp(args):
     isa = runtime.isa_code(args.isa)
     peaks = measure_peaks()
     nominal = peaks.get("f32", 0.0) * (2 if dtype == 1 else 4)
-    insn = peaks.get("bf16" if dtype == 1 else "int8", 0.0)
+    # the instruction the kernel set multiplies with: vdpbf16ps / vpdpbusd, or float32 FMA for bf16 widened
+    # at packing (avx512 / avx2 / scalar); no probe for vpmaddwd
+    insn = {"avx512_bf16": peaks.get("bf16", 0.0), "avx512_vnni": peaks.get("int8", 0.0)}.get(
+        _vitc.KERNEL_SETS[kset], peaks.get("f32", 0.0) if dtype == 1 else 0.0)
     print(f"vitc {args.dtype} on kernel set {_vitc.KERNEL_SETS[kset]} vs float32 on {_vitc.ISA_NAMES[isa]}; "
           f"one-thread peaks GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     print(f"{'shape':>28} {'thr':>3} {args.dtype[:4] + ' GF/s':>10} {'best':>6} {'f32 GF/s':>9} {'ratio':>6} "
@@ -164,7 +168,7 @@ def main():
     ap.add_argument("--stat", choices=["median", "min"], default="median",
                     help="min: best of the repeats (steadier than the median on a busy machine)")
     ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                    help="cpu: process CPU time / threads (steadier than wall time on a busy machine)")
+                    help="cpu: thread CPU time for 1-thread rows (steadier than wall time on a busy machine)")
     ap.add_argument("--dtype", default="float32", help="float32 (vs numpy) | bfloat16 | int8 (vs vitc float32)")
     ap.add_argument("--kernel-set", default=None,
                     help="bf16/int8 kernel set (scalar | avx2 | avx512 | avx512_bf16 | avx512_vnni; default: best)")

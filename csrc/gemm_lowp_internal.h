@@ -38,13 +38,14 @@ typedef struct {
     vitc_isa isa; /* of the activation kernels */
     const float *bias;
     vitc_act act;
+    const float *scale;    /* [n] or NULL: after the activation, before the residual (layer scale) */
     const float *residual; /* may be C itself (same ldc): each element is read before it is written */
     size_t ldr;
     const float *row_scales, *col_scales; /* s8: the tile is int32 and gets dequantized; else NULL */
     const int32_t *comp;                  /* s8: 128 * column sums of the s8 weights */
 } vitc_lowp_epilogue_args;
 
-/* C[row0 + r, col0 + j] = act(dequant(tile[r][j]) + bias) + residual, r < rows, j < cols. */
+/* C[row0 + r, col0 + j] = act(dequant(tile[r][j]) + bias) · scale + residual, r < rows, j < cols. */
 typedef void (*vitc_lowp_epilogue_fn)(const vitc_lowp_epilogue_args *e, size_t rows, size_t cols, size_t row0,
                                       size_t col0, void *tile, size_t ldt, float *c, size_t ldc);
 

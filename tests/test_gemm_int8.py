@@ -157,6 +157,21 @@ def test_residual_separate_and_in_place(kset, act):
             check(out, want, scale, 1e-6, what=f"in place, {nthreads} threads")
 
 
+@pytest.mark.parametrize("act", [0, 1])
+def test_layer_scale_before_residual(kset, act):
+    """out = act(a·Wᵀ + bias)·scale + residual (the epilogue's per-column scale), residual separate or out."""
+    rng = np.random.default_rng(31)
+    m, n, k = 37, 45, 129
+    a, w, bias, res, sc = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n), rand(rng, 1, n)[0]
+    pre, scale = dequant_reference(a, w, bias, act)
+    want = pre * sc + res
+    scale = scale * np.abs(sc) + np.abs(res) + np.abs(want)
+    check(run(kset, INT8, a, w, bias=bias, act=act, residual=res, scale=sc), want, scale, 1e-6, what="separate")
+    out = res.copy()
+    run(kset, INT8, a, w, nthreads=2, out=out, bias=bias, act=act, residual=out, scale=sc)
+    check(out, want, scale, 1e-6, what="in place")
+
+
 @pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (3, 5, 3072)])
 def test_threads_agree_bitwise(kset, m, n, k):
     rng = np.random.default_rng(27)

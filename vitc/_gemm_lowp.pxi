@@ -152,8 +152,9 @@ def gemm_workspace_bytes(int kset, int dtype, size_t m, size_t k):
 
 
 def gemm_packed(int kset, int nthreads, const float[:, :] a, PackedWeight w, float[:, :] out,
-                const float[::1] bias=None, int act=0, const float[:, :] residual=None, workspace=None):
-    """out[m, n] = act(a · Wᵀ + bias) + residual with W packed by gemm_pack_weight for `kset`; `residual`
+                const float[::1] bias=None, int act=0, const float[:, :] residual=None, workspace=None,
+                const float[::1] scale=None):
+    """out[m, n] = act(a · Wᵀ + bias) · scale + residual with W packed by gemm_pack_weight for `kset`; `residual`
     may be `out` itself. a is converted per call (bf16 rounding / int8 per-row quantization) into
     `workspace` (uint8, >= gemm_workspace_bytes(...), allocated when None)."""
     _threads(nthreads)
@@ -164,7 +165,7 @@ def gemm_packed(int kset, int nthreads, const float[:, :] a, PackedWeight w, flo
     if m == 0:
         raise ValueError("gemm_packed: a must have >= 1 row")
     cdef vitc_epilogue ep
-    _fill_epilogue(&ep, bias, act, residual, out_arr, m, w.p.n, ldc)
+    _fill_epilogue(&ep, bias, act, residual, out_arr, m, w.p.n, ldc, scale)
     _no_overlap(out_arr, a_arr, "out", "a")
     _no_overlap(out_arr, w.buffer, "out", "w")
     cdef size_t need = vitc_gemm_workspace_bytes(<vitc_kset>kset, w.p.dtype, m, k)
@@ -223,7 +224,8 @@ def gemm_packed_a_bytes(int kset, int dtype, size_t m, size_t k):
 
 
 def gemm_packed_a(int kset, int nthreads, size_t m, apack, row_scales, PackedWeight w, float[:, :] out,
-                  const float[::1] bias=None, int act=0, const float[:, :] residual=None):
+                  const float[::1] bias=None, int act=0, const float[:, :] residual=None,
+                  const float[::1] scale=None):
     """gemm_packed on an A already converted by gemm_pack_a (all m rows)."""
     _threads(nthreads)
     _check_weight(kset, w, w.p.k)
@@ -241,7 +243,7 @@ def gemm_packed_a(int kset, int nthreads, size_t m, apack, row_scales, PackedWei
     if apack.shape[0] < need:
         raise ValueError(f"apack: needs {need} bytes for m = {m}, k = {k}, got {apack.shape[0]}")
     cdef vitc_epilogue ep
-    _fill_epilogue(&ep, bias, act, residual, out_arr, m, w.p.n, ldc)
+    _fill_epilogue(&ep, bias, act, residual, out_arr, m, w.p.n, ldc, scale)
     _no_overlap(out_arr, apack, "out", "apack")
     cdef float[::1] rs
     cdef const float *rsp = NULL

@@ -136,7 +136,8 @@ cdef _no_overlap(out, other, str out_name, str other_name):
         raise ValueError(f"{out_name} must not overlap {other_name}")
 
 
-cdef _fill_epilogue(vitc_epilogue *ep, bias, int act, residual, out_arr, size_t m, size_t n, size_t ldc):
+cdef _fill_epilogue(vitc_epilogue *ep, bias, int act, residual, out_arr, size_t m, size_t n, size_t ldc,
+                    scale=None):
     """Validate the fused epilogue's operands against out [m, n] and point ep at them (the caller keeps
     the arrays alive for the call). residual may be out itself, nothing else that overlaps it."""
     _act(act)
@@ -146,7 +147,11 @@ cdef _fill_epilogue(vitc_epilogue *ep, bias, int act, residual, out_arr, size_t 
     ep.ldr = 0
     ep.scale = NULL
     _check_shape(out_arr, (m, n), "out")
-    cdef const float[::1] b
+    cdef const float[::1] b, sc
+    if scale is not None:
+        sc = scale
+        _check_shape(np.asarray(sc), (n,), "scale")
+        ep.scale = &sc[0]
     cdef const float[:, :] r
     if bias is not None:
         b = bias
@@ -222,27 +227,8 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
     _no_overlap(out_arr, a_arr, "out", "a")
     _no_overlap(out_arr, np.asarray(packed), "out", "packed")
     cdef vitc_epilogue ep
-    ep.bias = NULL
-    ep.act = <vitc_act>act
-    ep.residual = NULL
-    ep.ldr = 0
-    ep.scale = NULL
-    if scale is not None:
-        _check_shape(np.asarray(scale), (n,), "scale")
-        ep.scale = &scale[0]
-    if bias is not None:
-        _check_shape(np.asarray(bias), (n,), "bias")
-        ep.bias = &bias[0]
-    if residual is not None:
-        res_arr = np.asarray(residual)
-        _check_shape(res_arr, (m, n), "residual")
-        ldr = _ld(res_arr, "residual")
-        if np.may_share_memory(res_arr, out_arr) and not (
-                res_arr.ctypes.data == out_arr.ctypes.data and ldr == ldc):
-            raise ValueError("residual must be exactly out or not overlap it")
-        ep.residual = &residual[0, 0]
-        ep.ldr = ldr
-    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), <size_t>1)) if serial else None
+    _fill_epilogue(&ep, bias, act, residual, out_arr, m, n, ldc, scale)
+    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), 1)) if serial else None
     cdef float[::1] w = ws
     cdef vitc_status st = VITC_OK
     with nogil:

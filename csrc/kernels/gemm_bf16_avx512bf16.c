@@ -39,21 +39,7 @@ void vitc_bf16_gemm_ukernel_14x32__avx512bf16(size_t mr, size_t kq, const void *
     const uint32_t *ap = (const uint32_t *)a;
     const uint16_t *bp = (const uint16_t *)b;
     float *t = (float *)tile;
-    switch (mr) {
-    case 14: tile_bf16(14, kq, ap, bp, t); break;
-    case 13: tile_bf16(13, kq, ap, bp, t); break;
-    case 12: tile_bf16(12, kq, ap, bp, t); break;
-    case 11: tile_bf16(11, kq, ap, bp, t); break;
-    case 10: tile_bf16(10, kq, ap, bp, t); break;
-    case 9: tile_bf16(9, kq, ap, bp, t); break;
-    case 8: tile_bf16(8, kq, ap, bp, t); break;
-    case 7: tile_bf16(7, kq, ap, bp, t); break;
-    case 6: tile_bf16(6, kq, ap, bp, t); break;
-    case 5: tile_bf16(5, kq, ap, bp, t); break;
-    case 4: tile_bf16(4, kq, ap, bp, t); break;
-    case 3: tile_bf16(3, kq, ap, bp, t); break;
-    case 2: tile_bf16(2, kq, ap, bp, t); break;
-    case 1: tile_bf16(1, kq, ap, bp, t); break;
-    default: __builtin_trap(); /* a bad mr must not silently compute nothing */
-    }
+#define TILE(rows) tile_bf16(rows, kq, ap, bp, t)
+    LOWP_ROWS_SWITCH(mr);
+#undef TILE
 }

@@ -12,6 +12,21 @@
 #define VITC_LOWP_CAT_(a, b) a##__##b
 #define VITC_LOWP_CAT(a, b) VITC_LOWP_CAT_(a, b)
 
+/* The micro-kernels' row-count dispatch: TILE(rows) with rows a compile-time constant <= MR in each case (an
+ * edge tile costs only its rows); a bad mr must not silently compute nothing. */
+#define LOWP_ROWS_CASE(n) \
+    case n: TILE(((n) < MR ? (n) : MR)); break;
+#define LOWP_ROWS_SWITCH(mr)                                                                                  \
+    do {                                                                                                      \
+        if ((mr) < 1 || (mr) > MR) __builtin_trap();                                                          \
+        switch (mr) {                                                                                         \
+            LOWP_ROWS_CASE(16) LOWP_ROWS_CASE(15) LOWP_ROWS_CASE(14) LOWP_ROWS_CASE(13) LOWP_ROWS_CASE(12)    \
+            LOWP_ROWS_CASE(11) LOWP_ROWS_CASE(10) LOWP_ROWS_CASE(9) LOWP_ROWS_CASE(8) LOWP_ROWS_CASE(7)       \
+            LOWP_ROWS_CASE(6) LOWP_ROWS_CASE(5) LOWP_ROWS_CASE(4) LOWP_ROWS_CASE(3) LOWP_ROWS_CASE(2)         \
+            LOWP_ROWS_CASE(1)                                                                                 \
+        }                                                                                                     \
+    } while (0)
+
 #define LOWP_CHUNK 256 /* k elements converted at a time into a stack buffer, then scattered to the panel */
 
 /* Convert k elements [p0, p0 + n) of one row into 4-byte groups at t (elements past k are zero). */
@@ -143,9 +158,10 @@ void VITC_LOWP_CAT(vitc_lowp_epilogue, VITC_LOWP_SFX)(const vitc_lowp_epilogue_a
                                                       size_t row0, size_t col0, void *tile, size_t ldt, float *c,
                                                       size_t ldc) {
     /* One pass straight into C (the residual, which may be C itself, read just before each element is
-     * written), except with an activation and a residual: then the activated row is staged on the stack. */
+     * written); with an activation or a scale, the residual is added after them, from a stack row when
+     * there is one (it may be C). */
     float buf[VITC_LOWP_NR_MAX];
-    const int act = e->act != VITC_ACT_NONE;
+    const int act = e->act != VITC_ACT_NONE, later = act || e->scale;
     const float *bias = e->bias ? e->bias + col0 : NULL;
     const float *cs = e->col_scales ? e->col_scales + col0 : NULL;
     const int32_t *comp = e->comp ? e->comp + col0 : NULL;
@@ -153,16 +169,18 @@ void VITC_LOWP_CAT(vitc_lowp_epilogue, VITC_LOWP_SFX)(const vitc_lowp_epilogue_a
     for (size_t r = 0; r < rows; r++) {
         float *cr = c + (row0 + r) * ldc + col0;
         const float *rr = e->residual ? e->residual + (row0 + r) * e->ldr + col0 : NULL;
-        const float *add = act ? NULL : rr; /* residual added in the first pass */
-        float *row = act && rr ? buf : cr;
+        const float *add = later ? NULL : rr; /* residual added in the first pass */
+        float *row = later && rr ? buf : cr;
         const float rs = e->row_scales ? e->row_scales[row0 + r] : 0.0f;
         const unsigned char *t = (const unsigned char *)tile + r * ldt * elt;
         if (cs)
             LOWP_SPAN_ROW_BA(1);
         else
             LOWP_SPAN_ROW_BA(0);
-        if (act) {
-            vitc_f32_activation(e->isa, e->act, row, cols);
+        if (later) {
+            if (act) vitc_f32_activation(e->isa, e->act, row, cols);
+            if (e->scale)
+                for (size_t j = 0; j < cols; j++) row[j] *= e->scale[col0 + j];
             if (rr)
                 for (size_t j = 0; j < cols; j++) cr[j] = row[j] + rr[j];
         }

@@ -41,19 +41,7 @@ void vitc_s16_gemm_ukernel_12x32__avx512(size_t mr, size_t kq, const void *VITC_
     const uint32_t *ap = (const uint32_t *)a;
     const int8_t *bp = (const int8_t *)b;
     int32_t *t = (int32_t *)tile;
-    switch (mr) {
-    case 12: tile_s16(12, kq, ap, bp, t); break;
-    case 11: tile_s16(11, kq, ap, bp, t); break;
-    case 10: tile_s16(10, kq, ap, bp, t); break;
-    case 9: tile_s16(9, kq, ap, bp, t); break;
-    case 8: tile_s16(8, kq, ap, bp, t); break;
-    case 7: tile_s16(7, kq, ap, bp, t); break;
-    case 6: tile_s16(6, kq, ap, bp, t); break;
-    case 5: tile_s16(5, kq, ap, bp, t); break;
-    case 4: tile_s16(4, kq, ap, bp, t); break;
-    case 3: tile_s16(3, kq, ap, bp, t); break;
-    case 2: tile_s16(2, kq, ap, bp, t); break;
-    case 1: tile_s16(1, kq, ap, bp, t); break;
-    default: __builtin_trap();
-    }
+#define TILE(rows) tile_s16(rows, kq, ap, bp, t)
+    LOWP_ROWS_SWITCH(mr);
+#undef TILE
 }

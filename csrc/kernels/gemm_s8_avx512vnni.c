@@ -39,21 +39,7 @@ void vitc_s8_gemm_ukernel_14x32__avx512vnni(size_t mr, size_t kq, const void *VI
     const uint32_t *ap = (const uint32_t *)a;
     const int8_t *bp = (const int8_t *)b;
     int32_t *t = (int32_t *)tile;
-    switch (mr) {
-    case 14: tile_s8(14, kq, ap, bp, t); break;
-    case 13: tile_s8(13, kq, ap, bp, t); break;
-    case 12: tile_s8(12, kq, ap, bp, t); break;
-    case 11: tile_s8(11, kq, ap, bp, t); break;
-    case 10: tile_s8(10, kq, ap, bp, t); break;
-    case 9: tile_s8(9, kq, ap, bp, t); break;
-    case 8: tile_s8(8, kq, ap, bp, t); break;
-    case 7: tile_s8(7, kq, ap, bp, t); break;
-    case 6: tile_s8(6, kq, ap, bp, t); break;
-    case 5: tile_s8(5, kq, ap, bp, t); break;
-    case 4: tile_s8(4, kq, ap, bp, t); break;
-    case 3: tile_s8(3, kq, ap, bp, t); break;
-    case 2: tile_s8(2, kq, ap, bp, t); break;
-    case 1: tile_s8(1, kq, ap, bp, t); break;
-    default: __builtin_trap();
-    }
+#define TILE(rows) tile_s8(rows, kq, ap, bp, t)
+    LOWP_ROWS_SWITCH(mr);
+#undef TILE
 }
