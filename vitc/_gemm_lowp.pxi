@@ -169,10 +169,10 @@ def gemm_packed(int kset, int nthreads, const float[:, :] a, PackedWeight w, flo
     _no_overlap(out_arr, a_arr, "out", "a")
     _no_overlap(out_arr, w.buffer, "out", "w")
     cdef size_t need = vitc_gemm_workspace_bytes(<vitc_kset>kset, w.p.dtype, m, k)
-    ws = _aligned_bytes(max(need, 1)) if workspace is None else workspace
+    ws = _aligned_bytes(max(need, <size_t>1)) if workspace is None else workspace
     if not isinstance(ws, np.ndarray) or ws.dtype != np.uint8 or ws.ndim != 1 or not ws.flags.c_contiguous:
         raise ValueError("workspace: expected a contiguous 1-D uint8 array")
-    if ws.shape[0] < need:
+    if <size_t>ws.shape[0] < need:
         raise ValueError(f"workspace: needs {need} bytes, got {ws.shape[0]}")
     for arr, name in ((a_arr, "a"), (out_arr, "out"), (w.buffer, "w")):
         _no_overlap(ws, arr, "workspace", name)
@@ -201,7 +201,7 @@ def gemm_pack_a(int kset, int dtype, const float[:, :] a, apack, row_scales=None
     cdef size_t need = vitc_gemm_packed_a_bytes(<vitc_kset>kset, <vitc_dtype>dtype, m_pad, k)
     if not isinstance(apack, np.ndarray) or apack.dtype != np.uint8 or apack.ndim != 1 or not apack.flags.c_contiguous:
         raise ValueError("apack: expected a contiguous 1-D uint8 array")
-    if apack.shape[0] < need:
+    if <size_t>apack.shape[0] < need:
         raise ValueError(f"apack: rows up to {row0 + rows} of k = {k} need {need} bytes, got {apack.shape[0]}")
     _no_overlap(apack, a_arr, "apack", "a")
     cdef float[::1] rs
@@ -240,7 +240,7 @@ def gemm_packed_a(int kset, int nthreads, size_t m, apack, row_scales, PackedWei
     cdef size_t need = vitc_gemm_packed_a_bytes(<vitc_kset>kset, w.p.dtype, m, k)
     if not isinstance(apack, np.ndarray) or apack.dtype != np.uint8 or apack.ndim != 1 or not apack.flags.c_contiguous:
         raise ValueError("apack: expected a contiguous 1-D uint8 array")
-    if apack.shape[0] < need:
+    if <size_t>apack.shape[0] < need:
         raise ValueError(f"apack: needs {need} bytes for m = {m}, k = {k}, got {apack.shape[0]}")
     cdef vitc_epilogue ep
     _fill_epilogue(&ep, bias, act, residual, out_arr, m, w.p.n, ldc, scale)

@@ -228,7 +228,7 @@ def gemm(int isa, int nthreads, const float[:, :] a, const float[::1] packed, si
     _no_overlap(out_arr, np.asarray(packed), "out", "packed")
     cdef vitc_epilogue ep
     _fill_epilogue(&ep, bias, act, residual, out_arr, m, n, ldc, scale)
-    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), 1)) if serial else None
+    ws = aligned_empty(max(vitc_f32_gemm_serial_workspace_floats(<vitc_isa>isa, k), <size_t>1)) if serial else None
     cdef float[::1] w = ws
     cdef vitc_status st = VITC_OK
     with nogil:
