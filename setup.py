@@ -77,6 +77,7 @@ class BuildExt(build_ext):
     def build_extensions(self):
         cc = self.compiler.compiler_so[:1] if hasattr(self.compiler, "compiler_so") else ["cc"]
         omp = openmp_flags(cc)
+        without_omp = ["-Wno-unknown-pragmas"] if omp is None else []  # `#pragma omp` then ignored on purpose
         if omp is None:
             msg = "vitc: the C compiler has no working OpenMP; building single-threaded kernels"
             if os.environ.get("VITC_REQUIRE_OPENMP") == "1":
@@ -85,7 +86,7 @@ class BuildExt(build_ext):
             omp = []
         for ext in self.extensions:
             threads = ["-pthread"] if os.name == "posix" else []
-            common = BASE_FLAGS + WERROR_FLAGS + omp + threads
+            common = BASE_FLAGS + WERROR_FLAGS + omp + without_omp + threads
             ext.extra_compile_args = common + CYTHON_C_FLAGS  # the one source left: Cython's C
             ext.extra_link_args = omp + threads + ([f"-fsanitize={SANITIZE}"] if SANITIZE else [])
             # csrc/: compiled here (ISA files with their own flags), linked in as objects.

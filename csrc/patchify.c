@@ -12,6 +12,7 @@ void vitc_f32_patchify(int nthreads, size_t batch, size_t channels, size_t heigh
     const size_t gh = height / ph, gw = width / pw, row_len = channels * ph * pw;
     const long long bands = (long long)(batch * gh); /* one band = one row of patches of one image */
     const int team = (bands > 1 && (size_t)bands * gw * row_len >= PATCHIFY_PARALLEL_MIN_FLOATS) ? nthreads : 1;
+    (void)team; /* read only by the OpenMP pragma (a build without OpenMP ignores it) */
 #pragma omp parallel for num_threads(team) schedule(static) if (team > 1)
     for (long long band = 0; band < bands; band++) {
         const size_t b = (size_t)band / gh, py = (size_t)band % gh;
