@@ -41,25 +41,10 @@
 #include <omp.h>
 #endif
 
-#include "gemm_internal.h"
+#include "kernel_table.h"
 
-/* ---- the block-size table, one row per ISA ----------------------------------------------------- */
-static const vitc_f32_gemm_config gemm_config_scalar = {4, 16, 256, 128, 1024, vitc_f32_gemm_ukernel_4x16__scalar};
-#if defined(VITC_HAVE_X86_KERNELS)
-static const vitc_f32_gemm_config gemm_config_avx2 = {6, 16, 768, 120, 3072, vitc_f32_gemm_ukernel_6x16__avx2};
-static const vitc_f32_gemm_config gemm_config_avx512 = {14, 32, 3072, 112, 3072,
-                                                        vitc_f32_gemm_ukernel_14x32__avx512};
-#endif
-
-static const vitc_f32_gemm_config *gemm_config(vitc_isa isa) {
-    switch (isa) {
-#if defined(VITC_HAVE_X86_KERNELS)
-    case VITC_ISA_AVX512: return &gemm_config_avx512;
-    case VITC_ISA_AVX2: return &gemm_config_avx2;
-#endif
-    default: return &gemm_config_scalar;
-    }
-}
+/* the block sizes and micro-kernel of the ISA's kernel set (kernel_table.c) */
+static const vitc_f32_gemm_config *gemm_config(vitc_isa isa) { return &vitc_kernels_for(isa)->gemm; }
 
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
@@ -134,7 +119,7 @@ static void pack_a(size_t mr, size_t m, size_t kc, const float *VITC_RESTRICT a,
 
 /* ---- epilogue: + bias, act, + residual on one finished tile ------------------------------------ */
 typedef struct {
-    vitc_isa isa;
+    vitc_activation_fn activation; /* the kernel set's */
     const float *bias;
     vitc_act act;
     const float *residual; /* NULL when absent or when it is C itself (already summed in) */
@@ -143,7 +128,7 @@ typedef struct {
 } epilogue_plan;
 
 static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const float *c, size_t ldc) {
-    epilogue_plan e = {isa, NULL, VITC_ACT_NONE, NULL, 0, 0};
+    epilogue_plan e = {vitc_kernels_for(isa)->activation, NULL, VITC_ACT_NONE, NULL, 0, 0};
     if (!ep) return e;
     e.bias = ep->bias;
     e.act = ep->act;
@@ -166,7 +151,7 @@ static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size
             const float *b = e->bias + col0;
             for (size_t j = 0; j < cols; j++) cr[j] += b[j];
         }
-        if (e->act != VITC_ACT_NONE) vitc_f32_activation(e->isa, e->act, cr, cols);
+        if (e->act != VITC_ACT_NONE) e->activation(e->act, cr, cols);
         if (e->residual) {
             const float *rr = e->residual + (row0 + r) * e->ldr + col0;
             for (size_t j = 0; j < cols; j++) cr[j] += rr[j];
@@ -230,7 +215,7 @@ static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan
                 float *row = tmp + r * NR, *cr = ct + r * ldc; /* bias + act in the stack tile, then onto C */
                 if (e->bias)
                     for (size_t j = 0; j < nr; j++) row[j] += e->bias[col0 + j];
-                vitc_f32_activation(e->isa, e->act, row, nr);
+                e->activation(e->act, row, nr);
                 for (size_t j = 0; j < nr; j++) cr[j] += row[j];
             }
         }

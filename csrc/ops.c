@@ -1,4 +1,4 @@
-/* ops.c — LayerNorm, softmax and activations: portable scalar reference path and per-ISA dispatch.
+/* ops.c — LayerNorm, softmax and activations: the portable scalar kernels and the entry points.
  *
  * The scalar path computes in double and rounds once (it is the accuracy reference and the fallback
  * on non-x86 builds). SIMD paths live in kernels/ops_<isa>.c (vector math in kernels/vmath_*.h).
@@ -6,10 +6,17 @@
 #include <math.h>
 #include "vitc.h"
 #include "kernels/ops_kernels.h"
+#include "kernel_table.h"
 
 #ifdef _OPENMP
 #include <omp.h>
 #endif
+
+const char *vitc_act_name(vitc_act act) {
+    static const char *const names[VITC_ACT_COUNT] = {"none", "gelu_erf",  "gelu_tanh", "quick_gelu",
+                                                      "relu", "silu",      "tanh",      "sigmoid"};
+    return (unsigned)act < VITC_ACT_COUNT ? names[act] : NULL;
+}
 
 /* ---- scalar reference ------------------------------------------------------------------------ */
 
@@ -46,12 +53,12 @@ static float act_scalar(vitc_act act, float v) {
     return v;
 }
 
-static void activation_scalar(vitc_act act, float *x, size_t n) {
+void vitc_f32_activation__scalar(vitc_act act, float *x, size_t n) {
     if (act == VITC_ACT_NONE) return;
     for (size_t i = 0; i < n; i++) x[i] = act_scalar(act, x[i]);
 }
 
-static void softmax_rows_scalar(size_t rows, size_t n, float scale, float *x, size_t ldx) {
+void vitc_f32_softmax_rows__scalar(size_t rows, size_t n, float scale, float *x, size_t ldx) {
     for (size_t r = 0; r < rows; r++) {
         float *xr = x + r * ldx;
         double mx = -INFINITY;
@@ -64,8 +71,8 @@ static void softmax_rows_scalar(size_t rows, size_t n, float scale, float *x, si
 }
 
 /* Two-pass in double on values shifted by x[0] (see ops_body.h for why the shift). */
-static void layernorm_rows_scalar(size_t rows, size_t dim, const float *x, size_t ldx, const float *gamma,
-                                  const float *beta, float eps, float *y, size_t ldy) {
+void vitc_f32_layernorm_rows__scalar(size_t rows, size_t dim, const float *x, size_t ldx, const float *gamma,
+                                     const float *beta, float eps, float *y, size_t ldy) {
     for (size_t r = 0; r < rows; r++) {
         const float *xr = x + r * ldx;
         float *yr = y + r * ldy;
@@ -85,28 +92,18 @@ static void layernorm_rows_scalar(size_t rows, size_t dim, const float *x, size_
     }
 }
 
-/* ---- dispatch -------------------------------------------------------------------------------- */
-
-static void layernorm_rows(vitc_isa isa, size_t rows, size_t dim, const float *x, size_t ldx,
-                           const float *gamma, const float *beta, float eps, float *y, size_t ldy) {
-    switch (isa) {
-#if defined(VITC_HAVE_X86_KERNELS)
-    case VITC_ISA_AVX512: vitc_f32_layernorm_rows__avx512(rows, dim, x, ldx, gamma, beta, eps, y, ldy); return;
-    case VITC_ISA_AVX2: vitc_f32_layernorm_rows__avx2(rows, dim, x, ldx, gamma, beta, eps, y, ldy); return;
-#endif
-    default: layernorm_rows_scalar(rows, dim, x, ldx, gamma, beta, eps, y, ldy); return;
-    }
-}
+/* ---- entry points: the kernel set's row kernels (kernel_table.c) ------------------------------- */
 
 /* Below this many floats a LayerNorm runs on the calling thread: waking a team costs more. */
 #define LAYERNORM_PARALLEL_MIN_FLOATS 16384
 
 void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, const float *x, size_t ldx,
                         const float *gamma, const float *beta, float eps, float *y, size_t ldy) {
+    const vitc_kernels *kt = vitc_kernels_for(isa);
     int team = nthreads;
     if ((size_t)team > rows) team = (int)rows;
     if (team <= 1 || rows * dim < LAYERNORM_PARALLEL_MIN_FLOATS) {
-        layernorm_rows(isa, rows, dim, x, ldx, gamma, beta, eps, y, ldy);
+        kt->layernorm_rows(rows, dim, x, ldx, gamma, beta, eps, y, ldy);
         return;
     }
 #pragma omp parallel num_threads(team)
@@ -118,26 +115,14 @@ void vitc_f32_layernorm(vitc_isa isa, int nthreads, size_t rows, size_t dim, con
 #endif
         /* static split: thread t gets rows [r0, r1) */
         size_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
-        if (r1 > r0) layernorm_rows(isa, r1 - r0, dim, x + r0 * ldx, ldx, gamma, beta, eps, y + r0 * ldy, ldy);
+        if (r1 > r0) kt->layernorm_rows(r1 - r0, dim, x + r0 * ldx, ldx, gamma, beta, eps, y + r0 * ldy, ldy);
     }
 }
 
 void vitc_f32_softmax_rows(vitc_isa isa, size_t rows, size_t n, float scale, float *x, size_t ldx) {
-    switch (isa) {
-#if defined(VITC_HAVE_X86_KERNELS)
-    case VITC_ISA_AVX512: vitc_f32_softmax_rows__avx512(rows, n, scale, x, ldx); return;
-    case VITC_ISA_AVX2: vitc_f32_softmax_rows__avx2(rows, n, scale, x, ldx); return;
-#endif
-    default: softmax_rows_scalar(rows, n, scale, x, ldx); return;
-    }
+    vitc_kernels_for(isa)->softmax_rows(rows, n, scale, x, ldx);
 }
 
 void vitc_f32_activation(vitc_isa isa, vitc_act act, float *x, size_t n) {
-    switch (isa) {
-#if defined(VITC_HAVE_X86_KERNELS)
-    case VITC_ISA_AVX512: vitc_f32_activation__avx512(act, x, n); return;
-    case VITC_ISA_AVX2: vitc_f32_activation__avx2(act, x, n); return;
-#endif
-    default: activation_scalar(act, x, n); return;
-    }
+    vitc_kernels_for(isa)->activation(act, x, n);
 }

@@ -9,6 +9,11 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+const char *vitc_phase_name(vitc_phase phase) {
+    static const char *const names[VITC_PHASE_COUNT] = {"layernorm", "qkv", "attention", "proj", "fc1", "fc2"};
+    return (unsigned)phase < VITC_PHASE_COUNT ? names[phase] : NULL;
+}
+
 /* Adds the time since *t0 to phase_seconds[phase] (when timing is on) and restarts the clock. */
 static void lap(double *phase_seconds, vitc_phase phase, double *t0) {
     if (!phase_seconds) return;

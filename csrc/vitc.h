@@ -13,6 +13,7 @@
 #define VITC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,10 +46,41 @@ typedef enum {
 #define VITC_ACT_COUNT 8
 
 /* ---- cpu.c: features, ISA choice, threads ---------------------------------------------------- */
+/* CPU features, one bit each: set when cpuid reports the instructions AND the OS has enabled the register
+ * state they need (xgetbv: YMM for AVX2/FMA/F16C/AVX-VNNI, + opmask/ZMM for AVX-512*, + tile state for
+ * AMX). On Linux a process must still ask for AMX tile data (arch_prctl ARCH_REQ_XCOMP_PERM) before
+ * its first tile instruction. Non-x86 builds report 0. */
+#define VITC_CPU_AVX2 ((uint64_t)1 << 0)
+#define VITC_CPU_FMA ((uint64_t)1 << 1)
+#define VITC_CPU_F16C ((uint64_t)1 << 2)
+#define VITC_CPU_AVX512F ((uint64_t)1 << 3)
+#define VITC_CPU_AVX512BW ((uint64_t)1 << 4)
+#define VITC_CPU_AVX512VL ((uint64_t)1 << 5)
+#define VITC_CPU_AVX512DQ ((uint64_t)1 << 6)
+#define VITC_CPU_AVX512_BF16 ((uint64_t)1 << 7)
+#define VITC_CPU_AVX512_VNNI ((uint64_t)1 << 8)
+#define VITC_CPU_AVX_VNNI ((uint64_t)1 << 9)
+#define VITC_CPU_AMX_TILE ((uint64_t)1 << 10)
+#define VITC_CPU_AMX_BF16 ((uint64_t)1 << 11)
+#define VITC_CPU_AMX_INT8 ((uint64_t)1 << 12)
+#define VITC_CPU_FEATURE_COUNT 13
+uint64_t vitc_cpu_features(void);          /* detected once per process */
+const char *vitc_cpu_feature_name(int bit); /* "avx2", "avx512_bf16", ... for bit 0..COUNT-1, else NULL */
+/* The features each ISA's kernels are compiled for (setup.py's flags): isa is supported when all are. */
+uint64_t vitc_isa_required_features(vitc_isa isa);
+
 int vitc_isa_compiled(vitc_isa isa);   /* kernels for isa are in this build */
 int vitc_isa_supported(vitc_isa isa);  /* compiled AND the CPU + OS can run them (cpuid, xgetbv) */
 vitc_isa vitc_isa_best(void);          /* best supported ISA */
 const char *vitc_isa_name(vitc_isa isa);
+const char *vitc_act_name(vitc_act act);       /* "gelu_erf", ... as _vitc.ACTIVATIONS */
+/* Tile sizes of an ISA's kernel set (kernel_table.c): the GEMM register tile mr × nr and its cache blocks,
+ * the attention head kernel's query rows × key columns (0 × 0: attention runs through the GEMM). */
+typedef struct {
+    size_t gemm_mr, gemm_nr, gemm_kc, gemm_mc, gemm_nc;
+    size_t attention_mr, attention_nr;
+} vitc_tile_sizes;
+void vitc_isa_tile_sizes(vitc_isa isa, vitc_tile_sizes *out);
 int vitc_openmp_enabled(void);         /* 1 when built with OpenMP */
 int vitc_omp_max_threads(void);        /* omp_get_max_threads(), 1 without OpenMP */
 
@@ -101,6 +133,33 @@ void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, si
                         size_t head_dim, const float *qkv, size_t ldqkv, float *out, size_t ldo,
                         float *probs, float *workspace);
 
+/* General form: queries from their own rows, seq_q != seq_kv allowed (e.g. one learned query over all
+ * tokens, SigLIP's pooling head), optional causal and key-padding masks (CLIP's text tower).
+ * q rows [batch*seq_q, ldq], k and v rows [batch*seq_kv, ldk / ldv], head h at columns h*head_dim;
+ * out [batch*seq_q, ldo] = softmax(scale · Q Kᵀ + mask) V, heads concatenated; probs, if not NULL,
+ * [batch, heads, seq_q, seq_kv]. scale is applied after the product (transformers' eager attention;
+ * head_dim^-0.5 for ViT/CLIP). Key j is hidden from query i when causal and j > i (top-left aligned, as
+ * torch.tril), or when key_mask[b*seq_kv + j] == 0 (transformers' attention_mask: 1 = attend). A hidden
+ * key gets probability exactly 0, as transformers' additive finfo.min mask gives; a query that sees no
+ * key at all (cannot happen in CLIP: token 0 is never padded) attends to all keys uniformly, as that
+ * additive mask also gives, so the output stays finite. */
+typedef struct {
+    size_t batch, heads, head_dim, seq_q, seq_kv;
+    const float *q;
+    size_t ldq;
+    const float *k;
+    size_t ldk;
+    const float *v;
+    size_t ldv;
+    float scale;
+    int causal;
+    const unsigned char *key_mask; /* [batch, seq_kv] or NULL */
+} vitc_attention_desc;
+size_t vitc_f32_attention_general_workspace_floats(vitc_isa isa, int nthreads, size_t seq_q, size_t seq_kv,
+                                                   size_t head_dim);
+void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention_desc *d, float *out, size_t ldo,
+                                float *probs, float *workspace);
+
 /* ---- vit.c: the ViT pieces that call the kernels above ----------------------------------------- */
 typedef struct {
     size_t dim, heads, inter;
@@ -126,6 +185,7 @@ typedef enum {
     VITC_PHASE_FC2 = 5        /* MLP down-projection GEMM + residual */
 } vitc_phase;
 #define VITC_PHASE_COUNT 6
+const char *vitc_phase_name(vitc_phase phase); /* "layernorm", ... as _vitc.LAYER_PHASES */
 
 size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
                                        size_t seq);

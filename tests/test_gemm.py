@@ -10,14 +10,11 @@ import pytest
 
 from vitc import _vitc
 
-# (MR, NR, KC) per ISA code, as in csrc/gemm.c's block-size table; NR is checked against the packed size.
-TILES = {0: (4, 16, 256), 1: (6, 16, 768), 2: (14, 32, 3072)}
-
-
 def tile(isa):
-    mr, nr, kc = TILES[isa]
-    assert _vitc.gemm_packed_floats(isa, 1, 1) == nr, "TILES is out of date with csrc/gemm.c"
-    return mr, nr, kc
+    """(MR, NR, KC) of the ISA's kernel set (csrc/kernel_table.c); NR is checked against the packed size."""
+    t = _vitc.tile_sizes(isa)
+    assert _vitc.gemm_packed_floats(isa, 1, 1) == t["gemm_nr"]
+    return t["gemm_mr"], t["gemm_nr"], t["gemm_kc"]
 
 
 def _erf(x):
@@ -28,16 +25,18 @@ def _sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-ACT_REF = {
-    0: lambda x: x,
-    1: lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
-    2: lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
-    3: lambda x: x * _sigmoid(1.702 * x),
-    4: lambda x: np.maximum(x, 0.0),
-    5: lambda x: x * _sigmoid(x),
-    6: np.tanh,
-    7: _sigmoid,
+_ACT_REF_BY_NAME = {
+    "none": lambda x: x,
+    "gelu_erf": lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3))),
+    "quick_gelu": lambda x: x * _sigmoid(1.702 * x),
+    "relu": lambda x: np.maximum(x, 0.0),
+    "silu": lambda x: x * _sigmoid(x),
+    "tanh": np.tanh,
+    "sigmoid": _sigmoid,
 }
+GELU = _vitc.ACT_CODES["gelu_erf"]
+ACT_REF = {_vitc.ACT_CODES[name]: ref for name, ref in _ACT_REF_BY_NAME.items()}
 
 
 def rand(rng, *shape, ld=None):
@@ -189,11 +188,11 @@ def test_threads_and_serial_agree_bitwise(isa, m, n, k):
     outs = []
     for nthreads, serial in [(1, False), (2, False), (3, False), (1, True)]:
         out = np.empty((m, n), dtype=np.float32)
-        _vitc.gemm(isa, nthreads, a, packed, n, out, bias=bias, act=1, residual=res, serial=serial)
+        _vitc.gemm(isa, nthreads, a, packed, n, out, bias=bias, act=GELU, residual=res, serial=serial)
         outs.append(out)
     for o in outs[1:]:
         assert np.array_equal(outs[0], o), "threaded / serial results differ"
-    want, scale = reference(a, b, bias, 1, res)
+    want, scale = reference(a, b, bias, GELU, res)
     check(outs[0], want, scale, what=f"isa {isa}")
 
 
@@ -202,7 +201,7 @@ def test_isas_agree(isa):
     rng = np.random.default_rng(7)
     a, b = rand(rng, 197, 300), rand(rng, 300, 97)
     got = run_gemm(isa, a, b)
-    ref = run_gemm(0, a, b)
+    ref = run_gemm(_vitc.ISA_CODES["scalar"], a, b)
     _, scale = reference(a, b)
     check(got, ref.astype(np.float64), 2 * scale, what=f"isa {isa} vs scalar")
 
@@ -225,7 +224,7 @@ def test_validation_errors(isa):
     with pytest.raises(ValueError, match="nthreads"):
         _vitc.gemm(isa, 0, a, packed, 9, out)
     with pytest.raises(ValueError, match="activation"):
-        _vitc.gemm(isa, 1, a, packed, 9, out, act=8)
+        _vitc.gemm(isa, 1, a, packed, 9, out, act=len(_vitc.ACTIVATIONS))
     big = np.zeros((5, 20), dtype=np.float32)
     with pytest.raises(ValueError, match="overlap"):
         _vitc.gemm(isa, 1, big[:, :7], packed, 9, big[:, 7:16])  # out overlaps a

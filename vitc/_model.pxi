@@ -1,7 +1,8 @@
 # Bindings for the ViT pieces of csrc/vit.c (included by _vitc.pyx).
 
 # Names of the vitc_phase entries (csrc/vitc.h), in order: the layout of forward()'s phase_seconds.
-LAYER_PHASES = ("layernorm", "qkv", "attention", "proj", "fc1", "fc2")
+LAYER_PHASES = tuple(vitc_phase_name(<vitc_phase>i).decode() for i in range(VITC_PHASE_COUNT))
+PHASE_CODES = {name: code for code, name in enumerate(LAYER_PHASES)}
 
 # The C struct vitc_vit_layer (csrc/vitc.h), field by field in its order: (name, rows, cols) of the array
 # each pointer needs, as expressions of the layer dims (cols None: a vector of `rows` floats; else a Linear

@@ -1,4 +1,6 @@
 # C declarations of csrc/vitc.h for the bindings in _vitc.pyx (see that header for the contracts).
+from libc.stdint cimport uint64_t
+
 cdef extern from "vitc.h" nogil:
     ctypedef enum vitc_isa:
         VITC_ISA_SCALAR
@@ -19,10 +21,22 @@ cdef extern from "vitc.h" nogil:
         VITC_ACT_TANH
         VITC_ACT_SIGMOID
 
+    enum: VITC_ISA_COUNT
+    enum: VITC_ACT_COUNT
+    enum: VITC_PHASE_COUNT
+    enum: VITC_CPU_FEATURE_COUNT
+    uint64_t vitc_cpu_features()
+    const char *vitc_cpu_feature_name(int bit)
+    uint64_t vitc_isa_required_features(vitc_isa isa)
     int vitc_isa_compiled(vitc_isa isa)
     int vitc_isa_supported(vitc_isa isa)
     vitc_isa vitc_isa_best()
     const char *vitc_isa_name(vitc_isa isa)
+    const char *vitc_act_name(vitc_act act)
+    ctypedef struct vitc_tile_sizes:
+        size_t gemm_mr, gemm_nr, gemm_kc, gemm_mc, gemm_nc
+        size_t attention_mr, attention_nr
+    void vitc_isa_tile_sizes(vitc_isa isa, vitc_tile_sizes *out)
     int vitc_openmp_enabled()
     int vitc_omp_max_threads()
 
@@ -52,11 +66,29 @@ cdef extern from "vitc.h" nogil:
     void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, size_t heads,
                             size_t head_dim, const float *qkv, size_t ldqkv, float *out, size_t ldo,
                             float *probs, float *workspace)
+    ctypedef struct vitc_attention_desc:
+        size_t batch, heads, head_dim, seq_q, seq_kv
+        const float *q
+        size_t ldq
+        const float *k
+        size_t ldk
+        const float *v
+        size_t ldv
+        float scale
+        int causal
+        const unsigned char *key_mask
+    size_t vitc_f32_attention_general_workspace_floats(vitc_isa isa, int nthreads, size_t seq_q, size_t seq_kv,
+                                                       size_t head_dim)
+    void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention_desc *d, float *out,
+                                    size_t ldo, float *probs, float *workspace)
 
     ctypedef struct vitc_vit_dims:
         size_t dim, heads, inter
         float eps
         vitc_act act
+    ctypedef enum vitc_phase:
+        pass
+    const char *vitc_phase_name(vitc_phase phase)
     ctypedef struct vitc_vit_layer:
         const float *ln1_g
         const float *ln1_b

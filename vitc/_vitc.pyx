@@ -1,22 +1,52 @@
 # cython: language_level=3
 """Thin bindings over csrc/: validate with the GIL held, then one C call inside `with nogil`.
 
-Every function takes the ISA as an int (0 scalar, 1 avx2, 2 avx512; see vitc/runtime.py) and arrays as
+Every function takes the ISA as an int (its index in ISA_NAMES; see vitc/runtime.py) and arrays as
 float32 memoryviews whose last axis is contiguous; a row stride larger than the width is passed to C as
 the leading dimension. Arrays are validated here so the C kernels can trust their arguments.
 """
 import numpy as np
 
-ISA_NAMES = ("scalar", "avx2", "avx512")
-ACTIVATIONS = ("none", "gelu_erf", "gelu_tanh", "quick_gelu", "relu", "silu", "tanh", "sigmoid")
+# The C enums by name (csrc/vitc.h): a name's index is its code.
+ISA_NAMES = tuple(vitc_isa_name(<vitc_isa>i).decode() for i in range(VITC_ISA_COUNT))
+ACTIVATIONS = tuple(vitc_act_name(<vitc_act>i).decode() for i in range(VITC_ACT_COUNT))
+ISA_CODES = {name: code for code, name in enumerate(ISA_NAMES)}
+ACT_CODES = {name: code for code, name in enumerate(ACTIVATIONS)}
+
+
+# Names of the vitc_cpu_features() bits, bit i = CPU_FEATURES[i] (csrc/vitc.h VITC_CPU_*).
+CPU_FEATURES = tuple(vitc_cpu_feature_name(i).decode() for i in range(VITC_CPU_FEATURE_COUNT))
+
+
+def cpu_features():
+    """Bitmask of the CPU features cpuid reports and the OS has enabled (bit i: CPU_FEATURES[i])."""
+    return int(vitc_cpu_features())
+
+
+def isa_required_features(int isa):
+    """Bitmask of the CPU features the kernels of ISA code `isa` are compiled for."""
+    if not (0 <= isa < len(ISA_NAMES)):
+        raise ValueError(f"unknown ISA code {isa}")
+    return int(vitc_isa_required_features(<vitc_isa>isa))
 
 
 def isa_compiled(int isa):
-    return bool(vitc_isa_compiled(<vitc_isa>isa)) if 0 <= isa < 3 else False
+    return bool(vitc_isa_compiled(<vitc_isa>isa)) if 0 <= isa < VITC_ISA_COUNT else False
 
 
 def isa_supported(int isa):
-    return bool(vitc_isa_supported(<vitc_isa>isa)) if 0 <= isa < 3 else False
+    return bool(vitc_isa_supported(<vitc_isa>isa)) if 0 <= isa < VITC_ISA_COUNT else False
+
+
+def tile_sizes(int isa):
+    """Tile sizes of ISA code `isa`'s kernel set: dict gemm_mr, gemm_nr, gemm_kc, gemm_mc, gemm_nc,
+    attention_mr, attention_nr (0 when attention runs through the GEMM)."""
+    if not (0 <= isa < VITC_ISA_COUNT):
+        raise ValueError(f"unknown ISA code {isa}")
+    cdef vitc_tile_sizes t
+    vitc_isa_tile_sizes(<vitc_isa>isa, &t)
+    return dict(gemm_mr=t.gemm_mr, gemm_nr=t.gemm_nr, gemm_kc=t.gemm_kc, gemm_mc=t.gemm_mc, gemm_nc=t.gemm_nc,
+                attention_mr=t.attention_mr, attention_nr=t.attention_nr)
 
 
 def isa_best():
@@ -41,8 +71,8 @@ def aligned_empty(shape, size_t alignment=64):
 
 
 cdef int _isa(int isa) except -1:
-    if not (0 <= isa < 3) or not vitc_isa_supported(<vitc_isa>isa):
-        raise ValueError(f"ISA {isa} ({ISA_NAMES[isa] if 0 <= isa < 3 else '?'}) is not supported here")
+    if not (0 <= isa < VITC_ISA_COUNT) or not vitc_isa_supported(<vitc_isa>isa):
+        raise ValueError(f"ISA {isa} ({ISA_NAMES[isa] if 0 <= isa < VITC_ISA_COUNT else '?'}) is not supported here")
     return isa
 
 

@@ -28,6 +28,13 @@ def _isa_code(name):
     return code
 
 
+def cpu_features():
+    """Names of the CPU features this process may use (cpuid AND OS-enabled register state), e.g.
+    ['avx2', 'fma', 'f16c', 'avx512f', ...], in the order of _vitc.CPU_FEATURES."""
+    mask = _vitc.cpu_features()
+    return [name for bit, name in enumerate(_vitc.CPU_FEATURES) if mask >> bit & 1]
+
+
 def available_isas():
     """Names of the ISA paths this build and CPU can run, best last."""
     return [name for code, name in enumerate(ISA_NAMES) if _vitc.isa_supported(code)]
@@ -137,6 +144,7 @@ def config():
     return {
         "isa": isa,
         "isa_available": available_isas(),
+        "cpu_features": " ".join(cpu_features()) or "none",
         "openmp": _vitc.openmp_enabled(),
         "threads": get_num_threads(),
     }

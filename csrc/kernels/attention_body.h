@@ -186,40 +186,65 @@ static void VM_FN(att_scale_row)(float *x, size_t n, float s) {
     if (i < n) vm_store_tail(x + i, n - i, vm_mul(vm_load_tail(x + i, n - i, 0.0f), vs));
 }
 
-/* Prefetch into L2 rows [r0, r1) of the next head's Q, K, V, O ([seq, hd] each): their rows are KBs
- * apart, a stride the hardware prefetchers don't follow well, and at batch 8 qkv (14.5 MB) is mostly out
- * of cache: without this, batch 8 took ~15% longer per layer (13.1 vs 11.3 ms, 1 thread). */
-static void VM_FN(att_prefetch_rows)(const vitc_attention_next *next, size_t hd, size_t r0, size_t r1) {
+/* Prefetch into L2 block blk of `blocks` of the next head's Q, K, V, O rows (an equal share of each):
+ * their rows are KBs apart, a stride the hardware prefetchers don't follow well, and at batch 8 qkv
+ * (14.5 MB) is mostly out of cache: without this, batch 8 took ~15% longer per layer (13.1 vs 11.3 ms,
+ * 1 thread). */
+static void VM_FN(att_prefetch_rows)(const vitc_attention_next *next, size_t hd, size_t blk, size_t blocks) {
     for (int m = 0; m < 4; m++) {
         if (!next->rows[m]) continue;
+        const size_t r0 = next->nrows[m] * blk / blocks, r1 = next->nrows[m] * (blk + 1) / blocks;
         for (size_t r = r0; r < r1; r++)
             for (size_t c = 0; c < hd; c += 16)
                 _mm_prefetch((const char *)(next->rows[m] + r * next->ld[m] + c), _MM_HINT_T1);
     }
 }
 
-void VM_FN(vitc_f32_attention_head)(size_t seq, size_t hd, float scale, const float *q, size_t ldq,
-                                    const float *k_packed, const float *v, size_t ldv, float *out, size_t ldo,
-                                    float *probs, float *scratch, const vitc_attention_next *next) {
+/* Hides the masked keys of rows [i0, i0 + rows) of E (row stride lde): -inf, so that exp gives exactly 0. */
+static void VM_FN(att_mask_rows)(float *e, size_t lde, size_t i0, size_t rows, size_t seq_kv, int causal,
+                                 const unsigned char *key_mask) {
+    for (size_t r = 0; r < rows; r++) {
+        float *er = e + r * lde;
+        if (key_mask)
+            for (size_t j = 0; j < seq_kv; j++)
+                if (!key_mask[j]) er[j] = -INFINITY;
+        if (causal)
+            for (size_t j = i0 + r + 1; j < seq_kv; j++) er[j] = -INFINITY;
+    }
+}
+
+void VM_FN(vitc_f32_attention_head)(const vitc_attention_head_args *args, const vitc_attention_next *next) {
+    const size_t seq_q = args->seq_q, seq_kv = args->seq_kv, hd = args->hd, ldq = args->ldq, ldv = args->ldv;
+    const size_t ldo = args->ldo;
+    const float scale = args->scale, *q = args->q, *k_packed = args->k_packed, *v = args->v;
+    float *out = args->out, *probs = args->probs;
+    const int masked = args->causal || args->key_mask;
     float inv[ATT_MR], mx[ATT_MR];
     /* equal blocks of <= ATT_MR rows (197 = 2×14 + 13×13, not 14×14 + 1: a 1-row tile is latency-bound) */
-    const size_t blocks = (seq + ATT_MR - 1) / ATT_MR;
+    const size_t blocks = (seq_q + ATT_MR - 1) / ATT_MR;
     for (size_t blk = 0; blk < blocks; blk++) {
-        const size_t i0 = seq * blk / blocks, rows = seq * (blk + 1) / blocks - i0;
-        float *e = probs ? probs + i0 * seq : scratch; /* [rows, seq] */
-        if (next) VM_FN(att_prefetch_rows)(next, hd, i0, i0 + rows); /* spread over the blocks */
+        const size_t i0 = seq_q * blk / blocks, rows = seq_q * (blk + 1) / blocks - i0;
+        float *e = probs ? probs + i0 * seq_kv : args->scratch; /* [rows, seq_kv] */
+        if (next) VM_FN(att_prefetch_rows)(next, hd, blk, blocks); /* spread over the blocks */
         /* E = Q_rows K_hᵀ: K_h panel jp (columns j0..) starts at j0 * hd */
-        for (size_t j0 = 0; j0 < seq; j0 += ATT_NR)
-            VM_FN(att_block)(rows, seq - j0 < ATT_NR ? seq - j0 : ATT_NR, hd, q + i0 * ldq, ldq,
-                             k_packed + j0 * hd, ATT_NR, e + j0, seq, NULL);
+        for (size_t j0 = 0; j0 < seq_kv; j0 += ATT_NR)
+            VM_FN(att_block)(rows, seq_kv - j0 < ATT_NR ? seq_kv - j0 : ATT_NR, hd, q + i0 * ldq, ldq,
+                             k_packed + j0 * hd, ATT_NR, e + j0, seq_kv, NULL);
+        if (masked) VM_FN(att_mask_rows)(e, seq_kv, i0, rows, seq_kv, args->causal, args->key_mask);
         /* all the maxima first: no row's exp pass waits on its own max reduction */
-        for (size_t r = 0; r < rows; r++) mx[r] = VM_FN(att_max_row)(e + r * seq, seq);
-        for (size_t r = 0; r < rows; r++) inv[r] = VM_FN(att_exp_row)(e + r * seq, seq, scale, mx[r]);
+        for (size_t r = 0; r < rows; r++) mx[r] = VM_FN(att_max_row)(e + r * seq_kv, seq_kv);
+        if (masked)
+            for (size_t r = 0; r < rows; r++)
+                if (mx[r] == -INFINITY) { /* no key visible: uniform over all keys, as transformers */
+                    for (size_t j = 0; j < seq_kv; j++) e[r * seq_kv + j] = 0.0f;
+                    mx[r] = 0.0f;
+                }
+        for (size_t r = 0; r < rows; r++) inv[r] = VM_FN(att_exp_row)(e + r * seq_kv, seq_kv, scale, mx[r]);
         /* O_rows = E V_h / l, V_h read in place (its rows are contiguous head_dim floats) */
         for (size_t j0 = 0; j0 < hd; j0 += ATT_NR)
-            VM_FN(att_block)(rows, hd - j0 < ATT_NR ? hd - j0 : ATT_NR, seq, e, seq, v + j0, ldv,
+            VM_FN(att_block)(rows, hd - j0 < ATT_NR ? hd - j0 : ATT_NR, seq_kv, e, seq_kv, v + j0, ldv,
                              out + i0 * ldo + j0, ldo, inv);
         if (probs)
-            for (size_t r = 0; r < rows; r++) VM_FN(att_scale_row)(e + r * seq, seq, inv[r]);
+            for (size_t r = 0; r < rows; r++) VM_FN(att_scale_row)(e + r * seq_kv, seq_kv, inv[r]);
     }
 }

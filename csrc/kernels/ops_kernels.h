@@ -1,5 +1,5 @@
-/* ops_kernels.h — prototypes of the per-ISA row-op kernels (ops_avx2.c, ops_avx512.c).
- * Declarations only; reached solely through the VITC_HAVE_X86_KERNELS dispatch in ops.c. */
+/* ops_kernels.h — prototypes of the per-ISA row-op kernels (ops.c's scalar ones, ops_avx2.c, ops_avx512.c).
+ * Declarations only; reached through the kernel table (kernel_table.c). */
 #ifndef VITC_OPS_KERNELS_H
 #define VITC_OPS_KERNELS_H
 #include "../vitc.h"
@@ -10,6 +10,7 @@
     void vitc_f32_layernorm_rows__##isa(size_t rows, size_t dim, const float *x, size_t ldx,         \
                                         const float *gamma, const float *beta, float eps, float *y,  \
                                         size_t ldy);
+VITC_DECLARE_OPS(scalar)
 VITC_DECLARE_OPS(avx2)
 VITC_DECLARE_OPS(avx512)
 #undef VITC_DECLARE_OPS

@@ -1,0 +1,64 @@
+/* kernel_table.c — the kernel table of each kernel set (see kernel_table.h). Constant data: filled once,
+ * at compile time, so looking a kernel up costs one load and no thread can see a half-filled table. */
+#include "kernel_table.h"
+#include "kernels/ops_kernels.h"
+
+/* Block sizes: measured on this project's machines, see docs/performance.md. */
+static const vitc_kernels kernels_scalar = {
+    .isa = VITC_ISA_SCALAR,
+    .gemm = {4, 16, 256, 128, 1024, vitc_f32_gemm_ukernel_4x16__scalar},
+    .activation = vitc_f32_activation__scalar,
+    .softmax_rows = vitc_f32_softmax_rows__scalar,
+    .layernorm_rows = vitc_f32_layernorm_rows__scalar,
+    .attention_pack_k = NULL,
+    .attention_head = NULL,
+    .attention_mr = 0,
+    .attention_nr = 0,
+};
+
+#if defined(VITC_HAVE_X86_KERNELS)
+static const vitc_kernels kernels_avx2 = {
+    .isa = VITC_ISA_AVX2,
+    .gemm = {6, 16, 768, 120, 3072, vitc_f32_gemm_ukernel_6x16__avx2},
+    .activation = vitc_f32_activation__avx2,
+    .softmax_rows = vitc_f32_softmax_rows__avx2,
+    .layernorm_rows = vitc_f32_layernorm_rows__avx2,
+    .attention_pack_k = vitc_f32_attention_pack_k__avx2,
+    .attention_head = vitc_f32_attention_head__avx2,
+    .attention_mr = VITC_ATTENTION_MR_AVX2,
+    .attention_nr = 16,
+};
+
+static const vitc_kernels kernels_avx512 = {
+    .isa = VITC_ISA_AVX512,
+    .gemm = {14, 32, 3072, 112, 3072, vitc_f32_gemm_ukernel_14x32__avx512},
+    .activation = vitc_f32_activation__avx512,
+    .softmax_rows = vitc_f32_softmax_rows__avx512,
+    .layernorm_rows = vitc_f32_layernorm_rows__avx512,
+    .attention_pack_k = vitc_f32_attention_pack_k__avx512,
+    .attention_head = vitc_f32_attention_head__avx512,
+    .attention_mr = VITC_ATTENTION_MR_AVX512,
+    .attention_nr = 32,
+};
+#endif
+
+const vitc_kernels *vitc_kernels_for(vitc_isa isa) {
+    switch (isa) {
+#if defined(VITC_HAVE_X86_KERNELS)
+    case VITC_ISA_AVX512: return &kernels_avx512;
+    case VITC_ISA_AVX2: return &kernels_avx2;
+#endif
+    default: return &kernels_scalar;
+    }
+}
+
+void vitc_isa_tile_sizes(vitc_isa isa, vitc_tile_sizes *out) {
+    const vitc_kernels *kt = vitc_kernels_for(isa);
+    out->gemm_mr = kt->gemm.mr;
+    out->gemm_nr = kt->gemm.nr;
+    out->gemm_kc = kt->gemm.kc;
+    out->gemm_mc = kt->gemm.mc;
+    out->gemm_nc = kt->gemm.nc;
+    out->attention_mr = kt->attention_mr;
+    out->attention_nr = kt->attention_nr;
+}
