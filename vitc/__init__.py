@@ -24,8 +24,11 @@ _LAZY = {
     **dict.fromkeys(["SiglipVisionModel"], ".families.siglip"),
     **dict.fromkeys(["Dinov2Model", "Dinov2WithRegistersModel", "Dinov2ForImageClassification"], ".families.dinov2"),
     # Auto classes (vitc/auto.py)
-    **dict.fromkeys(["AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor"],
-                    ".auto"),
+    **dict.fromkeys(["AutoConfig", "AutoModel", "AutoModelForImageClassification", "AutoImageProcessor",
+                     "AutoTokenizer", "AutoProcessor"], ".auto"),
+    # text side (vitc/tokenization.py needs the `tokenizers` package; vitc/processing.py)
+    **dict.fromkeys(["CLIPTokenizer", "SiglipTokenizer"], ".tokenization"),
+    **dict.fromkeys(["CLIPProcessor", "SiglipProcessor"], ".processing"),
 }
 __all__ += list(_LAZY)
 

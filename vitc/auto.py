@@ -204,3 +204,39 @@ class AutoImageProcessor:
                              f"{', '.join(f'{f}ImageProcessor' for f in sorted(IMAGE_PROCESSOR_CLASSES))}")
         return IMAGE_PROCESSOR_CLASSES[family].from_dict({**options, "image_processor_type":
                                                           f"{family}ImageProcessor"}, **overrides)
+
+
+class AutoTokenizer:
+    """The tokenizer of a checkpoint (vitc.CLIPTokenizer or vitc.SiglipTokenizer), chosen by
+    tokenizer_config.json's tokenizer_class, else config.json's model_type, as transformers chooses it."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("AutoTokenizer is not instantiated: use AutoTokenizer.from_pretrained(path)")
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None):
+        from .tokenization import auto_tokenizer
+        return auto_tokenizer(path_or_repo_id, revision=revision, cache_dir=cache_dir, token=token)
+
+
+# model_type -> processor class name in vitc.processing; other model types get their image processor
+PROCESSOR_CLASSES = {"clip": "CLIPProcessor", "siglip": "SiglipProcessor"}
+
+
+class AutoProcessor:
+    """A two-tower checkpoint's processor (tokenizer + image processor: vitc.CLIPProcessor, SiglipProcessor);
+    for an image-only model, its image processor, as transformers' AutoProcessor returns."""
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("AutoProcessor is not instantiated: use AutoProcessor.from_pretrained(path)")
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None):
+        config, path = checkpoint_config(path_or_repo_id, revision, cache_dir, token)
+        name = PROCESSOR_CLASSES.get(model_type_of(config, path))
+        if name is None:
+            return AutoImageProcessor.from_pretrained(path_or_repo_id, revision=revision, cache_dir=cache_dir,
+                                                      token=token)
+        from . import processing
+        return getattr(processing, name).from_pretrained(path_or_repo_id, revision=revision, cache_dir=cache_dir,
+                                                         token=token)

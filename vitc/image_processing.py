@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .image_io import ImageLoadError, load_image
+from .outputs import BatchFeature
 
 __all__ = ["ViTImageProcessor", "CLIPImageProcessorPil", "SiglipImageProcessorPil", "BitImageProcessorPil",
            "BatchFeature", "ImageLoadError", "CONFIG_NAME"]
@@ -71,16 +72,6 @@ _SIZE_KEY_SETS = (
 )
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-class BatchFeature(dict):
-    """dict of model inputs ({"pixel_values": float32 [N, 3, H, W]}); keys also readable as attributes."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
 
 
 class ViTImageProcessor:

@@ -75,3 +75,13 @@ class CLIPVisionModelOutput(ModelOutput):
     """CLIPVisionModelWithProjection: image_embeds [N, projection_dim] (visual_projection of the pooled
     CLS); last_hidden_state, hidden_states, attentions as in BaseModelOutputWithPooling."""
     _fields = ("image_embeds", "last_hidden_state", "hidden_states", "attentions")
+
+
+class BatchFeature(dict):
+    """dict of model inputs ({"pixel_values": float32 [N, 3, H, W]}, input_ids, ...); keys also attributes."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
