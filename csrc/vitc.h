@@ -196,6 +196,13 @@ vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_di
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds);
 
+/* The same with the text towers' masks (vitc_attention_desc): causal (CLIP's text tower) and/or
+ * key_mask [batch, seq] (1 = attend, as transformers' attention_mask) or NULL. */
+vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc_vit_dims *d,
+                                          const vitc_vit_layer *w, size_t batch, size_t seq, int causal,
+                                          const unsigned char *key_mask, float *hidden, float *probs,
+                                          float *workspace, double *phase_seconds);
+
 /* Patch + position embeddings: out [batch, 1 + np, dim] with row 0 = cls + pos[0],
  * row 1+p = patch_p · Wᵀ + b + pos[1+p]. patch_w packed [dim, channels*ph*pw];
  * pos [1 + np, dim] already interpolated to this grid; workspace: vitc_vit_embed_workspace_floats. */

@@ -29,6 +29,9 @@ _LAZY = {
     # text side (vitc/tokenization.py needs the `tokenizers` package; vitc/processing.py)
     **dict.fromkeys(["CLIPTokenizer", "SiglipTokenizer"], ".tokenization"),
     **dict.fromkeys(["CLIPProcessor", "SiglipProcessor"], ".processing"),
+    # text towers and two-tower models (vitc/families/text.py, two_tower.py)
+    **dict.fromkeys(["CLIPTextModel", "CLIPTextModelWithProjection", "SiglipTextModel"], ".families.text"),
+    **dict.fromkeys(["CLIPModel", "SiglipModel"], ".families.two_tower"),
 }
 __all__ += list(_LAZY)
 

@@ -72,7 +72,7 @@ class TokenizerFiles:
 
     def __init__(self, path_or_repo_id, revision=None, cache_dir=None, token=None):
         location = os.fspath(path_or_repo_id)
-        from .models import bundled_model_path
+        from .checkpoints import bundled_model_path
         if not os.path.exists(location) and bundled_model_path(location):
             location = bundled_model_path(location)
         self.source = location
