@@ -41,10 +41,18 @@ class _TwoTower:
         values = {name: _scalar(reader, name, source) for name in self._scalars}
         self.logit_scale = values["logit_scale"]
         self.logit_bias = values.get("logit_bias", 0.0)
+        dims = self._embedding_dims(config)
+        if dims[0] != dims[1]:
+            raise ValueError(f"{source}: image embeddings have {dims[0]} values, text embeddings {dims[1]}: the "
+                             f"towers do not share one embedding space")
         self.name_or_path = source
 
     def _fit_projections(self, config):
         """The two-tower config's projection width (CLIP) is the towers' projection width."""
+
+    def _embedding_dims(self, config):
+        """(image, text) embedding widths."""
+        return config.projection_dim, config.projection_dim
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None, threads=None,
@@ -164,6 +172,9 @@ class SiglipModel(_TwoTower):
     config_class = SiglipConfig
     vision_class, text_class = SiglipVisionModel, SiglipTextModel
     _scalars = ("logit_scale", "logit_bias")
+
+    def _embedding_dims(self, config):
+        return config.vision_config.hidden_size, config.text_config.projection_size
 
     @staticmethod
     def _scores(logits_per_image):
