@@ -256,6 +256,9 @@ def cmd_bench(args):
 
 def cmd_demo(args):
     from .checkpoints import bundled_model_path
+    if args.zero_shot:
+        from .cli_text import cmd_demo_zero_shot
+        return cmd_demo_zero_shot(args)
     samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
     args.model = args.model or DEMO_MODEL
     args.images = [samples]
@@ -319,6 +322,7 @@ def build_parser():
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--zero-shot", action="store_true", help="the bundled two-tower CLIP: labels and a text query")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("config", help="ISA, OpenMP and thread settings of this build")

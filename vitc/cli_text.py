@@ -9,6 +9,8 @@ import numpy as np
 from .cli import CliError, expand_images, progress, report_failures
 
 TWO_TOWER = {"clip": "CLIPModel", "siglip": "SiglipModel"}
+DEMO_MODEL = "vitc-digits-clip"
+DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 CACHE_NAME = ".vitc-search-cache.npz"
 
 
@@ -164,6 +166,29 @@ def cmd_search(args):
             print(json.dumps({"image": order[j], "score": float(scores[j])}))
         else:
             print(f"{scores[j]:8.4f}  {order[j]}")
+    return status
+
+
+def cmd_demo_zero_shot(args):
+    """demo --zero-shot: the bundled digits CLIP labels the sample digits from words it was never given as
+    classes (zero-shot over "a photo of the digit {}."), then finds the sample that best matches a sentence."""
+    samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
+    args.model = args.model or DEMO_MODEL
+    args.images, args.short_names = [samples], True
+    args.labels, args.template = ",".join(DIGIT_WORDS), "a photo of the digit {}."
+    if not args.json:
+        print(f"{args.model}: zero-shot labels {DIGIT_WORDS[0]}..{DIGIT_WORDS[-1]} on the samples in {samples}:")
+    status = cmd_zero_shot(args)
+    model = load_two_tower(args)
+    paths = expand_images([samples])
+    query = "handwritten 7"
+    good, image, _ = embed_images(model, paths, args.batch_size, show_progress=False)
+    scores = image @ model.embed_text(query, normalize=True)[0]
+    best = int(np.argmax(scores))
+    if args.json:
+        print(json.dumps({"query": query, "best": os.path.basename(good[best]), "score": float(scores[best])}))
+    else:
+        print(f"text query {query!r}: best match {os.path.basename(good[best])} (cosine {scores[best]:.3f})")
     return status
 
 
