@@ -1,9 +1,9 @@
 """The bundled two-tower vitc-digits-clip: held-out zero-shot accuracy with vitc, vitc == transformers on it,
 a text query finding its digit, `vitc demo --zero-shot`, and the checkpoint being a real CLIPModel with a
 real tokenizer.json (loaded by transformers' own classes)."""
-import importlib.util
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -12,6 +12,9 @@ import transformers
 import vitc
 from vitc import cli
 
+sys.path.insert(0, os.path.dirname(__file__))
+from test_digits_model import digits_data  # noqa: E402  (scripts/digits_data.py, the training split)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_DIR = os.path.join(REPO, "vitc", "checkpoints", "vitc-digits-clip")
 WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -19,15 +22,8 @@ TEMPLATE = "a photo of the digit {}."
 MIN_ACCURACY = 0.85
 
 
-def _digits_data():
-    spec = importlib.util.spec_from_file_location("digits_data", os.path.join(REPO, "scripts", "digits_data.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_zero_shot_accuracy_and_agreement_with_transformers():
-    data = _digits_data()
+    data = digits_data
     _, _, held_x, held_y, _ = data.load_digits_split()
     images = [data.render_digit(g) for g in held_x]
     model = vitc.CLIPModel.from_pretrained("vitc-digits-clip")

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from .cli import CliError, expand_images, progress, report_failures
+from .cli import CliError, expand_images, report_failures, run_batches
 
 TWO_TOWER = {"clip": "CLIPModel", "siglip": "SiglipModel"}
 DEMO_MODEL = "vitc-digits-clip"
@@ -28,22 +28,14 @@ def load_two_tower(args):
 
 
 def embed_images(model, paths, batch_size, show_progress=True):
-    """(good paths, unit-norm embeddings [N, E], failures) of image files, decoded one by one."""
-    from .image_io import ImageLoadError
-    good, chunks, failures = [], [], []
-    bar = progress(len(paths), show_progress)
-    for start in range(0, len(paths), batch_size):
-        arrays = []
-        for path in paths[start:start + batch_size]:
-            try:
-                arrays.append(model.image_processor(path)["pixel_values"][0])
-                good.append(path)
-            except (ImageLoadError, OSError, ValueError) as exc:
-                failures.append((path, str(exc)))
-        if arrays:
-            chunks.append(model.embed(np.stack(arrays), normalize=True))
-        bar.update(len(paths[start:start + batch_size]))
-    bar.close()
+    """(good paths, unit-norm embeddings [N, E] or None, failures) of image files, decoded one by one."""
+    good, chunks = [], []
+
+    def collect(ok, pixels):
+        good.extend(ok)
+        chunks.append(model.embed(pixels, normalize=True))
+
+    failures = run_batches(model, paths, batch_size, collect, show_progress)
     return good, np.concatenate(chunks) if chunks else None, failures
 
 
