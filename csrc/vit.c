@@ -1,4 +1,5 @@
 /* vit.c — a ViT encoder layer and the embeddings, composed from the kernels. */
+#include <math.h>
 #include <string.h>
 #include <time.h>
 #include "vitc.h"
@@ -51,6 +52,14 @@ size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vi
 vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds) {
+    return vitc_vit_layer_forward_masked(isa, nthreads, d, w, batch, seq, 0, NULL, hidden, probs, workspace,
+                                         phase_seconds);
+}
+
+vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc_vit_dims *d,
+                                          const vitc_vit_layer *w, size_t batch, size_t seq, int causal,
+                                          const unsigned char *key_mask, float *hidden, float *probs,
+                                          float *workspace, double *phase_seconds) {
     size_t t = batch * seq, dim = d->dim, fc1_n = fc1_width(d);
     float *ln = workspace, *qkv = ln + t * dim, *ctx = qkv + t * 3 * dim, *attn_ws = ctx + t * dim;
     float *inter = qkv; /* after proj */
@@ -61,8 +70,10 @@ vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_di
     vitc_epilogue ep_qkv = {w->qkv_b, VITC_ACT_NONE, NULL, 0, NULL};
     RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, 3 * dim, dim, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim));
     lap(phase_seconds, VITC_PHASE_QKV, &t0);
-    vitc_f32_attention(isa, nthreads, batch, seq, d->heads, dim / d->heads, qkv, 3 * dim, ctx, dim, probs,
-                       attn_ws);
+    const size_t hd = dim / d->heads;
+    const vitc_attention_desc ad = {batch, d->heads, hd, seq, seq, qkv, 3 * dim, qkv + dim, 3 * dim,
+                                    qkv + 2 * dim, 3 * dim, 1.0f / sqrtf((float)hd), causal, key_mask};
+    vitc_f32_attention_general(isa, nthreads, &ad, ctx, dim, probs, attn_ws);
     lap(phase_seconds, VITC_PHASE_ATTENTION, &t0);
     vitc_epilogue ep_proj = {w->proj_b, VITC_ACT_NONE, hidden, dim, w->ls1};
     RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, dim, dim, ctx, dim, w->proj_w, &ep_proj, hidden, dim));

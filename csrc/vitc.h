@@ -264,6 +264,13 @@ vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_di
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds);
 
+/* The same with the text towers' masks (vitc_attention_desc): causal (CLIP's text tower) and/or
+ * key_mask [batch, seq] (1 = attend, as transformers' attention_mask) or NULL. */
+vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc_vit_dims *d,
+                                          const vitc_vit_layer *w, size_t batch, size_t seq, int causal,
+                                          const unsigned char *key_mask, float *hidden, float *probs,
+                                          float *workspace, double *phase_seconds);
+
 /* Patch embeddings after nprefix prefix rows: out [batch, nprefix + np, dim] with
  *   rows 0 .. nprefix-1 = prefix [nprefix, dim], complete (CLS / distillation token + their position rows,
  *     registers as they are: the caller adds what applies), the same for every image;

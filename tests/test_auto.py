@@ -46,8 +46,10 @@ def write_config(folder, **config):
 def test_unsupported_model_type_lists_what_vitc_runs(tmp_path):
     folder = write_config(tmp_path, model_type="swin", architectures=["SwinModel"])
     with pytest.raises(ValueError, match=r"model_type 'swin' is not one vitc runs as a base model \(AutoModel\)\. "
-                                         r"vitc runs: clip_vision_model \(CLIPVisionModel\), deit \(DeiTModel\), dinov2 \(Dinov2Model\), "
-                                         r"dinov2_with_registers \(Dinov2WithRegistersModel\), siglip_vision_model "
+                                         r"vitc runs: clip \(CLIPModel\), clip_text_model \(CLIPTextModel\), clip_vision_model "
+                                         r"\(CLIPVisionModel\), deit \(DeiTModel\), dinov2 \(Dinov2Model\), "
+                                         r"dinov2_with_registers \(Dinov2WithRegistersModel\), siglip \(SiglipModel\), "
+                                         r"siglip_text_model \(SiglipTextModel\), siglip_vision_model "
                                          r"\(SiglipVisionModel\), vit \(ViTModel\)"):
         vitc.AutoModel.from_pretrained(folder)
     with pytest.raises(ValueError, match=r"vitc runs: deit \(DeiTForImageClassification / "

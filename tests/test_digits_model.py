@@ -78,7 +78,7 @@ def test_bundled_model_path_resolves_by_name():
     resolved = bundled_model_path("vitc-digits")  # the repo's copy, or the installed package's
     for name in ("config.json", "model.safetensors", "preprocessor_config.json"):
         assert filecmp.cmp(os.path.join(resolved, name), os.path.join(MODEL_DIR, name), shallow=False), name
-    assert set(BUNDLED) == {"vitc-digits"}
+    assert set(BUNDLED) == {"vitc-digits", "vitc-digits-clip"}
     assert bundled_model_path("google/vit-base-patch16-224") is None
     assert bundled_model_path("checkpoints") is None
 

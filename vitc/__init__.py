@@ -32,6 +32,9 @@ _LAZY = {
     # attention maps (vitc/explain.py, vitc/heatmap.py: numpy, Pillow)
     **dict.fromkeys(["attention_rollout", "cls_attention"], ".explain"),
     "overlay": ".heatmap",
+    # text towers and two-tower models (vitc/families/text.py, two_tower.py)
+    **dict.fromkeys(["CLIPTextModel", "CLIPTextModelWithProjection", "SiglipTextModel"], ".families.text"),
+    **dict.fromkeys(["CLIPModel", "SiglipModel"], ".families.two_tower"),
 }
 __all__ += list(_LAZY)
 

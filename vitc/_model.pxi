@@ -84,9 +84,11 @@ cdef class EncoderLayer:
         return vitc_vit_layer_workspace_floats(<vitc_isa>self.isa, nthreads, &self.dims, batch, seq)
 
     def forward(self, int nthreads, float[:, ::1] hidden, size_t batch, float[::1] workspace,
-                float[:, :, :, ::1] probs=None, double[::1] phase_seconds=None):
+                float[:, :, :, ::1] probs=None, double[::1] phase_seconds=None, bint causal=False,
+                const unsigned char[:, ::1] key_mask=None):
         """In place on hidden [batch*seq, dim]; probs, if given, gets [batch, heads, seq, seq];
-        phase_seconds, if given (float64, len(LAYER_PHASES)), gets each phase's wall time added."""
+        phase_seconds, if given (float64, len(LAYER_PHASES)), gets each phase's wall time added.
+        causal: query i sees keys <= i; key_mask, if given, uint8 [batch, seq] (0 = padding, never attended)."""
         _threads(nthreads)
         cdef size_t t = hidden.shape[0]
         if batch == 0 or t == 0 or t % batch or <size_t>hidden.shape[1] != self.dims.dim:
@@ -102,10 +104,14 @@ cdef class EncoderLayer:
         if phase_seconds is not None:
             _check_shape(np.asarray(phase_seconds), (len(LAYER_PHASES),), "phase_seconds")
             ps = &phase_seconds[0]
+        cdef const unsigned char *km = NULL
+        if key_mask is not None:
+            _check_shape(np.asarray(key_mask), (batch, seq), "key_mask")
+            km = &key_mask[0, 0]
         cdef vitc_status st
         with nogil:
-            st = vitc_vit_layer_forward(<vitc_isa>self.isa, nthreads, &self.dims, &self.c, batch, seq,
-                                        &hidden[0, 0], pp, &workspace[0], ps)
+            st = vitc_vit_layer_forward_masked(<vitc_isa>self.isa, nthreads, &self.dims, &self.c, batch, seq,
+                                               causal, km, &hidden[0, 0], pp, &workspace[0], ps)
         _raise_for(st, "encoder layer")
 
 

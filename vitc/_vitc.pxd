@@ -148,6 +148,10 @@ cdef extern from "vitc.h" nogil:
     vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
                                 size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                                 double *phase_seconds)
+    vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc_vit_dims *d,
+                                              const vitc_vit_layer *w, size_t batch, size_t seq, int causal,
+                                              const unsigned char *key_mask, float *hidden, float *probs,
+                                              float *workspace, double *phase_seconds)
     size_t vitc_patch_embed_workspace_floats(size_t batch, size_t channels, size_t height, size_t width,
                                              size_t ph, size_t pw)
     vitc_status vitc_patch_embed(vitc_isa isa, int nthreads, size_t batch, size_t channels, size_t height,

@@ -38,6 +38,10 @@ MODEL_CLASSES = {
     "siglip_vision_model": "SiglipVisionModel",
     "dinov2": "Dinov2Model",
     "dinov2_with_registers": "Dinov2WithRegistersModel",
+    "clip": "CLIPModel",
+    "siglip": "SiglipModel",
+    "clip_text_model": "CLIPTextModel",
+    "siglip_text_model": "SiglipTextModel",
 }
 
 # model_type -> vitc class name(s) (transformers' MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES rows)

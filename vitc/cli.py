@@ -148,6 +148,9 @@ def report_failures(failures):
 
 
 def cmd_classify(args):
+    if getattr(args, "labels", None):  # zero-shot with a CLIP / SigLIP checkpoint
+        from .cli_text import cmd_zero_shot
+        return cmd_zero_shot(args)
     from .pipeline import scores_from_logits, top_k_labels
     model = load_model(args)
     paths = expand_images(args.images)
@@ -171,6 +174,11 @@ def cmd_classify(args):
 
 def cmd_embed(args):
     import numpy as np
+    if args.text:
+        from .cli_text import cmd_embed_text
+        return cmd_embed_text(args)
+    if not args.images or not args.out:
+        raise CliError("embed needs image paths and --out (or --text \"...\" with a CLIP / SigLIP model)")
     if not args.out.endswith((".npy", ".npz")):
         raise CliError(f"--out must end in .npy or .npz, got {args.out!r}")
     model = load_model(args, encoder_only=True)
@@ -309,6 +317,9 @@ def cmd_bench(args):
 
 def cmd_demo(args):
     from .checkpoints import bundled_model_path
+    if args.zero_shot:
+        from .cli_text import cmd_demo_zero_shot
+        return cmd_demo_zero_shot(args)
     samples = os.path.join(os.path.dirname(os.path.abspath(__file__)), "samples")
     args.model = args.model or DEMO_MODEL
     args.images = [samples]
@@ -358,12 +369,16 @@ def build_parser():
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--labels", default=None, help="zero-shot: comma-separated labels (a CLIP / SigLIP --model)")
+    p.add_argument("--template", default="a photo of {}.", help="zero-shot prompt, {} = the label")
     p.set_defaults(fn=cmd_classify)
 
     p = sub.add_parser("embed", help="CLS (or pooler) embeddings of images to .npy / .npz")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="*")
     model_opts(p)
-    p.add_argument("--out", required=True, help="embeddings.npy, or .npz with the file names too")
+    p.add_argument("--out", default=None, help="embeddings.npy, or .npz with the file names too")
+    p.add_argument("--text", action="append", default=None, help="embed this text instead (repeatable; CLIP / SigLIP)")
+    p.add_argument("--normalize", action="store_true", help="--text: unit-norm embeddings")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--all-tokens", action="store_true", help="every token of the last hidden state")
     p.set_defaults(fn=cmd_embed)
@@ -388,6 +403,9 @@ def build_parser():
     p.add_argument("--batch-size", type=int, default=8)
     p.set_defaults(fn=cmd_explain)
 
+    from .cli_text import add_search_parser
+    add_search_parser(sub, model_opts)
+
     p = sub.add_parser("info", help="config, parameter count, weight bytes, ISA and threads")
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     p.add_argument("--threads", type=int, default=None)
@@ -405,6 +423,7 @@ def build_parser():
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--zero-shot", action="store_true", help="the bundled two-tower CLIP: labels and a text query")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("config", help="ISA and thread settings of this build")

@@ -77,6 +77,21 @@ class CLIPVisionModelOutput(ModelOutput):
     _fields = ("image_embeds", "last_hidden_state", "hidden_states", "attentions")
 
 
+class CLIPTextModelOutput(ModelOutput):
+    """CLIPTextModelWithProjection: text_embeds [N, projection_dim] (text_projection of the pooled EOS row)."""
+    _fields = ("text_embeds", "last_hidden_state", "hidden_states", "attentions")
+
+
+class CLIPOutput(ModelOutput):
+    """CLIPModel / SiglipModel: logits_per_image [images, texts], logits_per_text [texts, images], the
+    projected embeddings (unit L2 norm), and each tower's own output."""
+    _fields = ("logits_per_image", "logits_per_text", "text_embeds", "image_embeds", "text_model_output",
+               "vision_model_output")
+
+
+SiglipOutput = CLIPOutput
+
+
 class BatchFeature(dict):
     """dict of model inputs ({"pixel_values": float32 [N, 3, H, W]}, input_ids, ...); keys also attributes."""
 

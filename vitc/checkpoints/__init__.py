@@ -4,7 +4,9 @@ import os
 _HERE = os.path.dirname(os.path.abspath(__file__))
 
 # name -> folder holding config.json, model.safetensors and preprocessor_config.json
-BUNDLED = {"vitc-digits": os.path.join(_HERE, "vitc-digits")}
+BUNDLED = {"vitc-digits": os.path.join(_HERE, "vitc-digits"),
+           # two-tower CLIP (+ tokenizer.json) for the zero-shot demo (scripts/train_digits_clip.py)
+           "vitc-digits-clip": os.path.join(_HERE, "vitc-digits-clip")}
 
 
 def bundled_model_path(name):
