@@ -4,7 +4,7 @@
   get their own ISA flags and are compiled only on x86-64; the run-time dispatch in csrc/cpu.c picks
   a path from cpuid/xgetbv, so the wheel runs on any x86-64 (and builds on arm64 with the scalar path).
 - OpenMP is probed with a tiny program first; without it vitc builds serially with a warning
-  (VITC_REQUIRE_OPENMP=1 makes that fatal, as CI does).
+  (VITC_REQUIRE_OPENMP=1 makes that fatal, as CI does; VITC_OPENMP=0 builds without it on purpose).
 - Never -ffast-math (breaks erf/NaN semantics) and never -march=native unless VITC_NATIVE=1.
 - VITC_WERROR=1 (CI): -Wall -Wextra -Werror on every C file, csrc/ and the Cython-generated C alike; the
   C files of csrc/ are compiled on their own (as objects) so flags meant for Cython's code never reach ours.
@@ -76,10 +76,13 @@ def openmp_flags(compiler_cmd):
 class BuildExt(build_ext):
     def build_extensions(self):
         cc = self.compiler.compiler_so[:1] if hasattr(self.compiler, "compiler_so") else ["cc"]
-        omp = openmp_flags(cc)
+        # VITC_OPENMP=0: build without OpenMP even where the compiler has it (CI's job for such compilers)
+        omp = None if os.environ.get("VITC_OPENMP") == "0" else openmp_flags(cc)
         without_omp = ["-Wno-unknown-pragmas"] if omp is None else []  # `#pragma omp` then ignored on purpose
         if omp is None:
-            msg = "vitc: the C compiler has no working OpenMP; building single-threaded kernels"
+            msg = ("vitc: building single-threaded kernels (" +
+                   ("VITC_OPENMP=0" if os.environ.get("VITC_OPENMP") == "0" else "the C compiler has no working OpenMP")
+                   + ")")
             if os.environ.get("VITC_REQUIRE_OPENMP") == "1":
                 raise RuntimeError(msg + " (VITC_REQUIRE_OPENMP=1)")
             print("WARNING: " + msg, file=sys.stderr)
