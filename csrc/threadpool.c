@@ -318,7 +318,8 @@ int vitc_parallel_probe(int nthreads) {
         distinct += !seen;
     }
     free(c.who);
-    const int ok = !atomic_load(&c.broken) && atomic_load(&c.claimed_sum) == (size_t)PROBE_ITEMS * (PROBE_ITEMS + 1) / 2;
+    const size_t want_sum = (size_t)PROBE_ITEMS * (PROBE_ITEMS + 1) / 2; /* every item claimed exactly once */
+    const int ok = !atomic_load(&c.broken) && atomic_load(&c.claimed_sum) == want_sum;
     return ok ? distinct : -1;
 }
 
