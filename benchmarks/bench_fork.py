@@ -9,8 +9,7 @@ Each sample is the median of --forwards timed forwards (after 2 warm-ups) with T
   fresh   a new interpreter that loads the model itself (subprocess);
   other   a new interpreter importing vitc from --other-build (e.g. the OpenMP build before the pool).
 The kinds run in turn, --alternations times, so a busy machine slows them alike; the report gives each
-kind's median over the alternations and the ratios to "fresh", and how much of a child's memory is its own.
-Random-weight checkpoint: benchmarks/common.py.
+kind's median over the alternations and the ratios to "fresh", and how much of a child's memory is its own. Random-weight checkpoint: benchmarks/common.py.
 """
 import argparse
 import json

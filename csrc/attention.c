@@ -101,8 +101,8 @@ static void attention_member(void *ctx, int t, int nt) {
     /* static split of the (image, head) jobs: thread t takes [j0, j1) */
     const long long j0 = a->jobs * t / nt, j1 = a->jobs * (t + 1) / nt;
     for (long long job = j0; job < j1; job++)
-        attention_job(a->isa, (size_t)job / a->heads, (size_t)job % a->heads, a->seq, a->heads, a->head_dim,
-                      a->qkv, a->ldqkv, a->out, a->ldo, a->probs, ws, job + 1 < j1 ? job + 1 : -1);
+        attention_job(a->isa, (size_t)job / a->heads, (size_t)job % a->heads, a->seq, a->heads, a->head_dim, a->qkv,
+                      a->ldqkv, a->out, a->ldo, a->probs, ws, job + 1 < j1 ? job + 1 : -1);
 }
 
 void vitc_f32_attention(vitc_isa isa, int nthreads, size_t batch, size_t seq, size_t heads,
