@@ -8,8 +8,8 @@
  *  - workers are started lazily, borrowed by a caller for one region and given back (idle ones LIFO, so a
  *    single caller keeps the same workers and their per-thread buffers stay warm);
  *  - a worker waits for its next region by spinning SPIN_NS, then sleeping on a futex (Linux) or a condition
- *    variable (elsewhere): back-to-back regions of one forward start in about a microsecond, as OpenMP's
- *    spinning workers do, while an idle process does not burn its cores;
+ *    variable (elsewhere): back-to-back regions of one forward start without a system call, as with
+ *    OpenMP's spinning workers, while an idle process does not burn its cores;
  *  - pthread_atfork: the prepare handler takes the pool's locks so the child sees a consistent pool; the
  *    child handler forgets the parent's workers (they do not exist there) and the next region starts new
  *    ones, so the child runs with the threads it asks for.
