@@ -261,12 +261,11 @@ typedef struct thread_buffer {
     struct thread_buffer *prev, *next;
 } thread_buffer;
 
-static _Thread_local thread_buffer *my_buffer;
-
 #if defined(VITC_HAVE_PTHREAD)
 #include <pthread.h>
 static pthread_mutex_t buffers_lock = PTHREAD_MUTEX_INITIALIZER;
 static thread_buffer *buffers; /* every thread's, under buffers_lock */
+/* the thread's own buffer: a pthread key, not _Thread_local (see team_key in threadpool.c) */
 static pthread_key_t buffer_key;
 static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
 
@@ -288,9 +287,10 @@ static void buffer_release(void *p) { /* at thread exit */
 static void buffers_fork_prepare(void) { pthread_mutex_lock(&buffers_lock); }
 static void buffers_fork_parent(void) { pthread_mutex_unlock(&buffers_lock); }
 static void buffers_fork_child(void) {
+    const thread_buffer *mine = (const thread_buffer *)pthread_getspecific(buffer_key); /* the forking thread's */
     for (thread_buffer *b = buffers, *next; b; b = next) {
         next = b->next;
-        if (b == my_buffer) continue; /* the forking thread's own, still in use */
+        if (b == mine) continue;
         buffer_unlink(b);
         free(b->data);
         free(b);
@@ -306,10 +306,10 @@ static void buffer_init(void) {
 static void buffers_grow_lock(void) { pthread_mutex_lock(&buffers_lock); }
 static void buffers_grow_unlock(void) { pthread_mutex_unlock(&buffers_lock); }
 
-static thread_buffer *buffer_create(void) {
+static thread_buffer *my_buffer(void) {
     pthread_once(&buffer_once, buffer_init);
-    thread_buffer *b = (thread_buffer *)calloc(1, sizeof(thread_buffer));
-    if (!b) return NULL;
+    thread_buffer *b = (thread_buffer *)pthread_getspecific(buffer_key);
+    if (b || !(b = (thread_buffer *)calloc(1, sizeof(thread_buffer)))) return b;
     pthread_mutex_lock(&buffers_lock);
     b->next = buffers;
     if (buffers) buffers->prev = b;
@@ -321,14 +321,16 @@ static thread_buffer *buffer_create(void) {
 #else
 static void buffers_grow_lock(void) {}
 static void buffers_grow_unlock(void) {}
-static thread_buffer *buffer_create(void) { /* lives as long as the thread */
-    return (thread_buffer *)calloc(1, sizeof(thread_buffer));
+static thread_buffer *my_buffer(void) { /* one thread */
+    static thread_buffer *b;
+    if (!b) b = (thread_buffer *)calloc(1, sizeof(thread_buffer));
+    return b;
 }
 #endif
 
 static float *thread_workspace(size_t floats) {
-    if (!my_buffer && !(my_buffer = buffer_create())) return NULL;
-    thread_buffer *b = my_buffer;
+    thread_buffer *b = my_buffer();
+    if (!b) return NULL;
     if (b->floats < floats) {
         /* under the lock: a fork taken meanwhile must not see a freed pointer it would free again */
         buffers_grow_lock();

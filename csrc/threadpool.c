@@ -8,8 +8,8 @@
  *  - workers are started lazily, borrowed by a caller for one region and given back (idle ones LIFO, so a
  *    single caller keeps the same workers and their per-thread buffers stay warm);
  *  - a worker waits for its next region by spinning SPIN_NS, then sleeping on a futex (Linux) or a condition
- *    variable (elsewhere): back-to-back regions of one forward start in about a microsecond, as OpenMP's
- *    spinning workers do, while an idle process does not burn its cores;
+ *    variable (elsewhere): back-to-back regions of one forward start without a system call, as with
+ *    OpenMP's spinning workers, while an idle process does not burn its cores;
  *  - pthread_atfork: the prepare handler takes the pool's locks so the child sees a consistent pool; the
  *    child handler forgets the parent's workers (they do not exist there) and the next region starts new
  *    ones, so the child runs with the threads it asks for.
@@ -141,12 +141,17 @@ static worker *all_workers;
 static int worker_count;
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
-static _Thread_local team *current_team; /* inside a member: its team (nested regions run serially) */
+/* Inside a member: its team (a nested region runs serially). A pthread key, not _Thread_local: in a
+ * dlopen'd extension that is dynamic TLS, which GCC 12's LeakSanitizer misreads in threads (its tracer
+ * crashes at exit, failing .ci/asan). */
+static pthread_key_t team_key;
+
+static team *current_team(void) { return (team *)pthread_getspecific(team_key); }
 
 static void run_member(team *t, int tid) {
-    current_team = t;
+    pthread_setspecific(team_key, t);
     t->fn(t->ctx, tid, t->nt);
-    current_team = NULL;
+    pthread_setspecific(team_key, NULL);
 }
 
 static void *worker_main(void *arg) {
@@ -199,17 +204,20 @@ static void fork_child(void) {
     pthread_mutex_init(&pool_lock, NULL);
     os_sleep_reset();
 }
-static void pool_init(void) { pthread_atfork(fork_prepare, fork_parent, fork_child); }
+static void pool_init(void) {
+    pthread_key_create(&team_key, NULL);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
 
 void vitc_parallel(int nthreads, vitc_parallel_fn fn, void *ctx) {
-    if (nthreads <= 1 || current_team) {
+    pthread_once(&pool_once, pool_init);
+    team *outer = current_team();
+    if (nthreads <= 1 || outer) {
         team solo = {fn, ctx, 1, 0, {0, 0}};
-        team *outer = current_team;
         run_member(&solo, 0);
-        current_team = outer;
+        pthread_setspecific(team_key, outer);
         return;
     }
-    pthread_once(&pool_once, pool_init);
     /* borrow nthreads - 1 workers: idle ones first, then new ones */
     worker *members = NULL, **tail = &members;
     int got = 0;
@@ -255,7 +263,8 @@ void vitc_parallel(int nthreads, vitc_parallel_fn fn, void *ctx) {
 }
 
 void vitc_parallel_barrier(void) {
-    team *t = current_team;
+    pthread_once(&pool_once, pool_init);
+    team *t = current_team();
     if (!t || t->nt <= 1) return;
     const uint32_t gen = atomic_load(&t->generation.value);
     if (atomic_fetch_add(&t->arrived, 1) == (uint32_t)t->nt - 1) {
@@ -318,7 +327,8 @@ int vitc_parallel_probe(int nthreads) {
         distinct += !seen;
     }
     free(c.who);
-    const int ok = !atomic_load(&c.broken) && atomic_load(&c.claimed_sum) == (size_t)PROBE_ITEMS * (PROBE_ITEMS + 1) / 2;
+    const size_t want_sum = (size_t)PROBE_ITEMS * (PROBE_ITEMS + 1) / 2; /* every item claimed exactly once */
+    const int ok = !atomic_load(&c.broken) && atomic_load(&c.claimed_sum) == want_sum;
     return ok ? distinct : -1;
 }
 
