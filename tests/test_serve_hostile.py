@@ -155,6 +155,25 @@ def raw_request(port, head, body=b""):
     return s
 
 
+def read_response(sock):
+    """One whole HTTP/1.1 response from a raw socket (headers + Content-Length bytes; a recv may return less)."""
+    data = b""
+    while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < _content_length(data):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def _content_length(data):
+    for line in data.partition(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return int(value)
+    return 0
+
+
 def test_slow_client_gets_408_while_others_are_served(server, direct):
     before = time.monotonic()
     slow = raw_request(server.port, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -162,7 +181,7 @@ def test_slow_client_gets_408_while_others_are_served(server, direct):
     try:
         for seed in range(3):  # the slow upload holds no one else up
             still_serving(server, direct, seed)
-        answer = slow.recv(4096).decode(errors="replace")
+        answer = read_response(slow)
         assert answer.startswith("HTTP/1.1 408") and "did not arrive" in answer
         assert time.monotonic() - before >= TIMEOUT_S * 0.9
     finally:
