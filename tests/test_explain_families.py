@@ -101,9 +101,12 @@ def test_siglip_without_pooling_head_says_so(tmp_path):
         vitc.attention_rollout(model, pixels((1, 3, 16, 16)))
 
 
-def test_explain_cli_on_dinov2(capsys, tmp_path):
+@pytest.mark.parametrize("ref_cls,config", [
+    ("Dinov2Model", lambda: transformers.Dinov2Config(**DINO)),
+    ("SiglipVisionModel", lambda: transformers.SiglipVisionConfig(**TOWER, image_size=32, patch_size=8))])
+def test_explain_cli_on_families(capsys, tmp_path, ref_cls, config):
     from PIL import Image
-    path, _ = build(tmp_path, "Dinov2Model", transformers.Dinov2Config(**DINO))
+    path, _ = build(tmp_path, ref_cls, config())
     image = tmp_path / "a.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 60, 3), dtype=np.uint8)).save(image)
     code, out, err = run(capsys, "explain", str(image), "--model", path, "--out", str(tmp_path / "maps"))
