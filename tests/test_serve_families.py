@@ -36,7 +36,7 @@ def dinov2(tmp_path_factory):
     config = transformers.Dinov2Config(hidden_size=24, num_hidden_layers=2, num_attention_heads=3, mlp_ratio=3,
                                        patch_size=14, image_size=42, attn_implementation="eager")
     path, _ = build(tmp_path_factory.mktemp("serve_dinov2"), "Dinov2Model", config)
-    with ServerProcess(child_env(), "--threads", "1", model=path) as proc:
+    with ServerProcess(child_env(), "--threads", "1", "--name", "dinov2", model=path) as proc:
         yield proc, vitc.Dinov2Model.from_pretrained(path)
 
 
@@ -81,6 +81,22 @@ def test_two_tower_v2_embedding_output(two_tower):
                                np.concatenate([model.embed(pil(x)) for x in blobs]), rtol=0, atol=1e-5)
 
 
+def test_two_tower_v2_text_input_with_tritonclient(two_tower):
+    import tritonclient.http as triton
+    server, model = two_tower
+    client = triton.InferenceServerClient(f"127.0.0.1:{server.port}")
+    meta = client.get_model_metadata("clip")
+    assert [i["name"] for i in meta["inputs"]] == ["image", "text"]
+    for binary in (False, True):
+        inp = triton.InferInput("text", [len(TEXTS)], "BYTES")
+        inp.set_data_from_numpy(np.array([t.encode() for t in TEXTS], dtype=object), binary_data=binary)
+        out = client.infer("clip", [inp], outputs=[triton.InferRequestedOutput("embedding", binary_data=binary)])
+        np.testing.assert_allclose(out.as_numpy("embedding"), model.embed_text(TEXTS), rtol=0, atol=1e-5)
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [7]}]}
+    r = httpx.post(server.url + "/v2/models/clip/infer", json=body, timeout=TIMEOUT)
+    assert r.status_code == 400 and "item 0" in r.json()["error"]
+
+
 def test_two_tower_zero_shot_classify(two_tower):
     server, model = two_tower
     blobs = images(10, 2)
@@ -103,6 +119,9 @@ def test_dinov2_embeddings_and_no_text_tower(dinov2):
     np.testing.assert_allclose(got, np.concatenate([model.embed(pil(x)) for x in blobs]), rtol=0, atol=1e-5)
     r = httpx.post(server.url + "/v1/embeddings", json={"input": "a cat", "modality": "text"}, timeout=TIMEOUT)
     assert r.status_code == 400 and "no text tower" in r.json()["error"]["message"]
+    body = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": ["a cat"]}]}
+    r = httpx.post(server.url + "/v2/models/dinov2/infer", json=body, timeout=TIMEOUT)
+    assert r.status_code == 400 and "no text tower" in r.json()["error"]
     r = httpx.post(server.url + "/classify", content=blobs[0], timeout=TIMEOUT)
     assert r.status_code == 400 and "no classification head" in r.json()["error"]
     r = httpx.post(server.url + "/classify", json={"inputs": b64(blobs[0]), "parameters": {"labels": ["a"]}},

@@ -119,6 +119,8 @@ def create_app(engine, metrics, settings, lifespan=None):
                                f"model {name!r} has no classification head (embeddings only)")
 
     def need_text_tower():
+        if engine.info is None:
+            raise RequestError(503, "the model is not ready")
         if not engine.info["zero_shot"]:
             raise RequestError(400, f"model {name!r} has no text tower: it embeds and classifies images only")
 
@@ -175,8 +177,10 @@ def create_app(engine, metrics, settings, lifespan=None):
         if engine.info["can_classify"]:
             outputs += [{"name": "label", "datatype": "BYTES", "shape": [-1, -1]},
                         {"name": "score", "datatype": "FP32", "shape": [-1, -1]}]
-        return JSONResponse({"name": name, "versions": ["1"], "platform": "vitc",
-                             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
+        inputs = [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+        if engine.info["zero_shot"]:  # one of the two per request
+            inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
+        return JSONResponse({"name": name, "versions": ["1"], "platform": "vitc", "inputs": inputs,
                              "outputs": outputs})
 
     async def prometheus(request, deadline):
@@ -190,12 +194,18 @@ def create_app(engine, metrics, settings, lifespan=None):
         check_model(request.path_params["name"], request.path_params.get("version"))
         body = await read_body(request, deadline)
         req, binary = codec.v2_request(body, request.headers.get(codec.V2_HEADER))
-        blobs = codec.v2_images(req, binary)
+        inputs = req.get("inputs")
+        text = isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], dict) \
+            and inputs[0].get("name") == "text"  # a two-tower model's text tower: embeddings only
+        if text:
+            need_text_tower()
+        blobs = codec.v2_images(req, binary, text)
         what = str(req["inputs"][0].get("name"))
         params = req.get("parameters") or {}
         if not isinstance(params, dict):
             raise RequestError(400, f"'parameters' must be an object, got {codec.json_type(params)}")
-        available = ["embedding"] + (["label", "score"] if engine.info and engine.info["can_classify"] else [])
+        available = ["embedding"] + (["label", "score"] if engine.info and engine.info["can_classify"]
+                                     and not text else [])
         requested = req.get("outputs")
         if requested is None:
             requested = [{"name": n} for n in available]
@@ -212,7 +222,8 @@ def create_app(engine, metrics, settings, lifespan=None):
         label = f"input {what!r} item"
         jobs = {}
         if "embedding" in wanted:
-            jobs[EMBED] = run(EMBED, blobs, lambda i: f"{label} {i}", deadline)
+            jobs[EMBED] = (queue_and_wait(EMBED_TEXT, blobs, deadline) if text else
+                           run(EMBED, blobs, lambda i: f"{label} {i}", deadline))
         if "label" in wanted or "score" in wanted:
             need_classifier()
             jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k)
