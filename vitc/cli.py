@@ -209,7 +209,6 @@ def cmd_explain(args):
     from .hub import resolve_checkpoint
     from .heatmap import caption, head_grid, label_lines, map_box, render, save_png
     from .pipeline import scores_from_logits, top_k_labels
-    import vitc
     method = args.method or ("cls" if args.grid or args.layer is not None or args.head is not None else "rollout")
     if method == "rollout" and (args.grid or args.layer is not None or args.head is not None):
         raise CliError("--layer, --head and --grid read one layer's CLS attention: use them with --method cls")
@@ -219,9 +218,12 @@ def cmd_explain(args):
         raise CliError("--grid shows every head: leave out --head")
     if not 0.0 <= args.alpha <= 1.0 or not 0.0 <= (args.discard_ratio or 0.0) < 1.0:
         raise CliError("--alpha must be in [0, 1] and --discard-ratio in [0, 1)")
-    # a checkpoint saved from ViTModel / DeiTModel (DINO) has no classifier: maps without labels
-    archs = vitc.ViTConfig.from_json_file(resolve_checkpoint(args.model).config).architectures or []
-    encoder_only = bool(archs) and not any("ForImageClassification" in a for a in archs)
+    # a checkpoint saved from ViTModel / DeiTModel (DINO), Dinov2Model, or an image tower without a classifier
+    # family (CLIP, SigLIP): maps without labels
+    from .auto import checkpoint_config
+    archs = checkpoint_config(resolve_checkpoint(args.model).config)[0].get("architectures") or []
+    encoder_only = (bool(archs) and not any("ForImageClassification" in str(a) for a in archs)) or \
+        model_family(args.model)[2] is None
     model = load_model(args, encoder_only=encoder_only)
     layers, heads = model.config.num_hidden_layers, model.config.num_attention_heads
     layer = -1 if args.layer is None else args.layer

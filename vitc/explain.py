@@ -31,10 +31,27 @@ class AttentionSource:
         self.prefix_tokens, self.query_token, self.readout = prefix_tokens, query_token, readout
 
 
-# config.model_type -> AttentionSource. DINO (v1) checkpoints are model_type "vit".
+def _pooling_head_attention(outputs):
+    """SigLIP: the attention-pooling head's probe over the tokens, [N, heads, S]."""
+    attention = getattr(outputs, "pooler_attentions", None)
+    if attention is None:
+        raise ValueError("this SigLIP model has no attention-pooling head (vision_use_head is false), so no "
+                         "attention says where it looks")
+    return np.asarray(attention)[:, :, 0]
+
+
+_CLS = AttentionSource(prefix_tokens=lambda config: 1)
+_SIGLIP = AttentionSource(prefix_tokens=lambda config: 0, query_token=None, readout=_pooling_head_attention)
+
+# config.model_type (of the image tower: a two-tower model's maps are its vision_model's) -> AttentionSource.
+# DINO (v1) checkpoints are model_type "vit".
 FAMILIES = {
-    "vit": AttentionSource(prefix_tokens=lambda config: 1),
+    "vit": _CLS,
     "deit": AttentionSource(prefix_tokens=lambda config: 2),  # [CLS, distillation, patches...]
+    "clip_vision_model": _CLS,  # CLS, then the patches (pre_layrnorm changes no attention)
+    "dinov2": _CLS,
+    "dinov2_with_registers": AttentionSource(prefix_tokens=lambda config: 1 + config.num_register_tokens),
+    "siglip_vision_model": _SIGLIP,  # no CLS: the pooling head's attention is the readout
 }
 
 
@@ -78,13 +95,14 @@ class AttentionMaps:
         """Run the model once (output_attentions=True) on images: paths, PIL images, HWC uint8 arrays, a list
         of them (through `processor`, default the model's image processor) or a float [N, C, H, W] array.
         An input size other than the config's runs with interpolate_pos_encoding (maps on its own grid)."""
+        model = image_tower(model)
         pixels = preprocess(model, images, processor)
         return cls.of_forward(model, pixels, forward(model, pixels))
 
     @classmethod
     def of_forward(cls, model, pixels, outputs):
         """The maps of a forward already run on pixels [N, C, H, W] (e.g. the one that gave the labels)."""
-        config = model.config
+        config = image_tower(model).config
         ph, pw = config.patch_hw
         grid = (pixels.shape[2] // ph, pixels.shape[3] // pw)
         source = family_of(config)
@@ -172,6 +190,11 @@ def _discard_lowest(fused, ratio, query):
 
 
 # ---- inputs -------------------------------------------------------------------------------------------
+def image_tower(model):
+    """The model whose attentions make the maps: a two-tower model's (CLIPModel, SiglipModel) vision_model."""
+    return model.vision_model if hasattr(model, "text_model") and hasattr(model, "vision_model") else model
+
+
 def preprocess(model, images, processor=None):
     """pixel_values float32 [N, C, H, W] of images: a rank-4 array passes through, anything else goes
     through processor (default: the model's image processor)."""

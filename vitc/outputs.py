@@ -59,6 +59,13 @@ class BaseModelOutputWithPooling(ModelOutput):
     _fields = ("last_hidden_state", "pooler_output", "hidden_states", "attentions")
 
 
+class SiglipVisionModelOutput(BaseModelOutputWithPooling):
+    """BaseModelOutputWithPooling plus, with output_attentions=True, pooler_attentions [N, heads, 1, S]: the
+    attention-pooling head's probe over the tokens (transformers computes and drops it: the weights
+    nn.MultiheadAttention returns with need_weights=True, average_attn_weights=False)."""
+    _fields = BaseModelOutputWithPooling._fields + ("pooler_attentions",)
+
+
 class ImageClassifierOutput(ModelOutput):
     """logits [N, num_labels]; hidden_states and attentions as in BaseModelOutputWithPooling.
     (loss is never computed: vitc only runs inference.)"""

@@ -17,8 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .families.two_tower import label_prompts
 from .image_io import ImageLoadError, load_image_bytes
-from .serve.loading import can_classify, load_model
+from .modeling import l2_normalize
+from .serve.loading import can_classify, can_zero_shot, load_model
 
 log = logging.getLogger("vitc.ray")
 
@@ -28,19 +30,29 @@ __all__ = ["ImageModel", "embed_images", "classify_images"]
 class ImageModel:
     """Callable class for `Dataset.map_batches` on an actor pool: rows with encoded image bytes in, rows
     (path, embedding) or (path, labels, scores) out, undecodable images skipped (and kept in .skipped).
+    Any family the Auto classes load; a two-tower model (CLIPModel, SiglipModel) classifies zero-shot over
+    `labels` (each written into `template`).
 
         ds.map_batches(ImageModel, fn_constructor_kwargs={"model": "google/vit-base-patch16-224",
                        "threads": 4}, num_cpus=4, concurrency=n_actors, batch_size=32)
     """
 
     def __init__(self, model, threads, task="embed", top_k=5, bytes_column="bytes", path_column="path",
-                 dtype=None, max_image_pixels=None):
+                 dtype=None, max_image_pixels=None, labels=None, template="a photo of {}."):
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads must be given as a positive int (each actor's cores), got {threads!r}")
         if task not in ("embed", "classify"):
             raise ValueError(f"task must be 'embed' or 'classify', got {task!r}")
         self.model = load_model(model, threads, dtype)
-        if task == "classify" and not can_classify(self.model):
+        self.labels = self.label_embeds = None
+        if task == "classify" and can_zero_shot(self.model):
+            if labels is None:
+                raise ValueError(f"{model}: a two-tower model classifies zero-shot: pass labels=[...]")
+            self.labels, prompts = label_prompts(labels, template)
+            self.label_embeds = self.model.embed_text(prompts, normalize=True)
+        elif labels is not None:
+            raise ValueError(f"{model}: labels are for two-tower (zero-shot) models; this one has none")
+        elif task == "classify" and not can_classify(self.model):
             raise ValueError(f"{model}: this checkpoint has no classification head; use task='embed'")
         self.threads, self.task, self.top_k = threads, task, top_k
         self.bytes_column, self.path_column = bytes_column, path_column
@@ -74,7 +86,9 @@ class ImageModel:
             out["embedding"] = (np.asarray(self.model.embed(x), np.float32) if keep
                                 else np.empty((0, self.dim), np.float32))
         else:
-            ranked = self.model.classify(x, top_k=self.top_k) if keep else []
+            ranked = [] if not keep else (
+                self.model.classify(x, top_k=self.top_k) if self.labels is None else
+                self.model.rank_labels(self.label_embeds, l2_normalize(self.model.embed(x)), self.labels, self.top_k))
             out["labels"] = np.empty(len(keep), dtype=object)  # one list of strings per row (an Arrow list column)
             for i, r in enumerate(ranked):
                 out["labels"][i] = [lab for lab, _ in r]

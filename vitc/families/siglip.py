@@ -11,7 +11,7 @@ import numpy as np
 from ..config_families import SiglipVisionConfig
 from .. import _vitc
 from ..modeling import _ViTBase
-from ..outputs import BaseModelOutputWithPooling
+from ..outputs import SiglipVisionModelOutput
 from ..pos_embed import interpolate_square_positions
 from .clip import layer_table, tower_plan
 from .table import Param
@@ -87,7 +87,7 @@ class SiglipVisionModel(_ViTBase):
         last = np.empty((b, s, d), np.float32)
         self._layernorm(bufs.hidden, last.reshape(b * s, d), "post_g", "post_b")
         pooled = self._pool(last) if self._has_head else None
-        return BaseModelOutputWithPooling(last_hidden_state=last, pooler_output=pooled)
+        return SiglipVisionModelOutput(last_hidden_state=last, pooler_output=pooled)
 
     def _pool(self, last):
         """SiglipMultiheadAttentionPoolingHead: MHA(probe, X, X), then h + MLP(LN(h))."""
@@ -103,8 +103,28 @@ class SiglipVisionModel(_ViTBase):
         mid = self._linear(normed, (w["hfc1_w"], w["hfc1_b"]), cfg.intermediate_size, act=cfg.hidden_act_code)
         return h + self._linear(mid, (w["hfc2_w"], w["hfc2_b"]), d)
 
+    def _head_attention(self, last):
+        """The pooling head's attention probabilities [N, heads, 1, S] (float64 math on float32 keys)."""
+        b, s, d = last.shape
+        heads = self.config.num_attention_heads
+        with self._calling():
+            kv = self._linear(last.reshape(b * s, d), (self._w["kv_w"], self._w["kv_b"]), 2 * d)
+        keys = kv[:, :d].reshape(b, s, heads, d // heads).astype(np.float64)
+        query = self._query.astype(np.float64).reshape(heads, d // heads)
+        logits = np.einsum("bshk,hk->bhs", keys, query) / np.sqrt(d // heads)
+        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return (probs / probs.sum(axis=-1, keepdims=True)).astype(np.float32)[:, :, None, :]
+
     def _embedding(self, out):
         return out.pooler_output if out.pooler_output is not None else out.last_hidden_state.mean(axis=1)
 
-    __call__ = _ViTBase.encode
+    def encode(self, pixel_values, output_hidden_states=False, output_attentions=False,
+               interpolate_pos_encoding=False, return_dict=True):
+        """_ViTBase.encode; with output_attentions=True also pooler_attentions (SiglipVisionModelOutput)."""
+        out = super().encode(pixel_values, output_hidden_states, output_attentions, interpolate_pos_encoding)
+        if output_attentions and self._has_head:
+            out.pooler_attentions = self._head_attention(out.last_hidden_state)
+        return out if return_dict else out.to_tuple()
+
+    __call__ = encode
     forward = __call__

@@ -126,17 +126,27 @@ class _TwoTower:
     def classify(self, images, labels, template="a photo of {}.", top_k=None):
         """Zero-shot: per image a list of (label, score), best first, over `labels` written into `template`
         (scores: softmax over labels for CLIP, sigmoid per label for SigLIP, as transformers' pipeline)."""
-        labels = _labels(labels)
-        if not isinstance(template, str) or "{}" not in template:
-            raise ValueError(f"template must be a string with '{{}}' where the label goes, got {template!r}")
-        text = self.embed_text([template.format(label) for label in labels], normalize=True)
-        image = self.embed(images, normalize=True)
-        scores = self._scores(self.logits(text, image).T)
+        labels, prompts = label_prompts(labels, template)
+        return self.rank_labels(self.embed_text(prompts, normalize=True), self.embed(images, normalize=True),
+                                labels, top_k)
+
+    def rank_labels(self, text_embeds, image_embeds, labels, top_k=None):
+        """classify's last step, for callers that embed themselves (the server batches both towers): per
+        image a list of (label, score), best first, from unit-norm embeddings of the labels' prompts."""
+        scores = self._scores(self.logits(text_embeds, image_embeds).T)
         k = len(labels) if top_k is None else max(1, min(int(top_k), len(labels)))
         return [[(labels[j], float(row[j])) for j in np.argsort(-row, kind="stable")[:k]] for row in scores]
 
     def __repr__(self):
         return f"{type(self).__name__}(\n  vision={self.vision_model!r},\n  text={self.text_model!r})"
+
+
+def label_prompts(labels, template="a photo of {}."):
+    """(labels as a list, the text each is embedded as): checks both."""
+    labels = _labels(labels)
+    if not isinstance(template, str) or "{}" not in template:
+        raise ValueError(f"template must be a string with '{{}}' where the label goes, got {template!r}")
+    return labels, [template.format(label) for label in labels]
 
 
 def _labels(labels):

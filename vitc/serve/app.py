@@ -18,10 +18,12 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from ..families.two_tower import label_prompts
 from ..image_io import ImageLoadError, load_image_bytes
+from ..modeling import l2_normalize
 from . import codec
 from .codec import RequestError
-from .engine import CLASSIFY, EMBED, NotAccepting, QueueFull
+from .engine import CLASSIFY, EMBED, EMBED_TEXT, NotAccepting, QueueFull
 
 log = logging.getLogger("vitc.serve")
 
@@ -82,8 +84,16 @@ def create_app(engine, metrics, settings, lifespan=None):
             raise RequestError(413, f"{len(blobs)} images in one request; the limit is {engine.max_queue}")
         loop = asyncio.get_running_loop()
         pixels = await loop.run_in_executor(decode_pool, preprocess, blobs, what)
+        return await queue_and_wait(task, pixels, deadline, top_k)
+
+    async def queue_and_wait(task, inputs, deadline, top_k=None):
+        """Queue preprocessed images (or EMBED_TEXT strings) and wait for each one's result, in order."""
+        if not engine.loaded():
+            raise RequestError(503, "the model is not ready")
+        if len(inputs) > engine.max_queue:
+            raise RequestError(413, f"{len(inputs)} inputs in one request; the limit is {engine.max_queue}")
         try:
-            futures = engine.submit(task, pixels, top_k)
+            futures = engine.submit(task, inputs, top_k)
         except QueueFull as err:
             raise RequestError(429, str(err)) from None
         except NotAccepting as err:
@@ -103,7 +113,27 @@ def create_app(engine, metrics, settings, lifespan=None):
 
     def need_classifier():
         if not engine.info["can_classify"]:
-            raise RequestError(400, f"model {name!r} has no classification head (embeddings only)")
+            zero_shot = " without the labels to choose from (parameters.candidate_labels)"
+            raise RequestError(400, f"model {name!r} classifies zero-shot only: it was called" + zero_shot
+                               if engine.info["zero_shot"] else
+                               f"model {name!r} has no classification head (embeddings only)")
+
+    def need_text_tower():
+        if engine.info is None:
+            raise RequestError(503, "the model is not ready")
+        if not engine.info["zero_shot"]:
+            raise RequestError(400, f"model {name!r} has no text tower: it embeds and classifies images only")
+
+    async def zero_shot(blobs, what, deadline, labels, template, top_k):
+        """Per image [(label, score)] over `labels`: both towers run batched in the engine, the scores here."""
+        need_text_tower()
+        try:
+            labels, prompts = label_prompts(labels, template)
+        except (TypeError, ValueError) as err:
+            raise RequestError(400, f"parameters: {err}") from None
+        images, texts = await asyncio.gather(run(EMBED, blobs, what, deadline),
+                                             queue_and_wait(EMBED_TEXT, prompts, deadline))
+        return engine.rank_labels(l2_normalize(np.stack(texts)), l2_normalize(np.stack(images)), labels, top_k)
 
     def endpoint(label, handler, openai=False):
         async def wrapped(request):
@@ -147,8 +177,10 @@ def create_app(engine, metrics, settings, lifespan=None):
         if engine.info["can_classify"]:
             outputs += [{"name": "label", "datatype": "BYTES", "shape": [-1, -1]},
                         {"name": "score", "datatype": "FP32", "shape": [-1, -1]}]
-        return JSONResponse({"name": name, "versions": ["1"], "platform": "vitc",
-                             "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
+        inputs = [{"name": "image", "datatype": "BYTES", "shape": [-1]}]
+        if engine.info["zero_shot"]:  # one of the two per request
+            inputs.append({"name": "text", "datatype": "BYTES", "shape": [-1]})
+        return JSONResponse({"name": name, "versions": ["1"], "platform": "vitc", "inputs": inputs,
                              "outputs": outputs})
 
     async def prometheus(request, deadline):
@@ -162,12 +194,18 @@ def create_app(engine, metrics, settings, lifespan=None):
         check_model(request.path_params["name"], request.path_params.get("version"))
         body = await read_body(request, deadline)
         req, binary = codec.v2_request(body, request.headers.get(codec.V2_HEADER))
-        blobs = codec.v2_images(req, binary)
+        inputs = req.get("inputs")
+        text = isinstance(inputs, list) and len(inputs) == 1 and isinstance(inputs[0], dict) \
+            and inputs[0].get("name") == "text"  # a two-tower model's text tower: embeddings only
+        if text:
+            need_text_tower()
+        blobs = codec.v2_images(req, binary, text)
         what = str(req["inputs"][0].get("name"))
         params = req.get("parameters") or {}
         if not isinstance(params, dict):
             raise RequestError(400, f"'parameters' must be an object, got {codec.json_type(params)}")
-        available = ["embedding"] + (["label", "score"] if engine.info and engine.info["can_classify"] else [])
+        available = ["embedding"] + (["label", "score"] if engine.info and engine.info["can_classify"]
+                                     and not text else [])
         requested = req.get("outputs")
         if requested is None:
             requested = [{"name": n} for n in available]
@@ -184,7 +222,8 @@ def create_app(engine, metrics, settings, lifespan=None):
         label = f"input {what!r} item"
         jobs = {}
         if "embedding" in wanted:
-            jobs[EMBED] = run(EMBED, blobs, lambda i: f"{label} {i}", deadline)
+            jobs[EMBED] = (queue_and_wait(EMBED_TEXT, blobs, deadline) if text else
+                           run(EMBED, blobs, lambda i: f"{label} {i}", deadline))
         if "label" in wanted or "score" in wanted:
             need_classifier()
             jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k)
@@ -219,9 +258,19 @@ def create_app(engine, metrics, settings, lifespan=None):
             raise RequestError(400, f"encoding_format must be 'float' or 'base64', got {json.dumps(encoding)}")
         if "input" not in req:
             raise RequestError(400, "'input' is required: an image (data URI or base64) or an array of them")
+        modality = req.get("modality", "image")  # infinity's field; "text" needs a two-tower model
+        if modality not in ("image", "text"):
+            raise RequestError(400, f"modality must be 'image' or 'text', got {json.dumps(modality)}")
         items, _ = codec.list_of(req["input"], "input")
-        blobs = [codec.image_from_string(s, f"input {i}") for i, s in enumerate(items)]
-        rows = await run(EMBED, blobs, lambda i: f"input {i}", deadline)
+        if modality == "text":
+            need_text_tower()
+            for i, item in enumerate(items):
+                if not isinstance(item, str):
+                    raise RequestError(400, f"input {i}: a text must be a string, got {codec.json_type(item)}")
+            rows = await queue_and_wait(EMBED_TEXT, items, deadline)
+        else:
+            blobs = [codec.image_from_string(s, f"input {i}") for i, s in enumerate(items)]
+            rows = await run(EMBED, blobs, lambda i: f"input {i}", deadline)
         data = []
         for i, row in enumerate(rows):
             vector = (base64.b64encode(np.asarray(row, "<f4").tobytes()).decode() if encoding == "base64"
@@ -233,7 +282,7 @@ def create_app(engine, metrics, settings, lifespan=None):
     async def classify(request, deadline):
         body = await read_body(request, deadline)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        top_k, many = settings.default_top_k, False
+        top_k, many, labels, template = settings.default_top_k, False, None, "a photo of {}."
         if kind == "application/json":
             req = codec.parse_json(body)
             if not isinstance(req, dict) or "inputs" not in req:
@@ -243,13 +292,18 @@ def create_app(engine, metrics, settings, lifespan=None):
             if not isinstance(params, dict):
                 raise RequestError(400, f"'parameters' must be an object, got {codec.json_type(params)}")
             top_k = codec.top_k_of(params.get("top_k"), top_k, "parameters.top_k")
+            labels = params.get("candidate_labels", params.get("labels"))  # HF zero-shot's name, or labels
+            template = params.get("hypothesis_template", template)
             items, many = codec.list_of(req["inputs"], "inputs")
             blobs = [codec.image_from_string(s, f"inputs {i}") for i, s in enumerate(items)]
         else:
             blobs = [body]
-        need_classifier()
         what = (lambda i: f"inputs {i}") if kind == "application/json" else (lambda i: "the request body")
-        ranked = await run(CLASSIFY, blobs, what, deadline, top_k)
+        if labels is not None:
+            ranked = await zero_shot(blobs, what, deadline, labels, template, top_k)
+        else:
+            need_classifier()
+            ranked = await run(CLASSIFY, blobs, what, deadline, top_k)
         answer = [[{"label": lab, "score": s} for lab, s in r] for r in ranked]
         return JSONResponse(answer if many else answer[0])
 

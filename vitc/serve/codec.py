@@ -101,8 +101,9 @@ def _object(value, what):
     return value
 
 
-def v2_images(request, binary):
-    """The encoded images of the one BYTES input: base64 strings in JSON, or length-prefixed binary data."""
+def v2_images(request, binary, text=False):
+    """The encoded images of the one BYTES input: base64 strings in JSON, or length-prefixed binary data;
+    text=True: strings (as they are in JSON, UTF-8 in binary data)."""
     inputs = request.get("inputs")
     if not isinstance(inputs, list) or len(inputs) != 1:
         got = f"{len(inputs)} inputs" if isinstance(inputs, list) else json_type(inputs)
@@ -124,15 +125,31 @@ def v2_images(request, binary):
             raise RequestError(400, f"{what}: binary_data_size {size!r} does not match the {len(binary)} "
                                     "bytes after the JSON header")
         blobs = _unpack_bytes(binary, what)
+        if text:
+            blobs = [_utf8(b, f"{what} item {i}") for i, b in enumerate(blobs)]
     else:
         data = tensor.get("data")
         if not isinstance(data, list):
             raise RequestError(400, f"{what}: 'data' must be an array of base64 strings, got {json_type(data)}")
         flat = _flatten(data)
-        blobs = [b64decode(s, f"{what} item {i}") for i, s in enumerate(flat)]
+        blobs = [_text(s, f"{what} item {i}") if text else b64decode(s, f"{what} item {i}")
+                 for i, s in enumerate(flat)]
     if len(blobs) != count or count == 0:
         raise RequestError(400, f"{what}: shape {shape} holds {count} items, got {len(blobs)} images")
     return blobs
+
+
+def _text(item, what):
+    if not isinstance(item, str):
+        raise RequestError(400, f"{what}: a text must be a string, got {json_type(item)}")
+    return item
+
+
+def _utf8(data, what):
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RequestError(400, f"{what}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def _flatten(data):

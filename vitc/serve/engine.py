@@ -14,11 +14,11 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from .loading import can_classify
+from .loading import can_classify, can_zero_shot
 
 log = logging.getLogger("vitc.serve")
 
-EMBED, CLASSIFY = "embed", "classify"
+EMBED, CLASSIFY, EMBED_TEXT = "embed", "classify", "embed_text"  # EMBED_TEXT items are strings
 
 
 class QueueFull(Exception):
@@ -53,7 +53,8 @@ class Engine:
         self._stopping = False
         self.draining = False
         self.failed = None  # the message of a replica that could not load or died
-        self.info = None  # filled by the first replica to warm up: embedding_dim, labels, can_classify
+        self.info = None  # filled by the first replica to warm up: embedding_dim, labels, can_classify, zero_shot
+        self.rank_labels = None  # a two-tower model's ranking of labels from embeddings (numpy only, shareable)
         self.processor = None  # the image processor of the first replica's model (options only, shareable)
 
     # ---- state ---------------------------------------------------------------------------------------
@@ -168,23 +169,27 @@ class Engine:
             dim = np.asarray(model.embed(pixels)).shape[-1]
             if can_classify(model):
                 model.classify(pixels, top_k=1)
+            if can_zero_shot(model):
+                model.embed_text(["a photo of a cat."] * n)
         if self.info is None:
             labels = getattr(model.config, "id2label", None) or {}
             self.info = {"embedding_dim": int(dim), "can_classify": can_classify(model),
-                         "num_labels": len(labels) if can_classify(model) else 0}
+                         "num_labels": len(labels) if can_classify(model) else 0, "zero_shot": can_zero_shot(model)}
+            self.rank_labels = model.rank_labels if can_zero_shot(model) else None
             self.processor = model.image_processor
 
     def _execute(self, model, batch):
         started = time.perf_counter()
         try:
-            pixels = np.stack([item.pixels for item in batch])
-            if batch[0].task == EMBED:
-                rows = np.asarray(model.embed(pixels), dtype=np.float32)
-                results = [rows[i].copy() for i in range(len(batch))]
-            else:
+            inputs = [item.pixels for item in batch]
+            if batch[0].task == CLASSIFY:
                 top_k = max(item.top_k for item in batch)
-                ranked = model.classify(pixels, top_k=top_k)
+                ranked = model.classify(np.stack(inputs), top_k=top_k)
                 results = [r[:item.top_k] for r, item in zip(ranked, batch)]
+            else:
+                rows = model.embed_text(inputs) if batch[0].task == EMBED_TEXT else model.embed(np.stack(inputs))
+                rows = np.asarray(rows, dtype=np.float32)
+                results = [rows[i].copy() for i in range(len(batch))]
         except Exception as exc:  # noqa: BLE001 - this batch fails (500), the replica goes on
             log.exception("batch of %d failed", len(batch))
             for item in batch:

@@ -1,22 +1,38 @@
 """The one place where `vitc serve` and `vitc.ray` turn a model name into a model object.
 
-Any object with embed(pixel_values) and, for classification, classify(pixel_values, top_k) plus an
-image_processor works with the server and the Ray adapter: new model families (an Auto class) and a dtype
-option plug in here.
+Any object with embed(pixel_values) and an image_processor works with the server and the Ray adapter; with
+classify(pixel_values, top_k) it classifies with its own labels; a two-tower model (embed_text, and
+rank_labels over text and image embeddings) also embeds text and classifies zero-shot over labels a request
+gives. The Auto classes pick the family: new families and a dtype option plug in there and here.
 """
 
 
 def load_model(name_or_path, threads, dtype=None):
     """A model object for a Hub id or local folder, using `threads` kernel threads: the classifier where the
-    checkpoint has one (embed and classify), else the bare encoder (embed only)."""
-    import vitc
+    checkpoint's family has one and the checkpoint holds its head (embed and classify), else the family's
+    base model (embed only; CLIPModel / SiglipModel: embed, embed_text and zero-shot)."""
+    from ..auto import AutoModel, AutoModelForImageClassification, checkpoint_config, model_type_of
+    from ..families.table import WeightsMismatchError
     if dtype not in (None, "float32"):
         raise ValueError(f"dtype {dtype!r} is not supported by this vitc build (float32 only)")
-    try:
-        return vitc.ViTForImageClassification.from_pretrained(name_or_path, threads=threads)
-    except vitc.WeightsMismatchError:
-        return vitc.ViTModel.from_pretrained(name_or_path, threads=threads)  # no classifier head: embed only
+    config, path = checkpoint_config(name_or_path)
+    kind = model_type_of(config, path)
+    if kind.endswith("_text_model"):
+        raise ValueError(f"{path}: model_type {kind!r} is a text tower alone; vitc serves image models "
+                         f"(a two-tower checkpoint serves text too)")
+    if kind in AutoModelForImageClassification._registry:
+        try:
+            return AutoModelForImageClassification.from_pretrained(name_or_path, threads=threads)
+        except WeightsMismatchError:
+            pass  # no classifier head in this checkpoint: the base model, embed only
+    return AutoModel.from_pretrained(name_or_path, threads=threads)
+
+
+def can_zero_shot(model):
+    """A two-tower model: text embeddings, and classification over labels given at request time."""
+    return callable(getattr(model, "embed_text", None)) and callable(getattr(model, "rank_labels", None))
 
 
 def can_classify(model):
-    return callable(getattr(model, "classify", None))
+    """A classifier with its own labels (config.id2label)."""
+    return callable(getattr(model, "classify", None)) and not can_zero_shot(model)
