@@ -181,3 +181,20 @@ def test_weight_bytes_shrink(tmp_path):
              for d in ("float32", "bfloat16", "int8")}
     assert 0.45 <= sizes["bfloat16"] / sizes["float32"] <= 0.58, sizes
     assert 0.2 <= sizes["int8"] / sizes["float32"] <= 0.33, sizes
+
+
+def test_cli_dtype_on_info_classify_and_embed(capsys, tmp_path):
+    from vitc import cli
+    sample = os.path.join(os.path.dirname(cli.__file__), "samples", "digit_3.png")
+    for dtype, kset in (("float32", None), ("bf16", _kernel_sets("bfloat16")[-1]), ("int8", _kernel_sets("int8")[-1])):
+        assert cli.main(["info", "vitc-digits", "--dtype", dtype]) == 0
+        fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in capsys.readouterr().out.splitlines())}
+        assert fields["dtype"] == _vitc.DTYPES[_vitc.dtype_code(dtype)]
+        assert fields["kernel_set"] == (kset or fields["runtime_isa"])
+        assert cli.main(["classify", sample, "--model", "vitc-digits", "--dtype", dtype, "--top-k", "1"]) == 0
+        assert capsys.readouterr().out.splitlines()[1].strip().endswith(" 3")
+        out = tmp_path / f"{dtype}.npy"
+        assert cli.main(["embed", sample, "--model", "vitc-digits", "--dtype", dtype, "--out", str(out)]) == 0
+        assert np.load(out).shape[0] == 1
+    with pytest.raises(SystemExit):
+        cli.main(["info", "vitc-digits", "--dtype", "float16"])
