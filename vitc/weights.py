@@ -30,6 +30,7 @@ class WeightArena:
         self.arena = None
         self._scales = {}  # scale tensor name -> its float32 values, read once
         self._lowp_weights = {}  # arena offset -> PackedWeight of a lowp entry
+        self._lowp_scratch = None
 
     def _add(self, floats, sources, k, scale):
         self.entries.append((self.floats, floats, sources, k, scale))
@@ -132,9 +133,13 @@ class WeightArena:
             _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
 
     def _load_lowp(self, sources, k_n, dst, scale):
-        """Read the whole float32 weight (one Linear: a few MiB), then convert and pack it into dst."""
+        """Read the whole float32 weight (one Linear: a few MiB) into a scratch reused by every such weight
+        (mapped, as the panel scratch: no freed heap block raises glibc's mmap threshold), then convert and
+        pack it into dst."""
         k, n = k_n
-        w = np.empty((n, k), np.float32)
+        if self._lowp_scratch is None or len(self._lowp_scratch) < n * k:
+            self._lowp_scratch = _mapped_floats(n * k)
+        w = self._lowp_scratch[:n * k].reshape(n, k)
         r0 = 0
         for source in sources:
             name, first, rows = self._rows(source)
