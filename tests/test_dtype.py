@@ -94,7 +94,7 @@ def test_lowp_close_to_float32(ckpts, monkeypatch, family, dtype, kernel_set):
     model, got = _outputs(cls, path, field, dtype=dtype)
     assert model.dtype == dtype
     tower = getattr(model, "text_model", model)
-    assert tower.kernel_set == kernel_set
+    assert tower.kernel_set == kernel_set and model.kernel_set == kernel_set
     assert {w.dtype for layer in tower._layers for w in layer.weights.values()} == {dtype}
     _check(got, ref, dtype)
 

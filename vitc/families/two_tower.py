@@ -53,6 +53,10 @@ class _TwoTower:
     def dtype(self):
         return self.vision_model.dtype
 
+    @property
+    def kernel_set(self):
+        return self.vision_model.kernel_set
+
     def weight_bytes(self):
         return self.vision_model.weight_bytes() + self.text_model.weight_bytes()
 
@@ -168,6 +172,10 @@ class CLIPModel(_TwoTower):
     @property
     def dtype(self):
         return self.vision_model.dtype
+
+    @property
+    def kernel_set(self):
+        return self.vision_model.kernel_set
 
     def weight_bytes(self):
         return self.vision_model.weight_bytes() + self.text_model.weight_bytes()
