@@ -198,3 +198,19 @@ def test_cli_dtype_on_info_classify_and_embed(capsys, tmp_path):
         assert np.load(out).shape[0] == 1
     with pytest.raises(SystemExit):
         cli.main(["info", "vitc-digits", "--dtype", "float16"])
+
+
+def test_encoder_layer_rejects_mixed_weight_dtypes():
+    d, i = 16, 24
+    rng = np.random.default_rng(0)
+    isa = _vitc.ISA_NAMES.index(vitc.get_isa())
+    vec = {f: rng.standard_normal(n).astype(np.float32) for f, n in
+           dict(ln1_g=d, ln1_b=d, ln2_g=d, ln2_b=d, qkv_b=3 * d, proj_b=d, fc1_b=i, fc2_b=d).items()}
+    raw = dict(qkv_w=(3 * d, d), proj_w=(d, d), fc1_w=(i, d), fc2_w=(d, i))
+    w = {f: _vitc.gemm_pack_nk(isa, rng.standard_normal(s).astype(np.float32)) for f, s in raw.items()}
+    w["fc1_w"] = _vitc.gemm_pack_weight(_vitc.kernel_sets(1)[-1], 1, rng.standard_normal(raw["fc1_w"]).astype(np.float32))
+    with pytest.raises(ValueError, match="share one kernel set and dtype"):
+        _vitc.EncoderLayer(isa, d, 2, i, 1e-6, 1, dict(vec, **w))
+    w["fc1_w"] = _vitc.gemm_pack_weight(_vitc.kernel_sets(1)[-1], 1, rng.standard_normal((d, d)).astype(np.float32))
+    with pytest.raises(ValueError, match="fc1_w: expected a \\[24, 16\\] weight"):
+        _vitc.EncoderLayer(isa, d, 2, i, 1e-6, 1, dict(vec, **w))
