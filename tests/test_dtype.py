@@ -196,6 +196,10 @@ def test_cli_dtype_on_info_classify_and_embed(capsys, tmp_path):
         out = tmp_path / f"{dtype}.npy"
         assert cli.main(["embed", sample, "--model", "vitc-digits", "--dtype", dtype, "--out", str(out)]) == 0
         assert np.load(out).shape[0] == 1
+    out = tmp_path / "text.npy"
+    assert cli.main(["embed", "--text", "seven", "--model", "vitc-digits-clip", "--dtype", "int8", "--out",
+                     str(out)]) == 0
+    assert np.load(out).shape[0] == 1
     with pytest.raises(SystemExit):
         cli.main(["info", "vitc-digits", "--dtype", "float16"])
 
