@@ -38,15 +38,31 @@ const char *vitc_mlp_name(vitc_mlp mlp) {
 /* Width of the fc1 output: SwiGLU's gate | up halves, or the plain hidden layer. */
 static size_t fc1_width(const vitc_vit_dims *d) { return d->mlp == VITC_MLP_SWIGLU ? 2 * d->inter : d->inter; }
 
+/* Floats of the bf16/int8 GEMM input buffer (the widest A: fc2's [T, inter]); 0 for float32. */
+static size_t gemm_input_floats(const vitc_vit_dims *d, size_t t) {
+    size_t bytes = vitc_gemm_workspace_bytes(d->kset, d->dtype, t, d->inter > d->dim ? d->inter : d->dim);
+    return (bytes + sizeof(float) - 1) / sizeof(float);
+}
+
 /* workspace layout for one layer: ln [T,D] | then either qkv [T,3D] | ctx [T,D] | attention scratch (the
  * attention half), or inter [T,I] (the MLP half: qkv and ctx are dead once proj has read ctx). Sharing the
  * region saves T·I floats, 2.4 MB at ViT-B batch 1. */
-size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
-                                       size_t seq) {
+static size_t float_workspace(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch, size_t seq) {
     size_t t = batch * seq;
     size_t attention = t * 4 * d->dim + vitc_f32_attention_workspace_floats(isa, nthreads, seq, d->dim / d->heads);
     size_t mlp = t * fc1_width(d);
     return t * d->dim + (attention > mlp ? attention : mlp);
+}
+
+/* Where the GEMM input buffer starts: after the float32 part, on a 64-byte boundary (the workspace is). */
+static size_t gemm_input_offset(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch, size_t seq) {
+    size_t floats = float_workspace(isa, nthreads, d, batch, seq);
+    return gemm_input_floats(d, batch * seq) ? (floats + 15) / 16 * 16 : floats;
+}
+
+size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch,
+                                       size_t seq) {
+    return gemm_input_offset(isa, nthreads, d, batch, seq) + gemm_input_floats(d, batch * seq);
 }
 
 vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
@@ -63,12 +79,13 @@ vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc
     size_t t = batch * seq, dim = d->dim, fc1_n = fc1_width(d);
     float *ln = workspace, *qkv = ln + t * dim, *ctx = qkv + t * 3 * dim, *attn_ws = ctx + t * dim;
     float *inter = qkv; /* after proj */
+    void *gemm_in = workspace + gemm_input_offset(isa, nthreads, d, batch, seq);
     double t0 = phase_seconds ? now_seconds() : 0.0;
 
     vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln1_g, w->ln1_b, d->eps, ln, dim);
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     vitc_epilogue ep_qkv = {w->qkv_b, VITC_ACT_NONE, NULL, 0, NULL};
-    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, 3 * dim, dim, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim));
+    RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim, gemm_in));
     lap(phase_seconds, VITC_PHASE_QKV, &t0);
     const size_t hd = dim / d->heads;
     const vitc_attention_desc ad = {batch, d->heads, hd, seq, seq, qkv, 3 * dim, qkv + dim, 3 * dim,
@@ -76,19 +93,19 @@ vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc
     vitc_f32_attention_general(isa, nthreads, &ad, ctx, dim, probs, attn_ws);
     lap(phase_seconds, VITC_PHASE_ATTENTION, &t0);
     vitc_epilogue ep_proj = {w->proj_b, VITC_ACT_NONE, hidden, dim, w->ls1};
-    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, dim, dim, ctx, dim, w->proj_w, &ep_proj, hidden, dim));
+    RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ctx, dim, w->proj_w, &ep_proj, hidden, dim, gemm_in));
     lap(phase_seconds, VITC_PHASE_PROJ, &t0);
 
     vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln2_g, w->ln2_b, d->eps, ln, dim);
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     const int swiglu = d->mlp == VITC_MLP_SWIGLU;
     vitc_epilogue ep_fc1 = {w->fc1_b, swiglu ? VITC_ACT_NONE : d->act, NULL, 0, NULL};
-    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, fc1_n, dim, ln, dim, w->fc1_w, &ep_fc1, inter, fc1_n));
+    RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ln, dim, w->fc1_w, &ep_fc1, inter, fc1_n, gemm_in));
     /* SwiGLU: silu(gate) · up into the gate half, which fc2 reads with row stride 2·inter */
     if (swiglu) vitc_f32_swiglu(isa, t, d->inter, inter, fc1_n, inter, fc1_n);
     lap(phase_seconds, VITC_PHASE_FC1, &t0);
     vitc_epilogue ep_fc2 = {w->fc2_b, VITC_ACT_NONE, hidden, dim, w->ls2};
-    RETURN_IF_FAILED(vitc_f32_gemm(isa, nthreads, t, dim, d->inter, inter, fc1_n, w->fc2_w, &ep_fc2, hidden, dim));
+    RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, inter, fc1_n, w->fc2_w, &ep_fc2, hidden, dim, gemm_in));
     lap(phase_seconds, VITC_PHASE_FC2, &t0);
     return VITC_OK;
 }

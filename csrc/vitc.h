@@ -232,14 +232,20 @@ typedef struct {
     float eps;
     vitc_act act;
     vitc_mlp mlp;
+    vitc_kset kset;   /* kernel set of the four Linear weights (float32: the ISA) */
+    vitc_dtype dtype; /* their dtype: bf16/int8 convert each GEMM input per call into the workspace */
 } vitc_vit_dims;
 
 typedef struct {
     const float *ln1_g, *ln1_b, *ln2_g, *ln2_b;
-    const float *qkv_w, *qkv_b;   /* packed [3*dim, dim] (query|key|value rows), bias [3*dim] or NULL */
-    const float *proj_w, *proj_b; /* packed [dim, dim], bias [dim] */
-    const float *fc1_w, *fc1_b;   /* packed [inter, dim], bias [inter] (SwiGLU: [2*inter, dim] gate|up rows) */
-    const float *fc2_w, *fc2_b;   /* packed [dim, inter], bias [dim] */
+    const vitc_packed *qkv_w;  /* [3*dim, dim] (query|key|value rows), packed for d->kset, d->dtype */
+    const float *qkv_b;        /* [3*dim] or NULL */
+    const vitc_packed *proj_w; /* [dim, dim] */
+    const float *proj_b;       /* [dim] */
+    const vitc_packed *fc1_w;  /* [inter, dim] (SwiGLU: [2*inter, dim] gate|up rows) */
+    const float *fc1_b;        /* [inter] */
+    const vitc_packed *fc2_w;  /* [dim, inter] */
+    const float *fc2_b;        /* [dim] */
     const float *ls1, *ls2;       /* layer scales [dim] of the attention and MLP branches, or NULL */
 } vitc_vit_layer;
 

@@ -6,8 +6,9 @@ PHASE_CODES = {name: code for code, name in enumerate(LAYER_PHASES)}
 
 # The C struct vitc_vit_layer (csrc/vitc.h), field by field in its order: (name, rows, cols) of the array
 # each pointer needs, as expressions of the layer dims (cols None: a vector of `rows` floats; else a Linear
-# weight [rows, cols] packed for the layer's ISA). The struct holds nothing but these pointers, so the
-# plumbing below fills it by position; the families' layer tables (vitc/families) name the same fields.
+# weight [rows, cols]: a PackedWeight (bf16/int8) or a float32 array packed for the layer's ISA, both
+# handed to C as vitc_packed handles). The struct holds nothing but pointers, so the plumbing below fills
+# it by position; the families' layer tables (vitc/families) name the same fields.
 LAYER_STRUCT = (
     ("ln1_g", "dim", None), ("ln1_b", "dim", None), ("ln2_g", "dim", None), ("ln2_b", "dim", None),
     ("qkv_w", "3*dim", "dim"), ("qkv_b", "3*dim", None), ("proj_w", "dim", "dim"), ("proj_b", "dim", None),
@@ -35,6 +36,17 @@ cdef const float *_ptr(arr, size_t need, str name) except? NULL:
     return &view[0]
 
 
+cdef PackedWeight _f32_packed(int isa, arr, size_t n, size_t k, str name):
+    """A float32 PackedWeight over a weight already packed by gemm_pack_nk for `isa` (no copy): float32
+    layers take the same handle path as bf16/int8 ones."""
+    cdef const float *p = _ptr(arr, vitc_f32_gemm_packed_floats(<vitc_isa>isa, n, k), name)
+    pw = PackedWeight()
+    pw.p.dtype, pw.p.kset, pw.p.n, pw.p.k = VITC_DTYPE_F32, <vitc_kset>isa, n, k
+    pw.p.data, pw.p.scales, pw.p.comp = p, NULL, NULL
+    pw.buffer = arr.view(np.uint8)
+    return pw
+
+
 cdef class EncoderLayer:
     """One pre-LN ViT encoder layer: packed weights (for one ISA) plus the C struct pointing into them.
     mlp: "standard" (fc2(act(fc1))) or "swiglu" (fc1_w packed [2*inter, dim]: gate | up rows); arrays may
@@ -43,6 +55,7 @@ cdef class EncoderLayer:
     cdef vitc_vit_dims dims
     cdef readonly int isa
     cdef readonly dict arrays
+    cdef readonly dict weights  # the four Linear weights: field -> PackedWeight
 
     def __init__(self, int isa, size_t dim, size_t heads, size_t inter, float eps, int act, dict arrays,
                  str mlp="standard"):
@@ -65,20 +78,37 @@ cdef class EncoderLayer:
         cdef int mlp_code = MLP_KINDS.index(mlp)
         self.dims.mlp = <vitc_mlp>mlp_code
         a = self.arrays
-        if sizeof(vitc_vit_layer) != len(LAYER_STRUCT) * sizeof(const float *):
+        if sizeof(vitc_vit_layer) != len(LAYER_STRUCT) * sizeof(const void *):
             raise RuntimeError("LAYER_STRUCT does not match csrc/vitc.h's vitc_vit_layer")
-        cdef const float **slot = <const float **>&self.c
+        cdef const void **slot = <const void **>&self.c
         cdef size_t rows, cols
+        cdef PackedWeight pw
+        self.weights = {}
         for j, (field, rows_expr, cols_expr) in enumerate(LAYER_STRUCT):
             rows = _layer_size(rows_expr, dim, inter, fc1_n)
             if cols_expr is None:
-                need = rows
-            else:
-                cols = _layer_size(cols_expr, dim, inter, fc1_n)
-                need = vitc_f32_gemm_packed_floats(<vitc_isa>isa, rows, cols)
-            slot[j] = _ptr(a.get(field), need, field)
-            if slot[j] == NULL and field not in _LAYER_OPTIONAL:
+                slot[j] = _ptr(a.get(field), rows, field)
+                if slot[j] == NULL and field not in _LAYER_OPTIONAL:
+                    raise ValueError(f"EncoderLayer: {field} must not be None")
+                continue
+            cols = _layer_size(cols_expr, dim, inter, fc1_n)
+            w = a.get(field)
+            if w is None:
                 raise ValueError(f"EncoderLayer: {field} must not be None")
+            pw = w if isinstance(w, PackedWeight) else _f32_packed(isa, w, rows, cols, field)
+            if (pw.p.n, pw.p.k) != (rows, cols):
+                raise ValueError(f"{field}: expected a [{rows}, {cols}] weight, got {list(pw.shape)}")
+            self.weights[field] = pw
+            slot[j] = &pw.p
+        kinds = {(<PackedWeight>w).p.kset for w in self.weights.values()}
+        dtypes = {(<PackedWeight>w).p.dtype for w in self.weights.values()}
+        if len(kinds) != 1 or len(dtypes) != 1:
+            raise ValueError("EncoderLayer: the four Linear weights must share one kernel set and dtype")
+        pw = self.weights["qkv_w"]
+        if pw.p.dtype == VITC_DTYPE_F32 and <int>pw.p.kset != isa:
+            raise ValueError(f"EncoderLayer: float32 weights packed for {pw.kernel_set}, layer ISA {isa}")
+        _kset(<int>pw.p.kset, <int>pw.p.dtype)
+        self.dims.kset, self.dims.dtype = pw.p.kset, pw.p.dtype
 
     def workspace_floats(self, int nthreads, size_t batch, size_t seq):
         return vitc_vit_layer_workspace_floats(<vitc_isa>self.isa, nthreads, &self.dims, batch, seq)

@@ -125,6 +125,8 @@ cdef extern from "vitc.h" nogil:
         float eps
         vitc_act act
         vitc_mlp mlp
+        vitc_kset kset
+        vitc_dtype dtype
     ctypedef enum vitc_phase:
         pass
     const char *vitc_phase_name(vitc_phase phase)
@@ -133,13 +135,13 @@ cdef extern from "vitc.h" nogil:
         const float *ln1_b
         const float *ln2_g
         const float *ln2_b
-        const float *qkv_w
+        const vitc_packed *qkv_w
         const float *qkv_b
-        const float *proj_w
+        const vitc_packed *proj_w
         const float *proj_b
-        const float *fc1_w
+        const vitc_packed *fc1_w
         const float *fc1_b
-        const float *fc2_w
+        const vitc_packed *fc2_w
         const float *fc2_b
         const float *ls1
         const float *ls2

@@ -402,5 +402,5 @@ def attention_general(int isa, int nthreads, const float[:, :] q, const float[:,
     return out_arr
 
 
-include "_model.pxi"
 include "_gemm_lowp.pxi"
+include "_model.pxi"

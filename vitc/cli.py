@@ -101,19 +101,24 @@ def model_family(model_name):
     return FAMILIES[kind]
 
 
+def load_kwargs(args):
+    """from_pretrained's run-time options from the command line: threads, dtype."""
+    return {"threads": args.threads, "dtype": getattr(args, "dtype", "float32")}
+
+
 def load_model(args, encoder_only=False):
     import vitc
     family, embedders, classifier = model_family(args.model)
     if not encoder_only:
         if classifier is None:
             raise CliError(f"{args.model}: a {family} image tower has no classifier; use `vitc embed`")
-        return getattr(vitc, classifier).from_pretrained(args.model, threads=args.threads)
+        return getattr(vitc, classifier).from_pretrained(args.model, **load_kwargs(args))
     for name in embedders[:-1]:  # e.g. CLIP with its projection, else the tower alone
         try:
-            return getattr(vitc, name).from_pretrained(args.model, threads=args.threads)
+            return getattr(vitc, name).from_pretrained(args.model, **load_kwargs(args))
         except vitc.WeightsMismatchError:
             pass
-    return getattr(vitc, embedders[-1]).from_pretrained(args.model, threads=args.threads)
+    return getattr(vitc, embedders[-1]).from_pretrained(args.model, **load_kwargs(args))
 
 
 def run_batches(model, paths, batch_size, fn, show_progress=True, keep_images=False):
@@ -285,8 +290,8 @@ def cmd_info(args):
     from .runtime import config
     family = model_family(args.model)[0]
     if family in ("ViT", "DeiT"):
-        model = vitc.ViTModel.from_pretrained(args.model, threads=args.threads) if args.encoder else \
-            vitc.ViTForImageClassification.from_pretrained(args.model, threads=args.threads)
+        model = vitc.ViTModel.from_pretrained(args.model, **load_kwargs(args)) if args.encoder else \
+            vitc.ViTForImageClassification.from_pretrained(args.model, **load_kwargs(args))
     else:  # the classifier only for a checkpoint saved with one
         from .auto import checkpoint_config
         saved = " ".join(checkpoint_config(args.model)[0].get("architectures") or [])
@@ -303,6 +308,7 @@ def cmd_info(args):
         "hidden_act": c.hidden_act, "num_labels": len(getattr(c, "id2label", {}) or {}),
         "parameters": model.num_parameters(),
         "weight_bytes_float32": 4 * model.num_parameters(),
+        "dtype": model.dtype, "kernel_set": model.kernel_set, "weight_bytes": model.weight_bytes(),
     }
     info.update({f"runtime_{k}": v for k, v in config().items()})
     if hasattr(model, "nonfinite_weights"):
@@ -357,6 +363,12 @@ def _head_arg(text):
         raise argparse.ArgumentTypeError(f"expected a head number or 'mean', got {text!r}") from None
 
 
+def dtype_opt(p):
+    from ._vitc import DTYPES
+    p.add_argument("--dtype", type=str.lower, choices=DTYPES + ("fp32", "bf16"), default="float32",
+                   help="encoder weights' dtype (default float32; bfloat16/int8: faster, smaller, approximate)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="vitc", description="CPU inference for HuggingFace ViT checkpoints.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -364,6 +376,7 @@ def build_parser():
     def model_opts(p, default=DEFAULT_MODEL):
         p.add_argument("--model", default=default, help=f"Hub repo id or local folder (default {default})")
         p.add_argument("--threads", type=int, default=None, help="kernel threads (default: all cores)")
+        dtype_opt(p)
 
     p = sub.add_parser("classify", help="top-k labels for each image")
     p.add_argument("images", nargs="+", help="image files, directories or glob patterns")
@@ -412,6 +425,7 @@ def build_parser():
     p.add_argument("model", nargs="?", default=DEFAULT_MODEL)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--encoder", action="store_true", help="load as ViTModel (checkpoints without a classifier)")
+    dtype_opt(p)
     p.set_defaults(fn=cmd_info)
 
     p = sub.add_parser("bench", help="time vitc, alone or beside PyTorch / ONNX Runtime / OpenVINO (--compare)")

@@ -24,7 +24,8 @@ def load_two_tower(args):
     if kind not in TWO_TOWER:
         raise CliError(f"{args.model}: model_type {kind!r} has no text tower; labels and text queries need a "
                        f"two-tower checkpoint ({', '.join(sorted(TWO_TOWER))})")
-    return getattr(vitc, TWO_TOWER[kind]).from_pretrained(args.model, threads=args.threads)
+    from .cli import load_kwargs
+    return getattr(vitc, TWO_TOWER[kind]).from_pretrained(args.model, **load_kwargs(args))
 
 
 def embed_images(model, paths, batch_size, show_progress=True):

@@ -28,6 +28,15 @@ from .safetensors_reader import CheckpointReader
 from .weights import return_free_heap
 
 
+def lowp_kernel_set(isa, dtype):
+    """Kernel set of a model's encoder GEMMs: the ISA for float32; for bf16/int8 the best set this CPU has
+    (vdpbf16ps / vpdpbusd), or the set of a forced lower ISA (scalar, avx2: their fallbacks)."""
+    sets = _vitc.kernel_sets(dtype)
+    if dtype == 0 or isa < runtime.ISA_NAMES.index("avx512"):
+        return isa if isa in sets else sets[-1]
+    return sets[-1]
+
+
 class _ViTBase:
     """Shared loading and encoder forward of ViTModel and ViTForImageClassification.
 
@@ -43,20 +52,23 @@ class _ViTBase:
 
     config_class = ViTConfig
 
-    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint"):
+    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint", dtype="float32"):
         if not isinstance(config, self.config_class):
             raise TypeError(f"config must be a vitc.{self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         self._isa = runtime.isa_code(isa)
+        self._dtype = _vitc.dtype_code(dtype)
+        self._kset = lowp_kernel_set(self._isa, self._dtype)
         self.threads = None if threads is None else runtime.resolve_threads(threads)
         plan = self._plan(config, reader.keys(), reader.shape, source)
         self._num_prefix = self._prefix_tokens(config)
         self._num_parameters = plan.num_parameters
         counter = guards.NonfiniteCounter(reader)  # NaN/Inf per tensor, counted on the raw copies
-        model, layers, head = plan.load(self._isa, counter)
+        model, layers, head = plan.load(self._isa, counter, None if self._dtype == 0 else (self._kset, self._dtype))
         return_free_heap()
         self._nonfinite = dict(counter.nonfinite)
         self._w = model
+        self._weight_bytes = sum(a.nbytes for part in [model, head] + layers for a in part.values() if a is not None)
         self._pos = model["pos"].reshape(-1, config.hidden_size) if model.get("pos") is not None else None
         self._layers = [_vitc.EncoderLayer(self._isa, config.hidden_size, config.num_attention_heads,
                                            config.intermediate_size, float(config.layer_norm_eps),
@@ -108,14 +120,16 @@ class _ViTBase:
     # ---- loading ---------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None, threads=None,
-                        isa=None, local_files_only=False):
+                        isa=None, local_files_only=False, dtype="float32"):
         """Load a checkpoint from a local folder (config.json + model.safetensors or its sharded index) or a
-        Hub repo id. threads=None follows vitc.get_num_threads() at each call; isa=None uses vitc.get_isa()."""
+        Hub repo id. threads=None follows vitc.get_num_threads() at each call; isa=None uses vitc.get_isa().
+        dtype: "float32" (default), "bfloat16" / "bf16" or "int8": the encoder layers' Linear weights in that
+        dtype (README, "Reduced precision"); the rest of the model stays float32."""
         files = resolve_checkpoint(path_or_repo_id, revision=revision, cache_dir=cache_dir, token=token,
                                    local_files_only=local_files_only)
         config = cls.config_class.from_json_file(files.config)
         with CheckpointReader(files.weights) as reader:
-            model = cls(config, reader, isa=isa, threads=threads, source=files.weights)
+            model = cls(config, reader, isa=isa, threads=threads, source=files.weights, dtype=dtype)
         model.name_or_path = str(path_or_repo_id)
         model.preprocessor_config_path = files.preprocessor
         return model
@@ -125,6 +139,20 @@ class _ViTBase:
     def isa(self):
         """Name of the ISA this model's weights are packed for."""
         return runtime.ISA_NAMES[self._isa]
+
+    @property
+    def dtype(self):
+        """"float32", "bfloat16" or "int8": the dtype of the encoder layers' Linear weights."""
+        return _vitc.DTYPES[self._dtype]
+
+    @property
+    def kernel_set(self):
+        """The GEMM kernel set of the encoder layers (_vitc.KERNEL_SETS; float32: the ISA)."""
+        return _vitc.KERNEL_SETS[self._kset]
+
+    def weight_bytes(self):
+        """Bytes of the loaded weights (packed; bf16 ~1/2, int8 ~1/4 of float32 for the encoder layers)."""
+        return int(self._weight_bytes)
 
     def num_parameters(self):
         """Parameters loaded (as transformers' model.num_parameters() for the same modules)."""

@@ -22,12 +22,15 @@ class WeightArena:
     Peak while loading: the arena (the float32 weights, rows padded to NR) + a scratch of ~1 MiB."""
     _scratch_floats = 1 << 18  # 1 MiB: a few panels of the largest k, stays in L2 between read and pack
 
-    def __init__(self, isa, reader):
+    def __init__(self, isa, reader, lowp=None):
         self.isa, self.reader = isa, reader
+        self.lowp = lowp  # (kernel set, dtype) codes of packed(lowp=True) weights: bf16 / int8
         self.entries = []  # (offset, floats, sources, k or None for a vector, scale name or None)
         self.floats = 0
         self.arena = None
         self._scales = {}  # scale tensor name -> its float32 values, read once
+        self._lowp_weights = {}  # arena offset -> PackedWeight of a lowp entry
+        self._lowp_scratch = None
 
     def _add(self, floats, sources, k, scale):
         self.entries.append((self.floats, floats, sources, k, scale))
@@ -51,12 +54,16 @@ class WeightArena:
             floats += rows * _rows_cols(self.reader.shape(name))[1]
         return self._add(floats, sources, None, scale)
 
-    def packed(self, *sources, scale=None):
+    def packed(self, *sources, scale=None, lowp=False):
         """Handle of the Linear weights [n_i, k...] (or row ranges of them) stacked by rows and packed for the
         ISA (1-D); scale: name of an [n] vector multiplying row r by scale[r] before packing (a layer scale
-        folded into the projection that precedes it)."""
+        folded into the projection that precedes it). lowp: packed for self.lowp instead (bf16 / int8: its
+        array() is a PackedWeight over its slice of the arena)."""
         k = _size(self.reader.shape(self._rows(sources[0])[0])[1:])
         n = sum(self._rows(source)[2] for source in sources)
+        if lowp and self.lowp is not None:
+            nbytes = _vitc.gemm_packed_bytes(*self.lowp, n, k)
+            return self._add(-(-nbytes // 4), sources, (k, n), scale)
         return self._add(_vitc.gemm_packed_floats(self.isa, n, k), sources, k, scale)
 
     def _scale(self, name):
@@ -95,6 +102,10 @@ class WeightArena:
                 if scale is not None:
                     self.arena[offset:offset + floats] *= self._scale(scale)[:, 0]
                 continue
+            if isinstance(k, tuple):
+                self._lowp_weights[offset] = self._load_lowp(sources, k, dst,
+                                                             None if scale is None else self._scale(scale))
+                continue
             if scratch is None:
                 scratch = _mapped_floats(self._scratch_floats)
             self._load_packed(sources, k, dst, scratch, None if scale is None else self._scale(scale))
@@ -121,11 +132,32 @@ class WeightArena:
                 buf *= scale[r0:r0 + rows]
             _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
 
+    def _load_lowp(self, sources, k_n, dst, scale):
+        """Read the whole float32 weight (one Linear: a few MiB) into a scratch reused by every such weight
+        (mapped, as the panel scratch: no freed heap block raises glibc's mmap threshold), then convert and
+        pack it into dst."""
+        k, n = k_n
+        if self._lowp_scratch is None or len(self._lowp_scratch) < n * k:
+            self._lowp_scratch = _mapped_floats(n * k)
+        w = self._lowp_scratch[:n * k].reshape(n, k)
+        r0 = 0
+        for source in sources:
+            name, first, rows = self._rows(source)
+            self.reader.read_rows(name, first, w[r0:r0 + rows])
+            r0 += rows
+        if scale is not None:
+            w *= scale
+        kset, dtype = self.lowp
+        nbytes = _vitc.gemm_packed_bytes(kset, dtype, n, k)
+        return _vitc.gemm_pack_weight(kset, dtype, w, out=dst.view(np.uint8)[:nbytes])
+
     def array(self, handle):
         """The loaded array of a handle (None for None): a view into the arena, which it keeps alive."""
         if handle is None:
             return None
         offset, floats = self.entries[handle][:2]
+        if offset in self._lowp_weights:
+            return self._lowp_weights[offset]
         return self.arena[offset:offset + floats]
 
 

@@ -15,9 +15,8 @@ import numpy as np
 from .checkpoint import quiet_transformers
 
 DTYPES = ("float32", "bfloat16", "int8")
-# vitc's own modes. When from_pretrained(..., dtype="bfloat16"/"int8") exists, add the dtype here: that is
-# the one line that enables vitc's row for it (VitcEngine passes dtype= through).
-VITC_DTYPES = ("float32",)
+# vitc's own modes: from_pretrained(..., dtype=...) (VitcEngine passes dtype= through).
+VITC_DTYPES = ("float32", "bfloat16", "int8")
 EXPORT_REQUIRES = {"torch": "torch==2.13.0", "transformers": "transformers", "onnx": "onnx"}
 
 

@@ -111,16 +111,20 @@ class WeightPlan:
                                            f"from the config ({summary})")
         self.num_parameters = sum(int(np.prod(s)) for s in expected.values())
 
-    def load(self, isa, reader):
-        """(model {field: array}, [layer {field: array or None}], head {field: array}) from one arena."""
-        arena = WeightArena(isa, reader)
+    def load(self, isa, reader, lowp=None):
+        """(model {field: array}, [layer {field: array or None}], head {field: array}) from one arena.
+        lowp: (kernel set, dtype) codes for the encoder layers' Linear weights (bf16 / int8; they come back as
+        PackedWeights); everything else stays float32."""
+        arena = WeightArena(isa, reader, lowp)
+        linear = frozenset(f for f, _, cols in _vitc.LAYER_STRUCT if cols is not None)
 
         def declare(p, prefix, i=None):
             if not p.present(self.config):
                 return None
             scale = None if p.scale is None else self.prefix + p.scale.format(i=i)
-            add = arena.packed if p.packed else arena.vector
-            return add(*p.sources(prefix, i), scale=scale)
+            if not p.packed:
+                return arena.vector(*p.sources(prefix, i), scale=scale)
+            return arena.packed(*p.sources(prefix, i), scale=scale, lowp=i is not None and p.field in linear)
 
         model = {p.field: declare(p, self.prefix) for p in self.model_params}
         layers = [{p.field: declare(p, self.prefix, i) for p in self.layer_params}

@@ -31,13 +31,15 @@ class _TwoTower:
     vision_class = text_class = None
     _scalars = ("logit_scale",)
 
-    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint"):
+    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint", dtype="float32"):
         if not isinstance(config, self.config_class):
             raise TypeError(f"config must be a vitc.{self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         self._fit_projections(config)
-        self.vision_model = self.vision_class(config.vision_config, reader, isa=isa, threads=threads, source=source)
-        self.text_model = self.text_class(config.text_config, reader, isa=isa, threads=threads, source=source)
+        self.vision_model = self.vision_class(config.vision_config, reader, isa=isa, threads=threads, source=source,
+                                              dtype=dtype)
+        self.text_model = self.text_class(config.text_config, reader, isa=isa, threads=threads, source=source,
+                                          dtype=dtype)
         values = {name: _scalar(reader, name, source) for name in self._scalars}
         self.logit_scale = values["logit_scale"]
         self.logit_bias = values.get("logit_bias", 0.0)
@@ -46,6 +48,17 @@ class _TwoTower:
             raise ValueError(f"{source}: image embeddings have {dims[0]} values, text embeddings {dims[1]}: the "
                              f"towers do not share one embedding space")
         self.name_or_path = source
+
+    @property
+    def dtype(self):
+        return self.vision_model.dtype
+
+    @property
+    def kernel_set(self):
+        return self.vision_model.kernel_set
+
+    def weight_bytes(self):
+        return self.vision_model.weight_bytes() + self.text_model.weight_bytes()
 
     def _fit_projections(self, config):
         """The two-tower config's projection width (CLIP) is the towers' projection width."""
@@ -56,14 +69,15 @@ class _TwoTower:
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None, threads=None,
-                        isa=None, local_files_only=False):
+                        isa=None, local_files_only=False, dtype="float32"):
         """A full two-tower checkpoint (config.json with text_config and vision_config, model.safetensors,
-        tokenizer.json); local folder, bundled name or Hub repo id."""
+        tokenizer.json); local folder, bundled name or Hub repo id. dtype: as _ViTBase.from_pretrained, for
+        both towers."""
         files = resolve_checkpoint(path_or_repo_id, revision=revision, cache_dir=cache_dir, token=token,
                                    local_files_only=local_files_only)
         config = cls.config_class.from_json_file(files.config)
         with CheckpointReader(files.weights) as reader:
-            model = cls(config, reader, isa=isa, threads=threads, source=files.weights)
+            model = cls(config, reader, isa=isa, threads=threads, source=files.weights, dtype=dtype)
         import os
         folder = os.path.dirname(os.path.abspath(files.config))
         for tower in (model, model.vision_model, model.text_model):
@@ -164,6 +178,17 @@ class CLIPModel(_TwoTower):
     """transformers.CLIPModel: CLIPVisionModelWithProjection + CLIPTextModelWithProjection + logit_scale."""
     config_class = CLIPConfig
     vision_class, text_class = CLIPVisionModelWithProjection, CLIPTextModelWithProjection
+
+    @property
+    def dtype(self):
+        return self.vision_model.dtype
+
+    @property
+    def kernel_set(self):
+        return self.vision_model.kernel_set
+
+    def weight_bytes(self):
+        return self.vision_model.weight_bytes() + self.text_model.weight_bytes()
 
     def _fit_projections(self, config):
         config.vision_config.projection_dim = config.projection_dim
