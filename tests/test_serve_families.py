@@ -127,3 +127,17 @@ def test_dinov2_embeddings_and_no_text_tower(dinov2):
     r = httpx.post(server.url + "/classify", json={"inputs": b64(blobs[0]), "parameters": {"labels": ["a"]}},
                    timeout=TIMEOUT)
     assert r.status_code == 400 and "no text tower" in r.json()["error"]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_served_reduced_precision_equals_the_model_at_that_dtype(tmp_path, dtype):
+    """`vitc serve --dtype`: the served rows are the model's own at that dtype (image and text towers)."""
+    path, _, _ = build_two_tower(tmp_path, "clip", tokenizer_folders(tmp_path)["clip"])
+    model = vitc.AutoModel.from_pretrained(path, dtype=dtype)
+    assert model.dtype == dtype
+    with ServerProcess(child_env(), "--threads", "1", "--dtype", dtype, model=path) as server:
+        blobs = images(20, 2)
+        got = embeddings(server.url, [b64(x) for x in blobs])
+        np.testing.assert_allclose(got, np.concatenate([model.embed(pil(x)) for x in blobs]), rtol=0, atol=1e-5)
+        got = embeddings(server.url, TEXTS, modality="text")
+        np.testing.assert_allclose(got, model.embed_text(TEXTS), rtol=0, atol=1e-5)

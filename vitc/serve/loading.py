@@ -13,8 +13,7 @@ def load_model(name_or_path, threads, dtype=None):
     base model (embed only; CLIPModel / SiglipModel: embed, embed_text and zero-shot)."""
     from ..auto import AutoModel, AutoModelForImageClassification, checkpoint_config, model_type_of
     from ..families.table import WeightsMismatchError
-    if dtype not in (None, "float32"):
-        raise ValueError(f"dtype {dtype!r} is not supported by this vitc build (float32 only)")
+    kwargs = {"threads": threads, "dtype": dtype or "float32"}
     config, path = checkpoint_config(name_or_path)
     kind = model_type_of(config, path)
     if kind.endswith("_text_model"):
@@ -22,10 +21,10 @@ def load_model(name_or_path, threads, dtype=None):
                          f"(a two-tower checkpoint serves text too)")
     if kind in AutoModelForImageClassification._registry:
         try:
-            return AutoModelForImageClassification.from_pretrained(name_or_path, threads=threads)
+            return AutoModelForImageClassification.from_pretrained(name_or_path, **kwargs)
         except WeightsMismatchError:
             pass  # no classifier head in this checkpoint: the base model, embed only
-    return AutoModel.from_pretrained(name_or_path, threads=threads)
+    return AutoModel.from_pretrained(name_or_path, **kwargs)
 
 
 def can_zero_shot(model):

@@ -7,7 +7,8 @@ def add_serve_arguments(p, default_model):
     p.add_argument("--name", default=None, help="model name in the URLs (default: the folder / repo name)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"(default {DEFAULT_PORT})")
-    p.add_argument("--dtype", default=None, help="weight type (this build: float32)")
+    p.add_argument("--dtype", default=None, choices=("float32", "fp32", "bfloat16", "bf16", "int8"),
+                   help="weights of the encoder layers: float32 (default), bfloat16 or int8")
     p.add_argument("--replicas", type=int, default=None,
                    help="model copies, each with its own threads (default: fits the cores with --threads)")
     p.add_argument("--threads", type=int, default=None,
