@@ -179,17 +179,6 @@ class CLIPModel(_TwoTower):
     config_class = CLIPConfig
     vision_class, text_class = CLIPVisionModelWithProjection, CLIPTextModelWithProjection
 
-    @property
-    def dtype(self):
-        return self.vision_model.dtype
-
-    @property
-    def kernel_set(self):
-        return self.vision_model.kernel_set
-
-    def weight_bytes(self):
-        return self.vision_model.weight_bytes() + self.text_model.weight_bytes()
-
     def _fit_projections(self, config):
         config.vision_config.projection_dim = config.projection_dim
         config.text_config.projection_dim = config.projection_dim
