@@ -28,6 +28,7 @@ ISA_FLAGS = {
 # reduced-precision kernels: *_avx512bf16.c (vdpbf16ps) / *_avx512vnni.c (vpdpbusd), dispatched on those cpuid bits
 ISA_FLAGS["avx512bf16"] = ISA_FLAGS["avx512"] + ["-mavx512bf16"]
 ISA_FLAGS["avx512vnni"] = ISA_FLAGS["avx512"] + ["-mavx512vnni"]
+ISA_FLAGS["amx"] = ISA_FLAGS["avx512"] + ["-mamx-tile", "-mamx-bf16", "-mamx-int8"]  # *_amx.c: tile kernels
 BASE_FLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-Wall", "-Wno-unused-function"]
 WERROR_FLAGS = ["-Wall", "-Wextra", "-Werror"] if os.environ.get("VITC_WERROR") == "1" else []
 # For vitc/_vitc.c only (never csrc/): the -Wno-... a Cython release needs for its own generated code.
@@ -46,7 +47,7 @@ def rel(path):
 
 
 def isa_of(path):
-    """'avx2' / 'avx512' / 'avx512bf16' / 'avx512vnni' for csrc/kernels/*_<isa>.c, else None (portable)."""
+    """'avx2' / 'avx512' / 'avx512bf16' / 'avx512vnni' / 'amx' for csrc/kernels/*_<isa>.c, else None (portable)."""
     stem = os.path.splitext(os.path.basename(path))[0]
     for isa in ISA_FLAGS:
         if stem.endswith("_" + isa):

@@ -32,6 +32,10 @@ typedef struct {
     vitc_lowp_ukernel_fn ukernel;
     vitc_lowp_pack_a_fn pack_a;
     vitc_lowp_epilogue_fn epilogue;
+    /* tile kernels (AMX) only; zero elsewhere */
+    size_t kq_block;                   /* kq rounded up to a multiple of this (0: not rounded) */
+    int tile_rows_a;                   /* packed A in 16-row tiles instead of MR-row panels */
+    void (*task_begin)(void), (*task_end)(void); /* around a thread's run of micro-kernel calls */
 } lowp_config;
 
 /* the float32 micro-kernels as full-k tile kernels (bf16 widened at packing) */
@@ -64,6 +68,14 @@ static const lowp_config bf16_avx512bf16 = {14, 32, 2, VITC_A_BF16, 2, vitc_bf16
                                             vitc_lowp_pack_a__avx512bf16, vitc_lowp_epilogue__avx512bf16};
 static const lowp_config s8_avx512vnni = {14, 32, 4, VITC_A_U8, 1, vitc_s8_gemm_ukernel_14x32__avx512vnni,
                                           vitc_lowp_pack_a__avx512vnni, vitc_lowp_epilogue__avx512vnni};
+/* AMX: B panels as vdpbf16ps / vpdpbusd lay them out (a 16-group × 16-column block of a panel is one B tile),
+ * A in 16-row tiles, u8 A with the same compensation as VNNI (so int8 results equal avx512_vnni's bit for bit) */
+static const lowp_config bf16_amx = {32, 32, 2, VITC_A_BF16, 2, vitc_bf16_gemm_ukernel_32x32__amx,
+                                     vitc_lowp_pack_a__amx, vitc_lowp_epilogue__amx, 16, 1,
+                                     vitc_amx_task_begin, vitc_amx_task_end};
+static const lowp_config s8_amx = {32, 32, 4, VITC_A_U8, 1, vitc_s8_gemm_ukernel_32x32__amx,
+                                   vitc_lowp_pack_a__amx, vitc_lowp_epilogue__amx, 16, 1,
+                                   vitc_amx_task_begin, vitc_amx_task_end};
 #endif
 
 /* The configuration of (kset, dtype) for bf16 / int8; NULL when that kernel set has none. */
@@ -77,6 +89,7 @@ static const lowp_config *lowp_config_of(vitc_kset kset, vitc_dtype dtype) {
     case VITC_KSET_AVX512: return s8 ? &s8_avx512 : &bf16_avx512;
     case VITC_KSET_AVX512_BF16: return s8 ? NULL : &bf16_avx512bf16;
     case VITC_KSET_AVX512_VNNI: return s8 ? &s8_avx512vnni : NULL;
+    case VITC_KSET_AMX: return s8 ? &s8_amx : &bf16_amx;
 #endif
     default: return NULL;
     }
@@ -89,6 +102,12 @@ static vitc_isa isa_of_kset(vitc_kset kset) {
 static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t round64(size_t bytes) { return div_up(bytes, 64) * 64; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
+
+/* k groups of KR elements in packed A and B, rounded up to the configuration's k block */
+static size_t packed_kq(const lowp_config *cfg, size_t k) {
+    const size_t kq = div_up(k, cfg->kr);
+    return cfg->kq_block ? div_up(kq, cfg->kq_block) * cfg->kq_block : kq;
+}
 
 int vitc_kset_has_dtype(vitc_kset kset, vitc_dtype dtype) {
     if (dtype == VITC_DTYPE_F32) return kset <= VITC_KSET_AVX512 && vitc_isa_compiled((vitc_isa)kset);
@@ -113,7 +132,7 @@ void vitc_gemm_tile(vitc_kset kset, vitc_dtype dtype, size_t *mr, size_t *nr, si
 
 /* ---- packed weights: [data][scales][comp], each 64-byte aligned ---------------------------------- */
 static size_t b_data_bytes(const lowp_config *cfg, size_t n, size_t k) {
-    return round64(div_up(n, cfg->nr) * cfg->nr * div_up(k, cfg->kr) * cfg->kr * cfg->b_elt);
+    return round64(div_up(n, cfg->nr) * cfg->nr * packed_kq(cfg, k) * cfg->kr * cfg->b_elt);
 }
 
 size_t vitc_gemm_packed_bytes(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k) {
@@ -138,7 +157,7 @@ void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const 
         return;
     }
     const lowp_config *cfg = lowp_config_of(kset, dtype);
-    const size_t NR = cfg->nr, KR = cfg->kr, kq = div_up(k, KR), n_pad = div_up(n, NR) * NR;
+    const size_t NR = cfg->nr, KR = cfg->kr, kq = packed_kq(cfg, k), n_pad = div_up(n, NR) * NR;
     unsigned char *data = (unsigned char *)buf;
     float *scales = NULL;
     int32_t *comp = NULL;
@@ -179,7 +198,7 @@ void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const 
 
 /* ---- packed A ------------------------------------------------------------------------------------ */
 static size_t a_data_bytes(const lowp_config *cfg, size_t m, size_t k) {
-    return round64(div_up(m, cfg->mr) * cfg->mr * div_up(k, cfg->kr) * 4);
+    return round64(div_up(m, cfg->mr) * cfg->mr * packed_kq(cfg, k) * 4);
 }
 
 size_t vitc_gemm_packed_a_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k) {
@@ -190,7 +209,8 @@ size_t vitc_gemm_packed_a_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size
 void vitc_gemm_pack_a(vitc_kset kset, vitc_dtype dtype, size_t row0, size_t rows, size_t k, const float *a,
                       size_t lda, void *apack, float *row_scales) {
     const lowp_config *cfg = lowp_config_of(kset, dtype);
-    cfg->pack_a(cfg->afmt, cfg->mr, row0, rows, k, a, lda, apack, row_scales);
+    cfg->pack_a(cfg->afmt, cfg->tile_rows_a, cfg->mr, packed_kq(cfg, k), row0, rows, k, a, lda, apack,
+                row_scales);
 }
 
 size_t vitc_gemm_workspace_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k) {
@@ -245,8 +265,8 @@ static void parallel_for(int nthreads, size_t count, lowp_task_fn body, const lo
 
 static void pack_a_task(const lowp_run *r, size_t t) {
     const size_t MR = r->cfg->mr, row0 = t * MR;
-    r->cfg->pack_a(r->cfg->afmt, MR, row0, min_size(MR, r->m - row0), r->k, r->a + row0 * r->lda, r->lda,
-                   r->apack_w, r->row_scales);
+    r->cfg->pack_a(r->cfg->afmt, r->cfg->tile_rows_a, MR, packed_kq(r->cfg, r->k), row0,
+                   min_size(MR, r->m - row0), r->k, r->a + row0 * r->lda, r->lda, r->apack_w, r->row_scales);
 }
 
 static void gemm_task(const lowp_run *r, size_t t) {
@@ -255,6 +275,7 @@ static void gemm_task(const lowp_run *r, size_t t) {
     const size_t i0 = t / r->n_groups * r->block_tiles * MR, i1 = min_size(i0 + r->block_tiles * MR, r->m);
     const size_t jp0 = t % r->n_groups * r->group_panels, jp1 = min_size(jp0 + r->group_panels, r->n_panels);
     _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
+    if (cfg->task_begin) cfg->task_begin();
     for (size_t jp = jp0; jp < jp1; jp++) {
         const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
         for (size_t i = i0; i < i1; i += MR) {
@@ -263,6 +284,7 @@ static void gemm_task(const lowp_run *r, size_t t) {
             cfg->epilogue(&r->e, rows, cols, i, col0, tile, NR, r->c, r->ldc);
         }
     }
+    if (cfg->task_end) cfg->task_end();
 }
 
 static int threads_for(int nthreads, size_t m, size_t n, size_t k) {
@@ -284,7 +306,7 @@ vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const voi
     r.m = m;
     r.n = w->n;
     r.k = w->k;
-    r.kq = div_up(w->k, cfg->kr);
+    r.kq = packed_kq(cfg, w->k);
     r.n_panels = div_up(w->n, cfg->nr);
     r.apack = (const unsigned char *)apack;
     r.b = (const unsigned char *)w->data;

@@ -7,7 +7,11 @@
  *    g < kq = ceil(k/KR); columns past n and k indices past k are zero. Panel jp starts at jp*kq*NR*KR
  *    elements.
  *  - A (converted per call): MR-row panels, panel[g][r][q] (always 4 bytes per (g, r): bf16 pairs, u8
- *    quads, u16 pairs or single floats); rows past m are zero.
+ *    quads, u16 pairs or single floats); rows past m are zero. Tile kernels (AMX) take A in 16-row
+ *    blocks of 16-group (64-byte) rows instead, one 1 KB tile after the other (gemm_lowp_body.h); row
+ *    block i/16 starts at byte i·kq·4 either way.
+ *  - kq may be rounded up to a multiple of the configuration's k block (AMX: 16 groups, one tile's depth);
+ *    the groups past ceil(k/KR) are zero in A and B.
  * A micro-kernel computes one MR×NR tile over all of k (no k blocking: every accumulation order is fixed by
  * k alone, so 1 and N threads agree bitwise) into a stack tile [MR][NR] (float, or int32 for s8) that the
  * epilogue — compiled in the same ISA file — turns into C.
@@ -19,7 +23,7 @@
 #include <stdint.h>
 #include "vitc.h"
 
-#define VITC_LOWP_MR_MAX 16
+#define VITC_LOWP_MR_MAX 32
 #define VITC_LOWP_NR_MAX 32
 
 /* How A is converted while it is packed (the "A-conversion step" of a configuration). */
@@ -49,16 +53,19 @@ typedef struct {
 typedef void (*vitc_lowp_epilogue_fn)(const vitc_lowp_epilogue_args *e, size_t rows, size_t cols, size_t row0,
                                       size_t col0, void *tile, size_t ldt, float *c, size_t ldc);
 
-/* Rows [row0, row0 + rows) of A (a points at row row0) into the packed-A buffer; s8 formats also write
- * row_scales[row0 + i]. The rest of the last MR panel touched is zero-filled. */
-typedef void (*vitc_lowp_pack_a_fn)(vitc_lowp_afmt fmt, size_t mr, size_t row0, size_t rows, size_t k,
-                                    const float *a, size_t lda, void *apack, float *row_scales);
+/* Rows [row0, row0 + rows) of A (a points at row row0) into the packed-A buffer (kq groups per row; panels,
+ * or 16-row tiles when tile_rows); s8 formats also write row_scales[row0 + i]. The rest of the last MR panel
+ * touched is zero-filled. */
+typedef void (*vitc_lowp_pack_a_fn)(vitc_lowp_afmt fmt, int tile_rows, size_t mr, size_t kq, size_t row0,
+                                    size_t rows, size_t k, const float *a, size_t lda, void *apack,
+                                    float *row_scales);
 
 #define VITC_LOWP_DECLARE(sfx)                                                                              \
     void vitc_lowp_epilogue__##sfx(const vitc_lowp_epilogue_args *e, size_t rows, size_t cols, size_t row0, \
                                    size_t col0, void *tile, size_t ldt, float *c, size_t ldc);             \
-    void vitc_lowp_pack_a__##sfx(vitc_lowp_afmt fmt, size_t mr, size_t row0, size_t rows, size_t k,       \
-                                 const float *a, size_t lda, void *apack, float *row_scales);
+    void vitc_lowp_pack_a__##sfx(vitc_lowp_afmt fmt, int tile_rows, size_t mr, size_t kq, size_t row0,    \
+                                 size_t rows, size_t k, const float *a, size_t lda, void *apack,           \
+                                 float *row_scales);
 VITC_LOWP_DECLARE(scalar)
 void vitc_s8_gemm_ukernel_4x16__scalar(size_t mr, size_t kq, const void *VITC_RESTRICT a,
                                        const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
@@ -75,6 +82,15 @@ void vitc_bf16_gemm_ukernel_14x32__avx512bf16(size_t mr, size_t kq, const void *
                                               const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
 void vitc_s8_gemm_ukernel_14x32__avx512vnni(size_t mr, size_t kq, const void *VITC_RESTRICT a,
                                             const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+VITC_LOWP_DECLARE(amx)
+/* AMX: 32×32 tiles (2×2 of the 16×16 accumulator tiles), A in 16-row tiles, kq a multiple of 16; a task brackets
+ * its micro-kernel calls with begin (loads the tile configuration on this thread) and end (releases it). */
+void vitc_bf16_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a,
+                                       const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+void vitc_s8_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a,
+                                     const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+void vitc_amx_task_begin(void);
+void vitc_amx_task_end(void);
 #endif
 #undef VITC_LOWP_DECLARE
 

@@ -112,7 +112,8 @@ void vitc_f32_gemm_serial(vitc_isa isa, size_t m, size_t n, size_t k, const floa
 
 /* ---- gemm_lowp.c: GEMM on packed weights that know their dtype (float32, bf16, int8) ---------- */
 /* A kernel set is an ISA path plus the extensions a dtype's kernels use. vitc_isa values are valid
- * kernel sets (scalar, avx2, avx512); AVX512_BF16 / AVX512_VNNI add vdpbf16ps / vpdpbusd kernels. */
+ * kernel sets (scalar, avx2, avx512); AVX512_BF16 / AVX512_VNNI add vdpbf16ps / vpdpbusd kernels, AMX the
+ * tile instructions (Linux: the process asks the kernel for the tile state once, see cpu_lowp.c). */
 typedef enum { VITC_DTYPE_F32 = 0, VITC_DTYPE_BF16 = 1, VITC_DTYPE_S8 = 2 } vitc_dtype;
 #define VITC_DTYPE_COUNT 3
 typedef enum {
@@ -120,9 +121,10 @@ typedef enum {
     VITC_KSET_AVX2 = 1,
     VITC_KSET_AVX512 = 2,
     VITC_KSET_AVX512_BF16 = 3, /* bf16 only */
-    VITC_KSET_AVX512_VNNI = 4  /* int8 only */
+    VITC_KSET_AVX512_VNNI = 4, /* int8 only */
+    VITC_KSET_AMX = 5          /* bf16 and int8 on AMX tiles (tdpbf16ps / tdpbusd) */
 } vitc_kset;
-#define VITC_KSET_COUNT 5
+#define VITC_KSET_COUNT 6
 
 /* A packed Linear weight W[n, k] (C = A·Wᵀ) and what it was packed for. data: panels (float32, bf16 or
  * s8, layout of the (kset, dtype) configuration); s8 also has per-output-channel scales[n_pad] (W[j, :] ≈

@@ -123,15 +123,16 @@ def test_simd_registers_only_in_isa_kernels():
         if line.endswith(">:") and " <" in line:
             function = line.split(" <", 1)[1][:-2]
         elif ("%ymm" in line or "%zmm" in line) and function:
-            if "avx2" not in function.lower() and "avx512" not in function.lower():
+            if not any(isa in function.lower() for isa in ("avx2", "avx512", "amx")):
                 offenders.add(function)
     assert not offenders, f"SIMD registers used outside the ISA kernels: {sorted(offenders)[:10]}"
 
 
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="x86-64 ISA paths")
-def test_bf16_and_vnni_instructions_only_in_their_kernels():
-    """vdpbf16ps / vpdpbusd (AVX512_BF16 / AVX512_VNNI, which many AVX-512 CPUs lack) appear only in the
-    functions of csrc/kernels/*_avx512bf16.c / *_avx512vnni.c, which dispatch reaches after the cpuid check."""
+def test_bf16_vnni_and_amx_instructions_only_in_their_kernels():
+    """vdpbf16ps / vpdpbusd (AVX512_BF16 / AVX512_VNNI, which many AVX-512 CPUs lack) and the AMX tile
+    instructions appear only in the functions of csrc/kernels/*_avx512bf16.c / *_avx512vnni.c / *_amx.c,
+    which dispatch reaches after the cpuid (and, for AMX, the OS permission) check."""
     import shutil
     objdump = shutil.which("objdump")
     assert objdump, "objdump (binutils, installed with the C compiler that built vitc) is needed"
@@ -142,10 +143,12 @@ def test_bf16_and_vnni_instructions_only_in_their_kernels():
         if line.endswith(">:") and " <" in line:
             function = line.split(" <", 1)[1][:-2]
             continue
-        for insn, where in (("vdpbf16ps", "avx512bf16"), ("vpdpbusd", "avx512vnni")):
+        for insn, where in (("vdpbf16ps", "avx512bf16"), ("vpdpbusd", "avx512vnni"), ("tdpbf16ps", "amx"),
+                            ("tdpbusd", "amx"), ("ldtilecfg", "amx"), ("tileloadd", "amx")):
             if insn in line and function:
                 seen.add(insn)
                 if where not in function.lower():
                     offenders.add((insn, function))
-    assert not offenders, f"BF16/VNNI instructions outside their kernels: {sorted(offenders)[:10]}"
-    assert seen == {"vdpbf16ps", "vpdpbusd"}, f"the bf16/int8 kernels are missing from the build: {seen}"
+    assert not offenders, f"BF16/VNNI/AMX instructions outside their kernels: {sorted(offenders)[:10]}"
+    want = {"vdpbf16ps", "vpdpbusd", "tdpbf16ps", "tdpbusd", "ldtilecfg", "tileloadd"}
+    assert seen == want, f"the bf16/int8 kernels are missing from the build: {sorted(want - seen)}"

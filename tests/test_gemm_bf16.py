@@ -36,13 +36,13 @@ def shapes(kset):
     mr, nr, kr = _vitc.gemm_tile(kset, BF16)
     ms = [1, mr - 1, mr, mr + 1, 13, 197]
     ns = [1, nr - 1, nr + 1, 97]
-    ks = [1, kr + 1, 7, 63, 768]
+    ks = [1, kr + 1, 7, 63, 97, 768]  # 97: past one AMX k block (32 bf16 / 64 int8 values), not a multiple
     return [(m, n, k) for m in ms for n in ns for k in ks if m >= 1]
 
 
 def test_tile_and_packed_size(kset):
     mr, nr, kr = _vitc.gemm_tile(kset, BF16)
-    assert 1 <= mr <= 16 and nr in (16, 32) and kr in (1, 2)
+    assert 1 <= mr <= 32 and nr in (16, 32) and kr in (1, 2)
     f32_bytes = (-(-97 // nr) * nr) * 768 * 4
     want = f32_bytes // 2 if kr == 2 else f32_bytes  # bf16 pairs, or widened to float32 at packing
     assert _vitc.gemm_packed_bytes(kset, BF16, 97, 768) == want

@@ -4,7 +4,7 @@
 
 DTYPES = ("float32", "bfloat16", "int8")
 _DTYPE_ALIASES = {"float32": 0, "fp32": 0, "f32": 0, "bfloat16": 1, "bf16": 1, "int8": 2, "s8": 2}
-KERNEL_SETS = ("scalar", "avx2", "avx512", "avx512_bf16", "avx512_vnni")
+KERNEL_SETS = ("scalar", "avx2", "avx512", "avx512_bf16", "avx512_vnni", "amx")
 INT8_MAX_K = 65536  # int32 sums stay exact: k·255·127 < 2^31
 
 

@@ -60,6 +60,7 @@ cdef extern from "vitc.h" nogil:
         VITC_KSET_AVX512
         VITC_KSET_AVX512_BF16
         VITC_KSET_AVX512_VNNI
+        VITC_KSET_AMX
     ctypedef struct vitc_packed:
         vitc_dtype dtype
         vitc_kset kset

@@ -83,14 +83,49 @@ VITC_LOWP_INLINE void lowp_write_groups(size_t mr, size_t lane0, size_t n, size_
 #endif
 }
 
-void VITC_LOWP_CAT(vitc_lowp_pack_a, VITC_LOWP_SFX)(vitc_lowp_afmt fmt, size_t mr, size_t row0, size_t rows,
-                                                    size_t k, const float *a, size_t lda, void *apack,
-                                                    float *row_scales) {
-    const size_t kr = lowp_kr(fmt), kq = (k + kr - 1) / kr, chunk_groups = LOWP_CHUNK / kr;
+/* A for tile kernels: rows in blocks of 16, each block k-block by k-block (16 groups of every row, 64 bytes a
+ * row), so one A tile is 1 KB of consecutive memory: byte (g%16)·4 of row r at
+ * ((r/16)·kq + (g/16)·16 + r%16)·64. Each row is converted LOWP_CHUNK elements (whole k blocks) at a time. */
+VITC_LOWP_INLINE void lowp_pack_a_tiles(vitc_lowp_afmt fmt, size_t mr, size_t kq, size_t row0, size_t rows,
+                                        size_t k, const float *a, size_t lda, unsigned char *ap,
+                                        float *row_scales) {
+    const size_t kr = lowp_kr(fmt), end = row0 + rows, pad_end = (end + mr - 1) / mr * mr;
     const int quantized = fmt == VITC_A_U8 || fmt == VITC_A_U16;
+    _Alignas(64) unsigned char tmp[LOWP_CHUNK * 4];
+    for (size_t r = row0; r < pad_end; r++) {
+        const float *src = a + (r - row0) * lda;
+        float inv = 0.0f;
+        if (quantized) {
+            const float amax = r < end ? lowp_max_abs(src, k) : 0.0f;
+            row_scales[r] = amax / 127.0f;
+            inv = lowp_quant_inv(amax);
+        }
+        unsigned char *row = ap + ((r / 16) * kq + r % 16) * 64;
+        for (size_t p0 = 0; p0 < kq * kr; p0 += LOWP_CHUNK) {
+            const size_t n = kq * kr - p0 < LOWP_CHUNK ? kq * kr - p0 : LOWP_CHUNK;
+            if (r < end)
+                lowp_convert(fmt, src, k, p0, n, inv, tmp);
+            else
+                memset(tmp, 0, n * 4 / kr);
+            for (size_t b = 0; b < n * 4 / kr / 64; b++) memcpy(row + (p0 / kr / 16 + b) * 16 * 64, tmp + b * 64, 64);
+        }
+    }
+}
+
+void VITC_LOWP_CAT(vitc_lowp_pack_a, VITC_LOWP_SFX)(vitc_lowp_afmt fmt, int tile_rows, size_t mr, size_t kq,
+                                                    size_t row0, size_t rows, size_t k, const float *a,
+                                                    size_t lda, void *apack, float *row_scales) {
     unsigned char *ap = (unsigned char *)apack;
-    _Alignas(64) unsigned char tmp[VITC_LOWP_MR_MAX * LOWP_CHUNK * 4];
-    float inv[VITC_LOWP_MR_MAX];
+    if (tile_rows) {
+        lowp_pack_a_tiles(fmt, mr, kq, row0, rows, k, a, lda, ap, row_scales);
+        return;
+    }
+    const size_t kr = lowp_kr(fmt), chunk_groups = LOWP_CHUNK / kr;
+    const int quantized = fmt == VITC_A_U8 || fmt == VITC_A_U16;
+    /* panel kernels have mr <= 16 (one AVX-512 gather of lanes per group); only tile kernels go to 32 */
+    _Alignas(64) unsigned char tmp[16 * LOWP_CHUNK * 4];
+    float inv[16];
+    if (mr > 16) __builtin_trap();
     const size_t end = row0 + rows;
     for (size_t r0 = row0; r0 < end;) {
         const size_t lane0 = r0 % mr, n = (end - r0 < mr - lane0) ? end - r0 : mr - lane0;
