@@ -171,7 +171,7 @@ def main():
                     help="cpu: thread CPU time for 1-thread rows (steadier than wall time on a busy machine)")
     ap.add_argument("--dtype", default="float32", help="float32 (vs numpy) | bfloat16 | int8 (vs vitc float32)")
     ap.add_argument("--kernel-set", default=None,
-                    help="bf16/int8 kernel set (scalar | avx2 | avx512 | avx512_bf16 | avx512_vnni; default: best)")
+                    help="bf16/int8 kernel set (scalar | avx2 | avx512 | avx512_bf16 | avx512_vnni | amx; default: best)")
     args = ap.parse_args()
     CLOCK["cpu"] = args.clock == "cpu"
     if _vitc.dtype_code(args.dtype) != 0:

@@ -81,7 +81,7 @@ def test_threads_policy(monkeypatch):
 def test_show_config(capsys):
     vitc.show_config()
     out = capsys.readouterr().out
-    assert "isa" in out and "thread_pool" in out and "threads" in out
+    assert "isa" in out and "thread_pool" in out and "threads" in out and "kernel_sets" in out
 
 
 def test_concurrent_calls_share_the_cores(monkeypatch):

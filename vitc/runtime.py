@@ -174,7 +174,23 @@ def config():
         "cpu_features": " ".join(cpu_features()) or "none",
         "thread_pool": "vitc, pthreads" if _vitc.threads_enabled() else "none (one thread)",
         "threads": get_num_threads(),
+        "kernel_sets": _lowp_kernel_sets(isa),
     }
+
+
+def _lowp_kernel_sets(isa):
+    """'bfloat16: amx (of scalar, ...); int8: ...': the kernel set a model of each reduced dtype packs its
+    Linear layers for under this ISA, and those this CPU and build can run."""
+    from .modeling import lowp_kernel_set  # modeling imports this module
+    if isa not in ISA_NAMES:
+        return "none (no usable ISA)"
+    parts = []
+    for dtype in ("bfloat16", "int8"):
+        code = _vitc.dtype_code(dtype)
+        chosen = _vitc.KERNEL_SETS[lowp_kernel_set(ISA_NAMES.index(isa), code)]
+        available = ", ".join(_vitc.KERNEL_SETS[s] for s in _vitc.kernel_sets(code))
+        parts.append(f"{dtype}: {chosen} (of {available})")
+    return "; ".join(parts)
 
 
 def show_config():

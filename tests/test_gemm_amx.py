@@ -1,0 +1,58 @@
+"""The AMX kernel set: offered exactly when the CPU has the tile instructions and the OS grants the tile state,
+chosen for bf16/int8 models then, and usable from pool threads and forked children (the kernel's permission
+is the process's). Its arithmetic is covered with every other kernel set in test_gemm_bf16.py and
+test_gemm_int8.py (float64 references, awkward shapes, int8 sums bit-exact and equal across sets)."""
+import os
+import platform
+import sys
+
+import numpy as np
+import pytest
+
+import vitc
+from vitc import _vitc, modeling, runtime
+
+sys.path.insert(0, os.path.dirname(__file__))
+from lowp_reference import BF16, INT8, rand, run  # noqa: E402
+
+AMX = _vitc.kernel_set_code("amx")
+AMX_FEATURES = {"amx_tile", "amx_bf16", "amx_int8"}
+has_amx = AMX in _vitc.kernel_sets(INT8)
+needs_amx = pytest.mark.skipif(not has_amx, reason="this CPU (or OS) has no AMX")
+
+
+def test_offered_exactly_when_the_cpu_has_it():
+    cpu_has = AMX_FEATURES <= set(runtime.cpu_features()) and runtime.get_isa() == "avx512"
+    # Linux grants the tile state on request; elsewhere vitc does not use AMX
+    assert has_amx == (cpu_has and platform.system() == "Linux")
+    assert (AMX in _vitc.kernel_sets(BF16)) == has_amx
+    assert AMX not in _vitc.kernel_sets(_vitc.dtype_code("float32"))  # float32 stays on the FMA kernels
+
+
+@needs_amx
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_models_choose_it_and_config_shows_it(dtype):
+    code = _vitc.dtype_code(dtype)
+    assert modeling.lowp_kernel_set(runtime.ISA_NAMES.index("avx512"), code) == AMX
+    assert f"{dtype}: amx" in runtime.config()["kernel_sets"]
+    model = vitc.ViTForImageClassification.from_pretrained("vitc-digits", dtype=dtype)
+    assert model.kernel_set == "amx"
+
+
+@needs_amx
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() is POSIX-only")
+def test_forked_child_computes_the_same():
+    rng = np.random.default_rng(3)
+    a, w = rand(rng, 70, 200), rand(rng, 45, 200)
+    want = {d: run(AMX, d, a, w, nthreads=2) for d in (BF16, INT8)}
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: same results on the pool it rebuilds, then report without running atexit handlers
+        ok = all(np.array_equal(run(AMX, d, a, w, nthreads=2), want[d]) for d in (BF16, INT8))
+        os.write(write, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write)
+    got = os.read(read, 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert got == b"1"
