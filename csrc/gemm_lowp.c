@@ -43,10 +43,10 @@ static void bf16f32_ukernel_scalar(size_t mr, size_t kq, const void *VITC_RESTRI
                                    void *VITC_RESTRICT tile) {
     vitc_f32_gemm_ukernel_4x16__scalar(mr, 16, kq, (const float *)a, (const float *)b, (float *)tile, 16, 0);
 }
-static const lowp_config bf16_scalar = {4, 16, 1, VITC_A_BF16_F32, 4, bf16f32_ukernel_scalar,
-                                        vitc_lowp_pack_a__scalar, vitc_lowp_epilogue__scalar};
-static const lowp_config s8_scalar = {4, 16, 4, VITC_A_U8, 1, vitc_s8_gemm_ukernel_4x16__scalar,
-                                      vitc_lowp_pack_a__scalar, vitc_lowp_epilogue__scalar};
+static const lowp_config bf16_scalar = {.mr = 4, .nr = 16, .kr = 1, .afmt = VITC_A_BF16_F32, .b_elt = 4,
+    .ukernel = bf16f32_ukernel_scalar, .pack_a = vitc_lowp_pack_a__scalar, .epilogue = vitc_lowp_epilogue__scalar};
+static const lowp_config s8_scalar = {.mr = 4, .nr = 16, .kr = 4, .afmt = VITC_A_U8, .b_elt = 1,
+    .ukernel = vitc_s8_gemm_ukernel_4x16__scalar, .pack_a = vitc_lowp_pack_a__scalar, .epilogue = vitc_lowp_epilogue__scalar};
 #if defined(VITC_HAVE_X86_KERNELS)
 static void bf16f32_ukernel_avx2(size_t mr, size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
                                  void *VITC_RESTRICT tile) {
@@ -56,26 +56,26 @@ static void bf16f32_ukernel_avx512(size_t mr, size_t kq, const void *VITC_RESTRI
                                    void *VITC_RESTRICT tile) {
     vitc_f32_gemm_ukernel_14x32__avx512(mr, 32, kq, (const float *)a, (const float *)b, (float *)tile, 32, 0);
 }
-static const lowp_config bf16_avx2 = {6, 16, 1, VITC_A_BF16_F32, 4, bf16f32_ukernel_avx2,
-                                      vitc_lowp_pack_a__avx2, vitc_lowp_epilogue__avx2};
-static const lowp_config s8_avx2 = {6, 16, 2, VITC_A_U16, 1, vitc_s16_gemm_ukernel_6x16__avx2,
-                                    vitc_lowp_pack_a__avx2, vitc_lowp_epilogue__avx2};
-static const lowp_config bf16_avx512 = {14, 32, 1, VITC_A_BF16_F32, 4, bf16f32_ukernel_avx512,
-                                        vitc_lowp_pack_a__avx512, vitc_lowp_epilogue__avx512};
-static const lowp_config s8_avx512 = {12, 32, 2, VITC_A_U16, 1, vitc_s16_gemm_ukernel_12x32__avx512,
-                                      vitc_lowp_pack_a__avx512, vitc_lowp_epilogue__avx512};
-static const lowp_config bf16_avx512bf16 = {14, 32, 2, VITC_A_BF16, 2, vitc_bf16_gemm_ukernel_14x32__avx512bf16,
-                                            vitc_lowp_pack_a__avx512bf16, vitc_lowp_epilogue__avx512bf16};
-static const lowp_config s8_avx512vnni = {14, 32, 4, VITC_A_U8, 1, vitc_s8_gemm_ukernel_14x32__avx512vnni,
-                                          vitc_lowp_pack_a__avx512vnni, vitc_lowp_epilogue__avx512vnni};
+static const lowp_config bf16_avx2 = {.mr = 6, .nr = 16, .kr = 1, .afmt = VITC_A_BF16_F32, .b_elt = 4,
+    .ukernel = bf16f32_ukernel_avx2, .pack_a = vitc_lowp_pack_a__avx2, .epilogue = vitc_lowp_epilogue__avx2};
+static const lowp_config s8_avx2 = {.mr = 6, .nr = 16, .kr = 2, .afmt = VITC_A_U16, .b_elt = 1,
+    .ukernel = vitc_s16_gemm_ukernel_6x16__avx2, .pack_a = vitc_lowp_pack_a__avx2, .epilogue = vitc_lowp_epilogue__avx2};
+static const lowp_config bf16_avx512 = {.mr = 14, .nr = 32, .kr = 1, .afmt = VITC_A_BF16_F32, .b_elt = 4,
+    .ukernel = bf16f32_ukernel_avx512, .pack_a = vitc_lowp_pack_a__avx512, .epilogue = vitc_lowp_epilogue__avx512};
+static const lowp_config s8_avx512 = {.mr = 12, .nr = 32, .kr = 2, .afmt = VITC_A_U16, .b_elt = 1,
+    .ukernel = vitc_s16_gemm_ukernel_12x32__avx512, .pack_a = vitc_lowp_pack_a__avx512, .epilogue = vitc_lowp_epilogue__avx512};
+static const lowp_config bf16_avx512bf16 = {.mr = 14, .nr = 32, .kr = 2, .afmt = VITC_A_BF16, .b_elt = 2,
+    .ukernel = vitc_bf16_gemm_ukernel_14x32__avx512bf16, .pack_a = vitc_lowp_pack_a__avx512bf16, .epilogue = vitc_lowp_epilogue__avx512bf16};
+static const lowp_config s8_avx512vnni = {.mr = 14, .nr = 32, .kr = 4, .afmt = VITC_A_U8, .b_elt = 1,
+    .ukernel = vitc_s8_gemm_ukernel_14x32__avx512vnni, .pack_a = vitc_lowp_pack_a__avx512vnni, .epilogue = vitc_lowp_epilogue__avx512vnni};
 /* AMX: B panels as vdpbf16ps / vpdpbusd lay them out (a 16-group × 16-column block of a panel is one B tile),
  * A in 16-row tiles, u8 A with the same compensation as VNNI (so int8 results equal avx512_vnni's bit for bit) */
-static const lowp_config bf16_amx = {32, 32, 2, VITC_A_BF16, 2, vitc_bf16_gemm_ukernel_32x32__amx,
-                                     vitc_lowp_pack_a__amx, vitc_lowp_epilogue__amx, 16, 1,
-                                     vitc_amx_task_begin, vitc_amx_task_end};
-static const lowp_config s8_amx = {32, 32, 4, VITC_A_U8, 1, vitc_s8_gemm_ukernel_32x32__amx,
-                                   vitc_lowp_pack_a__amx, vitc_lowp_epilogue__amx, 16, 1,
-                                   vitc_amx_task_begin, vitc_amx_task_end};
+static const lowp_config bf16_amx = {.mr = 32, .nr = 32, .kr = 2, .afmt = VITC_A_BF16, .b_elt = 2,
+    .ukernel = vitc_bf16_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
+    .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
+static const lowp_config s8_amx = {.mr = 32, .nr = 32, .kr = 4, .afmt = VITC_A_U8, .b_elt = 1,
+    .ukernel = vitc_s8_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
+    .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
 #endif
 
 /* The configuration of (kset, dtype) for bf16 / int8; NULL when that kernel set has none. */
