@@ -135,10 +135,16 @@ class WeightArena:
     def _load_lowp(self, sources, k_n, dst, scale):
         """Read the whole float32 weight (one Linear: a few MiB) into a scratch reused by every such weight
         (mapped, as the panel scratch: no freed heap block raises glibc's mmap threshold), then convert and
-        pack it into dst."""
+        pack it into dst. A weight stored converted (vitc's save_pretrained: I8 + scales, or BF16 for a bf16
+        model) is read as stored into the same scratch and packed without a float32 copy."""
         k, n = k_n
+        kset, dtype = self.lowp
+        nbytes = _vitc.gemm_packed_bytes(kset, dtype, n, k)
         if self._lowp_scratch is None or len(self._lowp_scratch) < n * k:
             self._lowp_scratch = _mapped_floats(n * k)
+        converted = self._read_converted(sources, n, k, dtype, scale)
+        if converted is not None:
+            return _vitc.gemm_pack_converted(kset, dtype, *converted, out=dst.view(np.uint8)[:nbytes])
         w = self._lowp_scratch[:n * k].reshape(n, k)
         r0 = 0
         for source in sources:
@@ -147,9 +153,36 @@ class WeightArena:
             r0 += rows
         if scale is not None:
             w *= scale
-        kset, dtype = self.lowp
-        nbytes = _vitc.gemm_packed_bytes(kset, dtype, n, k)
         return _vitc.gemm_pack_weight(kset, dtype, w, out=dst.view(np.uint8)[:nbytes])
+
+    def _read_converted(self, sources, n, k, dtype, scale):
+        """(q, scales) of a weight whose sources are all stored in the model's dtype (I8 / BF16), else None
+        (float sources: the float32 path). A layer scale must be ones there (save_pretrained folds it)."""
+        from .saving import SCALE_SUFFIX, STORED
+        want = STORED[_vitc.DTYPES[dtype]]
+        names = [self._rows(source)[0] for source in sources]
+        kinds = {self.reader.info(name).dtype for name in names}
+        if kinds != {want}:
+            if "I8" in kinds:
+                raise ValueError(f"{', '.join(names)}: int8 weights mixed with {sorted(kinds - {'I8'})} ones, or "
+                                 f"loaded as {_vitc.DTYPES[dtype]}")
+            return None
+        if scale is not None and not np.all(scale == 1):
+            if want == "I8":
+                raise ValueError(f"{', '.join(names)}: a layer scale other than ones cannot fold into int8 weights "
+                                 f"stored converted; vitc's save_pretrained writes them folded (scale ones)")
+            return None  # bf16 bits times a layer scale: the float32 path rounds the product
+        q = self._lowp_scratch.view(np.uint8)[:n * k * (2 if want == "BF16" else 1)]
+        q = q.view(np.uint16 if want == "BF16" else np.int8).reshape(n, k)
+        scales = np.empty((n, 1), np.float32) if want == "I8" else None
+        r0 = 0
+        for source in sources:
+            name, first, rows = self._rows(source)
+            self.reader.read_raw_rows(name, first, q[r0:r0 + rows])
+            if scales is not None:
+                self.reader.read_rows(name + SCALE_SUFFIX, first, scales[r0:r0 + rows])
+            r0 += rows
+        return q, None if scales is None else scales.reshape(n)
 
     def array(self, handle):
         """The loaded array of a handle (None for None): a view into the arena, which it keeps alive."""
