@@ -156,44 +156,64 @@ static packed_parts parts_of(vitc_kset kset, vitc_dtype dtype, size_t n, size_t 
     return v;
 }
 
-/* Byte offset of W[column j, k index p] in the panels: the one statement of the layout
- * (gemm_lowp_internal.h: panel[g][j][q] = W[jp*NR + j, g*KR + q], panel jp at jp*kq*NR*KR elements). */
-static size_t panel_offset(const packed_parts *v, size_t j, size_t p) {
+/* The one statement of the layout (gemm_lowp_internal.h): W[column j, k index p] is element
+ *     (j / NR)·kq·NR·KR + (j % NR)·KR   +   (p / KR)·NR·KR + p % KR
+ * of the panels (b_elt bytes each): a column's base, then KR-element groups NR·KR elements apart.
+ * panel_walk steps p through it without a division per element. */
+typedef struct {
+    size_t at, q;           /* element index of the current p; p % KR */
+    size_t kr, group_step;  /* KR; NR·KR */
+} panel_walk;
+
+static panel_walk walk_from(const packed_parts *v, size_t j, size_t p) {
     const size_t NR = v->cfg->nr, KR = v->cfg->kr;
-    return ((j / NR) * v->kq * NR * KR + (p / KR) * NR * KR + (j % NR) * KR + p % KR) * v->cfg->b_elt;
+    panel_walk w = {(j / NR) * v->kq * NR * KR + (j % NR) * KR + (p / KR) * NR * KR + p % KR, p % KR, KR, NR * KR};
+    return w;
+}
+
+static void walk_next(panel_walk *w) {
+    if (++w->q == w->kr) {
+        w->q = 0;
+        w->at += w->group_step - w->kr + 1;
+    } else {
+        w->at++;
+    }
 }
 
 /* Elements [p0, p0 + count) of output channel j, in logical form (bf16 bits / s8), into the panels; s8
  * adds them to the channel's compensation 128·Σq. */
 static void put_logical(const packed_parts *v, size_t j, size_t p0, size_t count, const void *src) {
-    for (size_t i = 0; i < count; i++) {
-        unsigned char *dst = v->data + panel_offset(v, j, p0 + i);
-        if (v->dtype == VITC_DTYPE_S8) {
-            const int8_t q = ((const int8_t *)src)[i];
-            v->comp[j] += 128 * (int32_t)q;
-            memcpy(dst, &q, 1);
-        } else if (v->cfg->b_elt == 2) {
-            memcpy(dst, (const uint16_t *)src + i, 2);
-        } else { /* bf16 widened to float32 for kernels without bf16 arithmetic */
-            const uint32_t f = (uint32_t)((const uint16_t *)src)[i] << 16;
-            memcpy(dst, &f, 4);
+    panel_walk w = walk_from(v, j, p0);
+    if (v->dtype == VITC_DTYPE_S8) {
+        const int8_t *q = (const int8_t *)src;
+        int8_t *dst = (int8_t *)(void *)v->data;
+        int32_t sum = 0;
+        for (size_t i = 0; i < count; i++, walk_next(&w)) {
+            dst[w.at] = q[i];
+            sum += q[i];
         }
+        v->comp[j] += 128 * sum;
+    } else if (v->cfg->b_elt == 2) {
+        const uint16_t *h = (const uint16_t *)src;
+        uint16_t *dst = (uint16_t *)(void *)v->data;
+        for (size_t i = 0; i < count; i++, walk_next(&w)) dst[w.at] = h[i];
+    } else { /* bf16 widened to float32 for kernels without bf16 arithmetic */
+        const uint16_t *h = (const uint16_t *)src;
+        uint32_t *dst = (uint32_t *)(void *)v->data;
+        for (size_t i = 0; i < count; i++, walk_next(&w)) dst[w.at] = (uint32_t)h[i] << 16;
     }
 }
 
 /* The inverse: elements [0, k) of output channel j in logical form. */
-static void get_logical(const packed_parts *v, size_t j, size_t k, void *dst) {
-    for (size_t p = 0; p < k; p++) {
-        const unsigned char *src = v->data + panel_offset(v, j, p);
-        if (v->dtype == VITC_DTYPE_S8) {
-            memcpy((int8_t *)dst + p, src, 1);
-        } else if (v->cfg->b_elt == 2) {
-            memcpy((uint16_t *)dst + p, src, 2);
-        } else {
-            uint32_t f;
-            memcpy(&f, src, 4);
-            ((uint16_t *)dst)[p] = (uint16_t)(f >> 16);
-        }
+static void get_logical(const packed_parts *v, size_t j, size_t k, void *out) {
+    panel_walk w = walk_from(v, j, 0);
+    for (size_t p = 0; p < k; p++, walk_next(&w)) {
+        if (v->dtype == VITC_DTYPE_S8)
+            ((int8_t *)out)[p] = ((const int8_t *)(const void *)v->data)[w.at];
+        else if (v->cfg->b_elt == 2)
+            ((uint16_t *)out)[p] = ((const uint16_t *)(const void *)v->data)[w.at];
+        else
+            ((uint16_t *)out)[p] = (uint16_t)(((const uint32_t *)(const void *)v->data)[w.at] >> 16);
     }
 }
 
@@ -220,12 +240,10 @@ static float row_scale(const float *w, size_t k, float *inv) {
 
 /* count floats of one row into logical form: bf16 bits, or s8 with the row's inv */
 static void convert_part(vitc_dtype dtype, const float *w, size_t count, float inv, void *q) {
-    for (size_t p = 0; p < count; p++) {
-        if (dtype == VITC_DTYPE_S8)
-            ((int8_t *)q)[p] = (int8_t)lowp_quant(w[p], inv);
-        else
-            ((uint16_t *)q)[p] = lowp_bf16_bits(w[p]);
-    }
+    if (dtype == VITC_DTYPE_S8)
+        for (size_t p = 0; p < count; p++) ((int8_t *)q)[p] = (int8_t)lowp_quant(w[p], inv);
+    else
+        for (size_t p = 0; p < count; p++) ((uint16_t *)q)[p] = lowp_bf16_bits(w[p]);
 }
 
 static size_t logical_elt(vitc_dtype dtype) { return dtype == VITC_DTYPE_S8 ? 1 : 2; }

@@ -110,3 +110,28 @@ def test_boundary_checks():
     f32 = _vitc.gemm_pack_weight(0, 0, np.ones((3, 3), np.float32))
     with pytest.raises(ValueError, match="float32 packed weight has no converted form"):
         f32.unpack()
+
+
+@pytest.mark.parametrize("dtype", [BF16, INT8])
+def test_convert_by_row_blocks_into_given_arrays(dtype):
+    w = _weight(50, 37, 11)
+    whole_q, whole_scales = _vitc.gemm_convert_weight(dtype, w)
+    q = np.full_like(whole_q, 99)
+    scales = np.full(50, np.nan, np.float32) if dtype == INT8 else None
+    for r0 in range(0, 50, 16):
+        got = _vitc.gemm_convert_weight(dtype, w[r0:r0 + 16], q[r0:r0 + 16],
+                                        None if scales is None else scales[r0:r0 + 16])
+        assert got[0].base is q or got[0].base is q.base
+    np.testing.assert_array_equal(q, whole_q)
+    if dtype == INT8:
+        np.testing.assert_array_equal(scales, whole_scales)
+    with pytest.raises(ValueError, match=r"q: expected shape \(50, 37\)"):
+        _vitc.gemm_convert_weight(dtype, w, q[:10], scales)
+    with pytest.raises(ValueError, match="q: expected a C-contiguous"):
+        _vitc.gemm_convert_weight(dtype, w, q.astype(np.float32), scales)
+    if dtype == INT8:
+        with pytest.raises(ValueError, match=r"scales: expected shape \(50,\)"):
+            _vitc.gemm_convert_weight(dtype, w, q, scales[:3])
+    else:
+        with pytest.raises(ValueError, match="bfloat16 weights have no scales"):
+            _vitc.gemm_convert_weight(dtype, w, q, np.ones(50, np.float32))

@@ -161,17 +161,32 @@ def gemm_pack_weight(int kset, int dtype, const float[:, :] w, out=None):
 LOGICAL_DTYPES = {1: np.dtype(np.uint16), 2: np.dtype(np.int8)}
 
 
-def gemm_convert_weight(int dtype, const float[:, :] w):
+def gemm_convert_weight(int dtype, const float[:, :] w, q=None, scales=None):
     """The first step of gemm_pack_weight alone: (q, scales) of a float32 W[n, k]; bfloat16: q = the bf16
     bits (uint16 [n, k], round to nearest even), scales None; int8: q = s8 values (int8 [n, k]) and
-    scales = float32 [n] (W[j] ~ scales[j] * q[j], symmetric per output channel)."""
+    scales = float32 [n] (W[j] ~ scales[j] * q[j], symmetric per output channel). Rows convert
+    independently (a row block gives the same values as the whole weight). q / scales: arrays to fill
+    (C-contiguous, not overlapping w), else new ones."""
     if dtype not in LOGICAL_DTYPES:
         raise ValueError(f"gemm_convert_weight: dtype code {dtype} is not bfloat16 (1) or int8 (2)")
     w_arr = np.asarray(w)
     cdef size_t n = w.shape[0], k = w.shape[1], ldw = _ld(w_arr, "w")
     _check_k(dtype, n, k)
-    q = np.empty((n, k), LOGICAL_DTYPES[dtype])
-    scales = np.empty(n, np.float32) if dtype == 2 else None
+    if q is None:
+        q = np.empty((n, k), LOGICAL_DTYPES[dtype])
+    elif not isinstance(q, np.ndarray) or q.dtype != LOGICAL_DTYPES[dtype] or not q.flags.c_contiguous:
+        raise ValueError(f"q: expected a C-contiguous {LOGICAL_DTYPES[dtype]} array")
+    _check_shape(q, (n, k), "q")
+    _no_overlap(q, w_arr, "q", "w")
+    if dtype == 2:
+        if scales is None:
+            scales = np.empty(n, np.float32)
+        elif not isinstance(scales, np.ndarray) or scales.dtype != np.float32 or not scales.flags.c_contiguous:
+            raise ValueError("scales: expected a C-contiguous float32 array")
+        _check_shape(scales, (n,), "scales")
+        _no_overlap(scales, w_arr, "scales", "w")
+    elif scales is not None:
+        raise ValueError("scales: bfloat16 weights have no scales")
     cdef unsigned char[:, ::1] qv = q.view(np.uint8)
     cdef float[::1] sv
     cdef float *sp = NULL

@@ -20,8 +20,6 @@ next to the target and moved into place only when complete.
 """
 import json
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -210,6 +208,7 @@ def save_pretrained(model, folder):
         if vision:
             vision[0].image_processor.save_pretrained(tmp)
         if len(vision) < len(towers):
+            import shutil
             source_folder = os.path.dirname(files[0][0])
             for name in TOKENIZER_FILES:
                 if os.path.isfile(os.path.join(source_folder, name)):
@@ -228,12 +227,14 @@ class staging:
             raise NotADirectoryError(f"{self.folder}: exists and is not a folder")
 
     def __enter__(self):
+        import tempfile
         parent = os.path.dirname(self.folder)
         os.makedirs(parent, exist_ok=True)
         self.tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(self.folder)}.tmp-", dir=parent)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb):
+        import shutil
         if exc_type is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             return False

@@ -102,12 +102,12 @@ class WeightArena:
                 if scale is not None:
                     self.arena[offset:offset + floats] *= self._scale(scale)[:, 0]
                 continue
-            if isinstance(k, tuple):
-                self._lowp_weights[offset] = self._load_lowp(sources, k, dst,
-                                                             None if scale is None else self._scale(scale))
-                continue
             if scratch is None:
                 scratch = _mapped_floats(self._scratch_floats)
+            if isinstance(k, tuple):
+                self._lowp_weights[offset] = self._load_lowp(sources, k, dst, scratch,
+                                                             None if scale is None else self._scale(scale))
+                continue
             self._load_packed(sources, k, dst, scratch, None if scale is None else self._scale(scale))
 
     def _load_packed(self, sources, k, dst, scratch, scale):
@@ -121,39 +121,58 @@ class WeightArena:
         for r0 in range(0, n, chunk):
             rows = min(chunk, n - r0)
             buf = scratch[:rows * k].reshape(rows, k)
-            seg0, filled = 0, 0  # fill buf rows from the segment(s) covering [r0, r0 + rows)
-            for name, first, seg_rows in segments:
-                lo, hi = max(r0, seg0), min(r0 + rows, seg0 + seg_rows)
-                if lo < hi:
-                    self.reader.read_rows(name, first + lo - seg0, buf[filled:filled + hi - lo])
-                    filled += hi - lo
-                seg0 += seg_rows
+            self._read_stacked(segments, r0, buf)
             if scale is not None:
                 buf *= scale[r0:r0 + rows]
             _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
 
-    def _load_lowp(self, sources, k_n, dst, scale):
-        """Read the whole float32 weight (one Linear: a few MiB) into a scratch reused by every such weight
-        (mapped, as the panel scratch: no freed heap block raises glibc's mmap threshold), then convert and
-        pack it into dst. A weight stored converted (vitc's save_pretrained: I8 + scales, or BF16 for a bf16
-        model) is read as stored into the same scratch and packed without a float32 copy."""
+    def _read_stacked(self, segments, r0, buf):
+        """Rows [r0, r0 + len(buf)) of the segments (name, first row, rows) stacked by rows, into buf."""
+        rows, seg0, filled = buf.shape[0], 0, 0
+        for name, first, seg_rows in segments:
+            lo, hi = max(r0, seg0), min(r0 + rows, seg0 + seg_rows)
+            if lo < hi:
+                self.reader.read_rows(name, first + lo - seg0, buf[filled:filled + hi - lo])
+                filled += hi - lo
+            seg0 += seg_rows
+
+    def _load_lowp(self, sources, k_n, dst, scratch, scale):
+        """Convert a Linear weight into the GEMM's bf16 / int8 form, a few float32 rows at a time through
+        the panel scratch, into a logical-form scratch (n x k bf16 bits or s8: a few MiB, reused by every such
+        weight; mapped, as the panel scratch, so no freed heap block raises glibc's mmap threshold), then pack
+        it into dst: the same bytes as packing the whole float32 weight, with a quarter (int8) or half (bf16)
+        of its size as the peak scratch. A weight stored converted (vitc's save_pretrained: I8 + scales, or
+        BF16 for a bf16 model) is read as stored into the logical scratch: no float32 copy of it at all."""
         k, n = k_n
         kset, dtype = self.lowp
         nbytes = _vitc.gemm_packed_bytes(kset, dtype, n, k)
-        if self._lowp_scratch is None or len(self._lowp_scratch) < n * k:
-            self._lowp_scratch = _mapped_floats(n * k)
+        if self._lowp_scratch is None or len(self._lowp_scratch) < -(-n * k // 2):
+            self._lowp_scratch = _mapped_floats(-(-n * k // 2))  # n x k uint16 at most
         converted = self._read_converted(sources, n, k, dtype, scale)
-        if converted is not None:
-            return _vitc.gemm_pack_converted(kset, dtype, *converted, out=dst.view(np.uint8)[:nbytes])
-        w = self._lowp_scratch[:n * k].reshape(n, k)
-        r0 = 0
-        for source in sources:
-            name, first, rows = self._rows(source)
-            self.reader.read_rows(name, first, w[r0:r0 + rows])
-            r0 += rows
-        if scale is not None:
-            w *= scale
-        return _vitc.gemm_pack_weight(kset, dtype, w, out=dst.view(np.uint8)[:nbytes])
+        if converted is None:
+            converted = self._convert(sources, n, k, dtype, scratch, scale)
+        return _vitc.gemm_pack_converted(kset, dtype, *converted, out=dst.view(np.uint8)[:nbytes])
+
+    def _logical(self, n, k, dtype):
+        """The logical-form scratch [n, k] (uint16 bf16 bits / int8) and, for int8, fresh scales [n]."""
+        logical = _vitc.LOGICAL_DTYPES[dtype]
+        q = self._lowp_scratch.view(np.uint8)[:n * k * logical.itemsize].view(logical).reshape(n, k)
+        return q, (np.empty(n, np.float32) if dtype == _vitc.dtype_code("int8") else None)
+
+    def _convert(self, sources, n, k, dtype, scratch, scale):
+        q, scales = self._logical(n, k, dtype)
+        chunk = max(1, len(scratch) // k)
+        if chunk * k > len(scratch):  # one row of a very wide k exceeds the default scratch
+            scratch = _mapped_floats(k)
+        segments = [self._rows(source) for source in sources]
+        for r0 in range(0, n, chunk):
+            rows = min(chunk, n - r0)
+            buf = scratch[:rows * k].reshape(rows, k)
+            self._read_stacked(segments, r0, buf)
+            if scale is not None:
+                buf *= scale[r0:r0 + rows]
+            _vitc.gemm_convert_weight(dtype, buf, q[r0:r0 + rows], None if scales is None else scales[r0:r0 + rows])
+        return q, scales
 
     def _read_converted(self, sources, n, k, dtype, scale):
         """(q, scales) of a weight whose sources are all stored in the model's dtype (I8 / BF16), else None
@@ -172,17 +191,15 @@ class WeightArena:
                 raise ValueError(f"{', '.join(names)}: a layer scale other than ones cannot fold into int8 weights "
                                  f"stored converted; vitc's save_pretrained writes them folded (scale ones)")
             return None  # bf16 bits times a layer scale: the float32 path rounds the product
-        q = self._lowp_scratch.view(np.uint8)[:n * k * (2 if want == "BF16" else 1)]
-        q = q.view(np.uint16 if want == "BF16" else np.int8).reshape(n, k)
-        scales = np.empty((n, 1), np.float32) if want == "I8" else None
+        q, scales = self._logical(n, k, dtype)
         r0 = 0
         for source in sources:
             name, first, rows = self._rows(source)
             self.reader.read_raw_rows(name, first, q[r0:r0 + rows])
             if scales is not None:
-                self.reader.read_rows(name + SCALE_SUFFIX, first, scales[r0:r0 + rows])
+                self.reader.read_rows(name + SCALE_SUFFIX, first, scales[r0:r0 + rows].reshape(rows, 1))
             r0 += rows
-        return q, None if scales is None else scales.reshape(n)
+        return q, scales
 
     def array(self, handle):
         """The loaded array of a handle (None for None): a view into the arena, which it keeps alive."""
