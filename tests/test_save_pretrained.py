@@ -176,21 +176,60 @@ def test_conflicting_dtype_is_a_clear_error(ckpts, tmp_path):
     assert cls.from_pretrained(tmp_path / "f32", dtype="int8").dtype == "int8"
 
 
-def test_int8_weights_without_scales_are_refused(ckpts, tmp_path):
+def _rewrite(path, edit, meta=None):
+    """Rewrite a saved model.safetensors with edit({name: array}) applied (arrays as stored)."""
+    f = SafetensorsFile(path)
+    arrays = {}
+    for n, info in f.tensors.items():
+        if info.dtype == "F32":
+            arrays[n] = f.get_float32(n)
+        else:
+            arrays[n] = np.empty(info.shape, saving._NUMPY[info.dtype])
+            f.read_raw_rows(n, 0, arrays[n].reshape(info.shape[0], -1))
+    stored = {n: f.tensors[n].dtype for n in f.tensors}
+    edit(arrays)
+    tensors = {n: saving._Tensor(stored.get(n, "F32") if a.dtype != np.int8 else "I8", a.shape, lambda a=a: a)
+               for n, a in arrays.items()}
+    saving.write_safetensors(str(path), tensors, dict(f.metadata, **(meta or {})))
+
+
+W = "vit.encoder.layer.0.output.dense.weight"
+BAD_FOLDERS = [
+    (lambda a: a.pop(W + "_scale"), None, f"int8 tensor '{W}' has no per-channel scales"),
+    (lambda a: a.__setitem__(W + "_scale", a[W + "_scale"][:5]), None, r"is F32 \[5\], expected F32 \[32\]"),
+    (lambda a: a.__setitem__(W + "_scale", a[W + "_scale"].reshape(32, 1)), None, r"expected F32 \[32\]"),
+    (lambda a: a.__setitem__("vit.layernorm.weight", a["vit.layernorm.weight"].astype(np.int8)), None,
+     "int8 tensor 'vit.layernorm.weight' has shape \\[32\\]; only 2-D Linear weights"),
+    (lambda a: None, {"vitc_dtype": "int4"}, "metadata vitc_dtype = 'int4' is not one of"),
+    (lambda a: a.__setitem__("vit.embeddings.patch_embeddings.projection.weight",
+                             np.zeros((32, 3, 8, 8), np.int8)), None, "int8 tensor .* only 2-D"),
+]
+@pytest.mark.parametrize("edit,meta,message", BAD_FOLDERS)
+def test_bad_converted_folder_is_a_clear_error(ckpts, tmp_path, edit, meta, message):
     cls, path = ckpts["vit"]
     cls.from_pretrained(path, dtype="int8").save_pretrained(tmp_path / "i8")
-    f = SafetensorsFile(tmp_path / "i8" / "model.safetensors")
-    name = "vit.encoder.layer.0.output.dense.weight"
-    tensors = {}
-    for n, info in f.tensors.items():
-        if n == name + "_scale":
-            continue
-        raw = np.empty(info.shape, saving._NUMPY[info.dtype])
-        f.read_raw_rows(n, 0, raw.reshape(info.shape[0], -1)) if info.dtype != "F32" else \
-            raw.__setitem__(..., f.get_float32(n))
-        tensors[n] = saving._Tensor(info.dtype, info.shape, lambda raw=raw: raw)
-    saving.write_safetensors(str(tmp_path / "i8" / "model.safetensors"), tensors, f.metadata)
-    with pytest.raises(ValueError, match=f"int8 tensor '{name}' has no per-channel scales"):
+    _rewrite(tmp_path / "i8" / "model.safetensors", edit, meta)
+    with pytest.raises(ValueError, match=message):
+        cls.from_pretrained(tmp_path / "i8")
+
+
+def test_int8_weight_where_a_float_one_belongs(ckpts, tmp_path):
+    cls, path = ckpts["vit"]
+    cls.from_pretrained(path, dtype="int8").save_pretrained(tmp_path / "i8")
+    name = "classifier.weight"  # float32 in every dtype: an I8 one cannot be read as float
+    _rewrite(tmp_path / "i8" / "model.safetensors",
+             lambda a: (a.__setitem__(name, np.zeros((5, 32), np.int8)),
+                        a.__setitem__(name + "_scale", np.ones(5, np.float32))))
+    with pytest.raises(ValueError, match=f"'{name}' has dtype I8; expected a float dtype"):
+        cls.from_pretrained(tmp_path / "i8")
+
+
+def test_int8_layer_scale_must_be_folded(ckpts, tmp_path):
+    cls, path = ckpts["dinov2"]
+    cls.from_pretrained(path, dtype="int8").save_pretrained(tmp_path / "i8")
+    name = "encoder.layer.1.layer_scale2.lambda1"
+    _rewrite(tmp_path / "i8" / "model.safetensors", lambda a: a.__setitem__(name, a[name] * 2))
+    with pytest.raises(ValueError, match="a layer scale other than ones cannot fold into int8 weights"):
         cls.from_pretrained(tmp_path / "i8")
 
 
