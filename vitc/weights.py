@@ -113,28 +113,31 @@ class WeightArena:
     def _load_packed(self, sources, k, dst, scratch, scale):
         isa = self.isa
         nr = _vitc.gemm_packed_floats(isa, 1, k) // k
-        chunk = max(1, len(scratch) // (k * nr)) * nr  # rows per pass: whole NR-row panels
-        if chunk * k > len(scratch):  # one panel of a very wide k exceeds the default scratch
+        for r0, buf in self._row_blocks(sources, k, scratch, scale, nr):  # whole NR-row panels
+            rows = buf.shape[0]
+            _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
+
+    def _row_blocks(self, sources, k, scratch, scale, multiple=1):
+        """(r0, rows [r0, r0 + len(rows)) as float32 [len, k]) of the sources stacked by rows, a scratch-full
+        (a multiple of `multiple` rows) at a time, each row times scale[row] when there is a scale."""
+        chunk = max(1, len(scratch) // (k * multiple)) * multiple
+        if chunk * k > len(scratch):  # one block of a very wide k exceeds the default scratch
             scratch = _mapped_floats(chunk * k)
         segments = [self._rows(source) for source in sources]
         n = sum(rows for _, _, rows in segments)
         for r0 in range(0, n, chunk):
             rows = min(chunk, n - r0)
             buf = scratch[:rows * k].reshape(rows, k)
-            self._read_stacked(segments, r0, buf)
+            seg0, filled = 0, 0  # fill buf rows from the segment(s) covering [r0, r0 + rows)
+            for name, first, seg_rows in segments:
+                lo, hi = max(r0, seg0), min(r0 + rows, seg0 + seg_rows)
+                if lo < hi:
+                    self.reader.read_rows(name, first + lo - seg0, buf[filled:filled + hi - lo])
+                    filled += hi - lo
+                seg0 += seg_rows
             if scale is not None:
                 buf *= scale[r0:r0 + rows]
-            _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
-
-    def _read_stacked(self, segments, r0, buf):
-        """Rows [r0, r0 + len(buf)) of the segments (name, first row, rows) stacked by rows, into buf."""
-        rows, seg0, filled = buf.shape[0], 0, 0
-        for name, first, seg_rows in segments:
-            lo, hi = max(r0, seg0), min(r0 + rows, seg0 + seg_rows)
-            if lo < hi:
-                self.reader.read_rows(name, first + lo - seg0, buf[filled:filled + hi - lo])
-                filled += hi - lo
-            seg0 += seg_rows
+            yield r0, buf
 
     def _load_lowp(self, sources, k_n, dst, scratch, scale):
         """Convert a Linear weight into the GEMM's bf16 / int8 form, a few float32 rows at a time through
@@ -161,16 +164,8 @@ class WeightArena:
 
     def _convert(self, sources, n, k, dtype, scratch, scale):
         q, scales = self._logical(n, k, dtype)
-        chunk = max(1, len(scratch) // k)
-        if chunk * k > len(scratch):  # one row of a very wide k exceeds the default scratch
-            scratch = _mapped_floats(k)
-        segments = [self._rows(source) for source in sources]
-        for r0 in range(0, n, chunk):
-            rows = min(chunk, n - r0)
-            buf = scratch[:rows * k].reshape(rows, k)
-            self._read_stacked(segments, r0, buf)
-            if scale is not None:
-                buf *= scale[r0:r0 + rows]
+        for r0, buf in self._row_blocks(sources, k, scratch, scale):
+            rows = buf.shape[0]
             _vitc.gemm_convert_weight(dtype, buf, q[r0:r0 + rows], None if scales is None else scales[r0:r0 + rows])
         return q, scales
 
