@@ -190,7 +190,8 @@ def _rewrite(path, edit, meta=None):
     edit(arrays)
     tensors = {n: saving._Tensor(stored.get(n, "F32") if a.dtype != np.int8 else "I8", a.shape, lambda a=a: a)
                for n, a in arrays.items()}
-    saving.write_safetensors(str(path), tensors, dict(f.metadata, **(meta or {})))
+    meta = dict(f.metadata, **(meta or {}))
+    saving.write_safetensors(str(path), tensors, {k: v for k, v in meta.items() if v is not None})
 
 
 W = "vit.encoder.layer.0.output.dense.weight"
@@ -211,6 +212,21 @@ def test_bad_converted_folder_is_a_clear_error(ckpts, tmp_path, edit, meta, mess
     _rewrite(tmp_path / "i8" / "model.safetensors", edit, meta)
     with pytest.raises(ValueError, match=message):
         cls.from_pretrained(tmp_path / "i8")
+
+
+def test_int8_weights_of_another_writer_need_their_scales(ckpts, tmp_path):
+    """Without vitc's metadata the _scale tensors are not hidden, and an I8 weight without one is refused."""
+    cls, path = ckpts["vit"]
+    cls.from_pretrained(path, dtype="int8").save_pretrained(tmp_path / "i8")
+    _rewrite(tmp_path / "i8" / "model.safetensors", lambda a: a.pop(W + "_scale"), {"vitc_dtype": None})
+    with pytest.raises(ValueError, match="unexpected tensor"):
+        cls.from_pretrained(tmp_path / "i8", dtype="int8")  # the other weights' _scale tensors
+    _rewrite(tmp_path / "i8" / "model.safetensors",
+             lambda a: [a.pop(n) for n in [n for n in a if n.endswith("_scale")]])
+    with pytest.raises(ValueError, match="int8 tensor '.*' has no per-channel scales '.*_scale'"):
+        cls.from_pretrained(tmp_path / "i8", dtype="int8")
+    with pytest.raises(ValueError, match="has dtype I8; expected a float dtype"):
+        cls.from_pretrained(tmp_path / "i8")  # float32: I8 is not a float dtype
 
 
 def test_int8_weight_where_a_float_one_belongs(ckpts, tmp_path):

@@ -54,8 +54,11 @@ def resolve_dtype(reader, dtype, source):
 
 
 def converted_keys(reader, source):
-    """Names of the `_scale` tensors of a checkpoint's I8 weights (hidden from the families' tables, which
-    name only transformers' tensors), after checking each I8 weight has one of the right shape."""
+    """Names of the `_scale` tensors of an int8 folder's I8 weights (hidden from the families' tables, which
+    name only transformers' tensors), after checking each I8 weight has one of the right shape. Other
+    checkpoints: none (an I8 tensor there fails when it is read, as any non-float tensor)."""
+    if not hasattr(reader, "metadata") or reader.metadata(META_DTYPE) != "int8":
+        return set()
     scales, keys = set(), set(reader.keys())
     for name in keys:
         info = reader.info(name)
@@ -192,6 +195,9 @@ def save_pretrained(model, folder):
     towers = [model.vision_model, model.text_model] if hasattr(model, "vision_model") else [model]
     files = towers[0]._weight_files
     what = f"save_pretrained({folder!r})"
+    if not files:
+        raise ValueError(f"{what}: the model was not loaded from safetensors files, whose float32 tensors "
+                         f"save_pretrained re-reads")
     with _open_source(files, what) as reader, staging(folder) as tmp:
         tensors = {}
         for tower in towers:

@@ -192,6 +192,8 @@ class WeightArena:
             name, first, rows = self._rows(source)
             self.reader.read_raw_rows(name, first, q[r0:r0 + rows])
             if scales is not None:
+                if name + SCALE_SUFFIX not in self.reader.tensors:  # not a folder vitc saved
+                    raise ValueError(f"int8 tensor {name!r} has no per-channel scales {name + SCALE_SUFFIX!r}")
                 self.reader.read_rows(name + SCALE_SUFFIX, first, scales[r0:r0 + rows].reshape(rows, 1))
             r0 += rows
         return q, scales
