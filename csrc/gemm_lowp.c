@@ -103,7 +103,8 @@ static size_t div_up(size_t a, size_t b) { return (a + b - 1) / b; }
 static size_t round64(size_t bytes) { return div_up(bytes, 64) * 64; }
 static size_t min_size(size_t a, size_t b) { return a < b ? a : b; }
 
-/* k groups of KR elements in packed A and B, rounded up to the configuration's k block */
+/* k groups of KR elements in packed A and B (per panel column / row), rounded up to the configuration's k
+ * block: decided here only */
 static size_t packed_kq(const lowp_config *cfg, size_t k) {
     const size_t kq = div_up(k, cfg->kr);
     return cfg->kq_block ? div_up(kq, cfg->kq_block) * cfg->kq_block : kq;
@@ -130,7 +131,11 @@ void vitc_gemm_tile(vitc_kset kset, vitc_dtype dtype, size_t *mr, size_t *nr, si
     *kr = cfg->kr;
 }
 
-/* ---- packed weights: [data][scales][comp], each 64-byte aligned ---------------------------------- */
+/* ---- packed weights: [data][scales][comp], each 64-byte aligned ----------------------------------
+ * Two steps: convert float32 to the logical form (bf16 bits, or s8 values + per-channel scales), then lay
+ * the logical form out into panels. vitc_gemm_pack runs both a row chunk at a time; a weight saved in the
+ * logical form (save_pretrained) takes only the second, so both give the same bytes. */
+
 static size_t b_data_bytes(const lowp_config *cfg, size_t n, size_t k) {
     return round64(div_up(n, cfg->nr) * cfg->nr * packed_kq(cfg, k) * cfg->kr * cfg->b_elt);
 }
@@ -143,56 +148,172 @@ size_t vitc_gemm_packed_bytes(vitc_kset kset, vitc_dtype dtype, size_t n, size_t
     return b_data_bytes(cfg, n, k) + (dtype == VITC_DTYPE_S8 ? 2 * round64(n_pad * 4) : 0);
 }
 
-void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw,
-                    void *buf, vitc_packed *out) {
+/* The parts of a packed bf16/int8 weight inside its buffer. */
+typedef struct {
+    const lowp_config *cfg;
+    vitc_dtype dtype;
+    size_t kq;
+    unsigned char *data;
+    float *scales;  /* s8 only */
+    int32_t *comp;  /* s8 only */
+} packed_parts;
+
+static packed_parts parts_of(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const void *buf) {
+    packed_parts v;
+    v.cfg = lowp_config_of(kset, dtype);
+    v.dtype = dtype;
+    v.kq = packed_kq(v.cfg, k);
+    v.data = (unsigned char *)(uintptr_t)buf;
+    v.scales = NULL;
+    v.comp = NULL;
+    if (dtype == VITC_DTYPE_S8) {
+        v.scales = (float *)(void *)(v.data + b_data_bytes(v.cfg, n, k));
+        v.comp = (int32_t *)(void *)((unsigned char *)v.scales + round64(div_up(n, v.cfg->nr) * v.cfg->nr * 4));
+    }
+    return v;
+}
+
+/* The one statement of the layout (gemm_lowp_internal.h): W[column j, k index p] is element
+ *     (j / NR)·kq·NR·KR + (j % NR)·KR   +   (p / KR)·NR·KR + p % KR
+ * of the panels (b_elt bytes each): a column's base, then KR-element groups NR·KR elements apart.
+ * panel_walk steps p through it without a division per element. */
+typedef struct {
+    size_t at, q;           /* element index of the current p; p % KR */
+    size_t kr, group_step;  /* KR; NR·KR */
+} panel_walk;
+
+static panel_walk walk_from(const packed_parts *v, size_t j, size_t p) {
+    const size_t NR = v->cfg->nr, KR = v->cfg->kr;
+    panel_walk w = {(j / NR) * v->kq * NR * KR + (j % NR) * KR + (p / KR) * NR * KR + p % KR, p % KR, KR, NR * KR};
+    return w;
+}
+
+static void walk_next(panel_walk *w) {
+    if (++w->q == w->kr) {
+        w->q = 0;
+        w->at += w->group_step - w->kr + 1;
+    } else {
+        w->at++;
+    }
+}
+
+/* Elements [p0, p0 + count) of output channel j, in logical form (bf16 bits / s8), into the panels; s8
+ * adds them to the channel's compensation 128·Σq. */
+static void put_logical(const packed_parts *v, size_t j, size_t p0, size_t count, const void *src) {
+    panel_walk w = walk_from(v, j, p0);
+    if (v->dtype == VITC_DTYPE_S8) {
+        const int8_t *q = (const int8_t *)src;
+        int8_t *dst = (int8_t *)(void *)v->data;
+        int32_t sum = 0;
+        for (size_t i = 0; i < count; i++, walk_next(&w)) {
+            dst[w.at] = q[i];
+            sum += q[i];
+        }
+        v->comp[j] += 128 * sum;
+    } else if (v->cfg->b_elt == 2) {
+        const uint16_t *h = (const uint16_t *)src;
+        uint16_t *dst = (uint16_t *)(void *)v->data;
+        for (size_t i = 0; i < count; i++, walk_next(&w)) dst[w.at] = h[i];
+    } else { /* bf16 widened to float32 for kernels without bf16 arithmetic */
+        const uint16_t *h = (const uint16_t *)src;
+        uint32_t *dst = (uint32_t *)(void *)v->data;
+        for (size_t i = 0; i < count; i++, walk_next(&w)) dst[w.at] = (uint32_t)h[i] << 16;
+    }
+}
+
+/* The inverse: elements [0, k) of output channel j in logical form. */
+static void get_logical(const packed_parts *v, size_t j, size_t k, void *out) {
+    panel_walk w = walk_from(v, j, 0);
+    for (size_t p = 0; p < k; p++, walk_next(&w)) {
+        if (v->dtype == VITC_DTYPE_S8)
+            ((int8_t *)out)[p] = ((const int8_t *)(const void *)v->data)[w.at];
+        else if (v->cfg->b_elt == 2)
+            ((uint16_t *)out)[p] = ((const uint16_t *)(const void *)v->data)[w.at];
+        else
+            ((uint16_t *)out)[p] = (uint16_t)(((const uint32_t *)(const void *)v->data)[w.at] >> 16);
+    }
+}
+
+/* Zeroes the buffer (padding columns and k indices, their scales and compensation) and fills *out. */
+static packed_parts begin_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, void *buf, vitc_packed *out) {
+    memset(buf, 0, vitc_gemm_packed_bytes(kset, dtype, n, k));
+    packed_parts v = parts_of(kset, dtype, n, k, buf);
     out->dtype = dtype;
     out->kset = kset;
     out->n = n;
     out->k = k;
     out->data = buf;
-    out->scales = NULL;
-    out->comp = NULL;
+    out->scales = v.scales;
+    out->comp = v.comp;
+    return v;
+}
+
+/* s8: the scale of a row (max|w|/127) and inv = 127/max|w| that lowp_quant multiplies by. */
+static float row_scale(const float *w, size_t k, float *inv) {
+    const float amax = lowp_max_abs(w, k);
+    *inv = lowp_quant_inv(amax);
+    return amax / 127.0f;
+}
+
+/* count floats of one row into logical form: bf16 bits, or s8 with the row's inv */
+static void convert_part(vitc_dtype dtype, const float *w, size_t count, float inv, void *q) {
+    if (dtype == VITC_DTYPE_S8)
+        for (size_t p = 0; p < count; p++) ((int8_t *)q)[p] = (int8_t)lowp_quant(w[p], inv);
+    else
+        for (size_t p = 0; p < count; p++) ((uint16_t *)q)[p] = lowp_bf16_bits(w[p]);
+}
+
+static size_t logical_elt(vitc_dtype dtype) { return dtype == VITC_DTYPE_S8 ? 1 : 2; }
+
+void vitc_gemm_convert(vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw, void *q, size_t ldq,
+                       float *scales) {
+    for (size_t j = 0; j < n; j++) {
+        float inv = 0.0f;
+        if (dtype == VITC_DTYPE_S8) scales[j] = row_scale(w + j * ldw, k, &inv);
+        convert_part(dtype, w + j * ldw, k, inv, (unsigned char *)q + j * ldq * logical_elt(dtype));
+    }
+}
+
+void vitc_gemm_pack_converted(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const void *q, size_t ldq,
+                              const float *scales, void *buf, vitc_packed *out) {
+    const packed_parts v = begin_pack(kset, dtype, n, k, buf, out);
+    for (size_t j = 0; j < n; j++) {
+        if (v.scales) v.scales[j] = scales[j];
+        put_logical(&v, j, 0, k, (const unsigned char *)q + j * ldq * logical_elt(dtype));
+    }
+}
+
+void vitc_gemm_unpack(const vitc_packed *w, void *q, size_t ldq, float *scales) {
+    const packed_parts v = parts_of(w->kset, w->dtype, w->n, w->k, w->data);
+    for (size_t j = 0; j < w->n; j++) {
+        if (v.scales) scales[j] = v.scales[j];
+        get_logical(&v, j, w->k, (unsigned char *)q + j * ldq * logical_elt(w->dtype));
+    }
+}
+
+void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw,
+                    void *buf, vitc_packed *out) {
     if (dtype == VITC_DTYPE_F32) {
+        out->dtype = dtype;
+        out->kset = kset;
+        out->n = n;
+        out->k = k;
+        out->data = buf;
+        out->scales = NULL;
+        out->comp = NULL;
         vitc_f32_gemm_pack_nk((vitc_isa)kset, n, k, w, ldw, (float *)buf);
         return;
     }
-    const lowp_config *cfg = lowp_config_of(kset, dtype);
-    const size_t NR = cfg->nr, KR = cfg->kr, kq = packed_kq(cfg, k), n_pad = div_up(n, NR) * NR;
-    unsigned char *data = (unsigned char *)buf;
-    float *scales = NULL;
-    int32_t *comp = NULL;
-    if (dtype == VITC_DTYPE_S8) {
-        scales = (float *)(void *)(data + b_data_bytes(cfg, n, k));
-        comp = (int32_t *)(void *)((unsigned char *)scales + round64(n_pad * 4));
-        out->scales = scales;
-        out->comp = comp;
-    }
-    for (size_t j = 0; j < n_pad; j++) {
-        const float *wr = j < n ? w + j * ldw : w;
-        unsigned char *col = data + ((j / NR) * kq * NR * KR + (j % NR) * KR) * cfg->b_elt;
+    const packed_parts v = begin_pack(kset, dtype, n, k, buf, out);
+    uint16_t chunk[256]; /* one row's logical form, a piece at a time (no allocation) */
+    for (size_t j = 0; j < n; j++) {
         float inv = 0.0f;
-        int32_t sum = 0;
-        if (scales) {
-            const float amax = j < n ? lowp_max_abs(wr, k) : 0.0f;
-            scales[j] = amax / 127.0f;
-            inv = lowp_quant_inv(amax);
+        if (v.scales) v.scales[j] = row_scale(w + j * ldw, k, &inv);
+        for (size_t p0 = 0; p0 < k; p0 += 256) {
+            const size_t count = min_size(256, k - p0);
+            convert_part(dtype, w + j * ldw + p0, count, inv, chunk);
+            put_logical(&v, j, p0, count, chunk);
         }
-        for (size_t p = 0; p < kq * KR; p++) {
-            unsigned char *dst = col + ((p / KR) * NR * KR + p % KR) * cfg->b_elt;
-            const int have = j < n && p < k;
-            if (scales) {
-                const int8_t q = (int8_t)(have ? lowp_quant(wr[p], inv) : 0);
-                sum += q;
-                memcpy(dst, &q, 1);
-            } else if (cfg->b_elt == 2) {
-                const uint16_t h = have ? lowp_bf16_bits(wr[p]) : 0;
-                memcpy(dst, &h, 2);
-            } else {
-                const uint32_t f = have ? (uint32_t)lowp_bf16_bits(wr[p]) << 16 : 0;
-                memcpy(dst, &f, 4);
-            }
-        }
-        if (comp) comp[j] = 128 * sum;
     }
 }
 

@@ -149,6 +149,15 @@ size_t vitc_gemm_packed_bytes(vitc_kset kset, vitc_dtype dtype, size_t n, size_t
  * and describe it in *out. float32 packs exactly as vitc_f32_gemm_pack_nk. */
 void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw,
                     void *buf, vitc_packed *out);
+/* The two steps of vitc_gemm_pack for bf16 / int8, for weights stored converted (save_pretrained):
+ * convert: float32 W[n, ldw] -> the logical form, bf16 bits (uint16 q[n, ldq]) or s8 values (int8 q[n, ldq])
+ *   plus scales[n]; pack_converted: that form into buf, byte-identical to vitc_gemm_pack of the float32 it
+ *   came from (same compensation); unpack: the logical form back out of a packed weight. */
+void vitc_gemm_convert(vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw, void *q, size_t ldq,
+                       float *scales);
+void vitc_gemm_pack_converted(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const void *q, size_t ldq,
+                              const float *scales, void *buf, vitc_packed *out);
+void vitc_gemm_unpack(const vitc_packed *w, void *q, size_t ldq, float *scales);
 
 /* Per-call A conversion (none for float32; bf16 rounding; s8 per-row quantization, scale = max|row|/127,
  * then + 128 to u8) into a packed-A buffer of vitc_gemm_packed_a_bytes(kset, dtype, m, k) bytes

@@ -197,6 +197,22 @@ def test_bench_vit_script_uses_the_package(subprocess_env, tmp_path, cache):
     assert json.loads(out_json.read_text())["engines"] == ["vitc", "onnxruntime"]
 
 
+@pytest.mark.parametrize("dtype, peer", [("int8", "onnxruntime"), ("bfloat16", "torch-eager")])
+def test_bench_vit_script_passes_dtype_through(subprocess_env, tmp_path, cache, dtype, peer):
+    """bench_vit.py --dtype runs vitc's mode and the peer's fast mode, as `vitc bench --dtype` does."""
+    out_json = tmp_path / "r.json"
+    folder = os.path.join(os.path.dirname(cli.__file__), "checkpoints", "vitc-digits")
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench_vit.py"), "--model", folder,
+                           "--compare", peer, "--dtype", dtype, "--batch", "1", "--threads", "1", "--rounds", "1",
+                           "--no-memory", "--cache-dir", cache, "--json", str(out_json)],
+                          capture_output=True, text=True, env=subprocess_env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out_json.read_text())
+    assert report["dtype"] == dtype and report["engines"] == ["vitc", peer]
+    assert report["modes"]["vitc"] == f"vitc {dtype}" and report["modes"][peer] == engines.ENGINES[peer].MODES[dtype]
+    assert 0 < report["cells"][0]["results"]["vitc"]["rel_err"] <= report["tol"]  # not float32, the same model
+
+
 def test_chart_marks_the_ceiling_per_thread_count():
     cell = lambda b, t, g: {"batch": b, "threads": t, "results": {  # noqa: E731
         "vitc": {"gflops": g, "ms_per_image": 1.0}, "onnxruntime": {"gflops": g / 2, "ms_per_image": 2.0}}}

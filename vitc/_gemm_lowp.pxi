@@ -95,6 +95,23 @@ cdef class PackedWeight:
         off = <size_t>self.p.comp - <size_t>self.p.data
         return self.buffer[off:off + 4 * self.p.n].view(np.int32)
 
+    def unpack(self):
+        """(q, scales): the logical form of a bfloat16 / int8 weight, as gemm_convert_weight returns it (what
+        it was packed from, read back out of the panels)."""
+        if self.p.dtype == VITC_DTYPE_F32:
+            raise ValueError("unpack: a float32 packed weight has no converted form")
+        q = np.empty((self.p.n, self.p.k), LOGICAL_DTYPES[<int>self.p.dtype])
+        scales = np.empty(self.p.n, np.float32) if self.p.dtype == VITC_DTYPE_S8 else None
+        cdef unsigned char[:, ::1] qv = q.view(np.uint8)
+        cdef float[::1] sv
+        cdef float *sp = NULL
+        if scales is not None:
+            sv = scales
+            sp = &sv[0]
+        with nogil:
+            vitc_gemm_unpack(&self.p, &qv[0, 0], self.p.k, sp)
+        return q, scales
+
     def __repr__(self):
         return f"PackedWeight({self.dtype}, {self.kernel_set}, n={self.p.n}, k={self.p.k}, {self.nbytes} bytes)"
 
@@ -104,31 +121,115 @@ def gemm_packed_bytes(int kset, int dtype, size_t n, size_t k):
     return vitc_gemm_packed_bytes(<vitc_kset>kset, <vitc_dtype>dtype, n, k)
 
 
+cdef _pack_buffer(size_t need, out, w_arr):
+    """A new 64-byte aligned buffer of `need` bytes, or `out` checked to be one (not overlapping w)."""
+    if out is None:
+        return _aligned_bytes(need)
+    if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous:
+        raise ValueError("out: expected a contiguous 1-D uint8 array")
+    _check_shape(out, (need,), "out")
+    if out.ctypes.data % 64:
+        raise ValueError("out: must start on a 64-byte boundary")
+    _no_overlap(out, w_arr, "out", "w")
+    return out
+
+
+cdef _check_k(int dtype, size_t n, size_t k):
+    if n == 0 or k == 0:
+        raise ValueError("w must be non-empty")
+    if dtype == 2 and k > INT8_MAX_K:
+        raise ValueError(f"int8 GEMM: k = {k} > {INT8_MAX_K} would overflow the int32 sums")
+
+
 def gemm_pack_weight(int kset, int dtype, const float[:, :] w, out=None):
     """Pack (and convert) a float32 Linear weight W[n, k] for (kset, dtype) into a new buffer or into `out`
     (1-D uint8, exactly gemm_packed_bytes(kset, dtype, n, k) long, 64-byte aligned)."""
     _kset(kset, dtype)
     w_arr = np.asarray(w)
     cdef size_t n = w.shape[0], k = w.shape[1], ldw = _ld(w_arr, "w")
-    if n == 0 or k == 0:
-        raise ValueError("w must be non-empty")
-    if dtype == 2 and k > INT8_MAX_K:
-        raise ValueError(f"int8 GEMM: k = {k} > {INT8_MAX_K} would overflow the int32 sums")
-    cdef size_t need = vitc_gemm_packed_bytes(<vitc_kset>kset, <vitc_dtype>dtype, n, k)
-    if out is None:
-        buf = _aligned_bytes(need)
-    else:
-        buf = out
-        if not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.ndim != 1 or not out.flags.c_contiguous:
-            raise ValueError("out: expected a contiguous 1-D uint8 array")
-        _check_shape(out, (need,), "out")
-        if out.ctypes.data % 64:
-            raise ValueError("out: must start on a 64-byte boundary")
-        _no_overlap(out, w_arr, "out", "w")
+    _check_k(dtype, n, k)
+    buf = _pack_buffer(vitc_gemm_packed_bytes(<vitc_kset>kset, <vitc_dtype>dtype, n, k), out, w_arr)
     cdef unsigned char[::1] b = buf
     pw = PackedWeight()
     with nogil:
         vitc_gemm_pack(<vitc_kset>kset, <vitc_dtype>dtype, n, k, &w[0, 0], ldw, &b[0], &pw.p)
+    pw.buffer = buf
+    return pw
+
+
+# the logical form of a converted weight: numpy dtype of its values per dtype code
+LOGICAL_DTYPES = {1: np.dtype(np.uint16), 2: np.dtype(np.int8)}
+
+
+def gemm_convert_weight(int dtype, const float[:, :] w, q=None, scales=None):
+    """The first step of gemm_pack_weight alone: (q, scales) of a float32 W[n, k]; bfloat16: q = the bf16
+    bits (uint16 [n, k], round to nearest even), scales None; int8: q = s8 values (int8 [n, k]) and
+    scales = float32 [n] (W[j] ~ scales[j] * q[j], symmetric per output channel). Rows convert
+    independently (a row block gives the same values as the whole weight). q / scales: arrays to fill
+    (C-contiguous, not overlapping w), else new ones."""
+    if dtype not in LOGICAL_DTYPES:
+        raise ValueError(f"gemm_convert_weight: dtype code {dtype} is not bfloat16 (1) or int8 (2)")
+    w_arr = np.asarray(w)
+    cdef size_t n = w.shape[0], k = w.shape[1], ldw = _ld(w_arr, "w")
+    _check_k(dtype, n, k)
+    if q is None:
+        q = np.empty((n, k), LOGICAL_DTYPES[dtype])
+    elif not isinstance(q, np.ndarray) or q.dtype != LOGICAL_DTYPES[dtype] or not q.flags.c_contiguous:
+        raise ValueError(f"q: expected a C-contiguous {LOGICAL_DTYPES[dtype]} array")
+    _check_shape(q, (n, k), "q")
+    _no_overlap(q, w_arr, "q", "w")
+    if dtype == 2:
+        if scales is None:
+            scales = np.empty(n, np.float32)
+        elif not isinstance(scales, np.ndarray) or scales.dtype != np.float32 or not scales.flags.c_contiguous:
+            raise ValueError("scales: expected a C-contiguous float32 array")
+        _check_shape(scales, (n,), "scales")
+        _no_overlap(scales, w_arr, "scales", "w")
+    elif scales is not None:
+        raise ValueError("scales: bfloat16 weights have no scales")
+    cdef unsigned char[:, ::1] qv = q.view(np.uint8)
+    cdef float[::1] sv
+    cdef float *sp = NULL
+    if scales is not None:
+        sv = scales
+        sp = &sv[0]
+    with nogil:
+        vitc_gemm_convert(<vitc_dtype>dtype, n, k, &w[0, 0], ldw, &qv[0, 0], k, sp)
+    return q, scales
+
+
+def gemm_pack_converted(int kset, int dtype, q, scales=None, out=None):
+    """The second step alone: pack a weight already in the logical form of gemm_convert_weight (q: uint16
+    bf16 bits or int8 values [n, k], C-contiguous; scales: float32 [n] for int8). The bytes are those
+    gemm_pack_weight makes from the float32 weight that converts to (q, scales)."""
+    _kset(kset, dtype)
+    if dtype not in LOGICAL_DTYPES:
+        raise ValueError("gemm_pack_converted: float32 weights take gemm_pack_weight")
+    want = LOGICAL_DTYPES[dtype]
+    if not isinstance(q, np.ndarray) or q.dtype != want or q.ndim != 2 or not q.flags.c_contiguous:
+        got = f"{q.dtype} {q.ndim}-D" if isinstance(q, np.ndarray) else type(q).__name__
+        raise ValueError(f"q: expected a C-contiguous 2-D {want} array for {DTYPES[dtype]}, got {got}")
+    cdef size_t n = q.shape[0], k = q.shape[1]
+    _check_k(dtype, n, k)
+    cdef const float[::1] sv
+    cdef const float *sp = NULL
+    if dtype == 2:
+        if (not isinstance(scales, np.ndarray) or scales.dtype != np.float32 or scales.ndim != 1
+                or not scales.flags.c_contiguous):
+            raise ValueError("scales: int8 needs a contiguous 1-D float32 array of per-output-channel scales")
+        _check_shape(scales, (n,), "scales")
+        sv = scales
+        sp = &sv[0]
+    elif scales is not None:
+        raise ValueError("scales: bfloat16 weights have no scales")
+    buf = _pack_buffer(vitc_gemm_packed_bytes(<vitc_kset>kset, <vitc_dtype>dtype, n, k), out, q)
+    if scales is not None:
+        _no_overlap(buf, scales, "out", "scales")
+    cdef const unsigned char[:, ::1] qv = q.view(np.uint8)
+    cdef unsigned char[::1] b = buf
+    pw = PackedWeight()
+    with nogil:
+        vitc_gemm_pack_converted(<vitc_kset>kset, <vitc_dtype>dtype, n, k, &qv[0, 0], k, sp, &b[0], &pw.p)
     pw.buffer = buf
     return pw
 

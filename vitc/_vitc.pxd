@@ -74,6 +74,11 @@ cdef extern from "vitc.h" nogil:
     size_t vitc_gemm_packed_bytes(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k)
     void vitc_gemm_pack(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw,
                         void *buf, vitc_packed *out)
+    void vitc_gemm_convert(vitc_dtype dtype, size_t n, size_t k, const float *w, size_t ldw, void *q, size_t ldq,
+                           float *scales)
+    void vitc_gemm_pack_converted(vitc_kset kset, vitc_dtype dtype, size_t n, size_t k, const void *q, size_t ldq,
+                                  const float *scales, void *buf, vitc_packed *out)
+    void vitc_gemm_unpack(const vitc_packed *w, void *q, size_t ldq, float *scales)
     size_t vitc_gemm_packed_a_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k)
     void vitc_gemm_pack_a(vitc_kset kset, vitc_dtype dtype, size_t row0, size_t rows, size_t k, const float *a,
                           size_t lda, void *apack, float *row_scales)

@@ -103,7 +103,7 @@ def model_family(model_name):
 
 def load_kwargs(args):
     """from_pretrained's run-time options from the command line: threads, dtype."""
-    return {"threads": args.threads, "dtype": getattr(args, "dtype", "float32")}
+    return {"threads": args.threads, "dtype": getattr(args, "dtype", None)}
 
 
 def load_model(args, encoder_only=False):
@@ -365,8 +365,9 @@ def _head_arg(text):
 
 def dtype_opt(p):
     from ._vitc import DTYPES
-    p.add_argument("--dtype", type=str.lower, choices=DTYPES + ("fp32", "bf16"), default="float32",
-                   help="encoder weights' dtype (default float32; bfloat16/int8: faster, smaller, approximate)")
+    p.add_argument("--dtype", type=str.lower, choices=DTYPES + ("fp32", "bf16"), default=None,
+                   help="encoder weights' dtype (default float32, or the dtype of a folder vitc saved; "
+                        "bfloat16/int8: faster, smaller, approximate)")
 
 
 def build_parser():

@@ -34,6 +34,15 @@ class NonfiniteCounter:
         self._record(name, count_nonfinite(out))
         return out
 
+    def read_raw_rows(self, name, row0, out):
+        """Stored bf16 bits / int8 values: bf16 NaN/Inf (exponent all ones) are counted, int8 has none."""
+        self._reader.read_raw_rows(name, row0, out)
+        if out.dtype == np.uint16:
+            flat = out.reshape(-1)
+            self._record(name, sum(int(np.count_nonzero((flat[i:i + _COUNT_CHUNK] & 0x7F80) == 0x7F80))
+                                   for i in range(0, flat.size, _COUNT_CHUNK)))
+        return out
+
     def _record(self, name, count):
         if count:
             self.nonfinite[name] = self.nonfinite.get(name, 0) + count

@@ -15,7 +15,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import _vitc, guards, runtime
+from . import _vitc, guards, runtime, saving
 from .buffers import Buffers
 from .config import ViTConfig
 from .families import vit as vit_family
@@ -52,15 +52,17 @@ class _ViTBase:
 
     config_class = ViTConfig
 
-    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint", dtype="float32"):
+    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint", dtype=None):
         if not isinstance(config, self.config_class):
             raise TypeError(f"config must be a vitc.{self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
         self._isa = runtime.isa_code(isa)
-        self._dtype = _vitc.dtype_code(dtype)
+        self._dtype = _vitc.dtype_code(saving.resolve_dtype(reader, dtype, source))
         self._kset = lowp_kernel_set(self._isa, self._dtype)
         self.threads = None if threads is None else runtime.resolve_threads(threads)
-        plan = self._plan(config, reader.keys(), reader.shape, source)
+        hidden = saving.converted_keys(reader, source)  # int8 weights' scales: not transformers' names
+        plan = self._plan(config, [k for k in reader.keys() if k not in hidden], reader.shape, source)
+        self._weight_plan, self._weight_files = plan, saving.weight_files(reader)  # for save_pretrained
         self._num_prefix = self._prefix_tokens(config)
         self._num_parameters = plan.num_parameters
         counter = guards.NonfiniteCounter(reader)  # NaN/Inf per tensor, counted on the raw copies
@@ -120,11 +122,12 @@ class _ViTBase:
     # ---- loading ---------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None, threads=None,
-                        isa=None, local_files_only=False, dtype="float32"):
+                        isa=None, local_files_only=False, dtype=None):
         """Load a checkpoint from a local folder (config.json + model.safetensors or its sharded index) or a
         Hub repo id. threads=None follows vitc.get_num_threads() at each call; isa=None uses vitc.get_isa().
-        dtype: "float32" (default), "bfloat16" / "bf16" or "int8": the encoder layers' Linear weights in that
-        dtype (README, "Reduced precision"); the rest of the model stays float32."""
+        dtype: "float32", "bfloat16" / "bf16" or "int8": the encoder layers' Linear weights in that dtype
+        (README, "Reduced precision"); the rest of the model stays float32. None (default): float32, or the
+        dtype of a folder written by save_pretrained (which loads only as that dtype: vitc/saving.py)."""
         files = resolve_checkpoint(path_or_repo_id, revision=revision, cache_dir=cache_dir, token=token,
                                    local_files_only=local_files_only)
         config = cls.config_class.from_json_file(files.config)
@@ -133,6 +136,12 @@ class _ViTBase:
         model.name_or_path = str(path_or_repo_id)
         model.preprocessor_config_path = files.preprocessor
         return model
+
+    def save_pretrained(self, save_directory):
+        """Write the model as it holds its weights (bf16 / int8 encoder Linear weights already converted) as
+        model.safetensors + config.json + preprocessor_config.json; from_pretrained of that folder gives
+        bit-identical outputs without converting again (vitc/saving.py). Returns the folder's path."""
+        return saving.save_pretrained(self, save_directory)
 
     # ---- properties ------------------------------------------------------------------------------------
     @property

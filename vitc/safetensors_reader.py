@@ -20,6 +20,7 @@ import json
 import mmap
 import os
 import stat
+import sys
 import threading
 
 import numpy as np
@@ -35,6 +36,8 @@ DTYPES = {
     "U64": (8, None, False), "U32": (4, None, False), "U16": (2, None, False), "U8": (1, None, False),
     "BOOL": (1, None, False),
 }
+# dtypes read_raw_rows hands over as stored (converted weights): safetensors dtype -> numpy dtype
+RAW_DTYPES = {"I8": np.dtype("i1"), "BF16": np.dtype("<u2")}
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the reference implementation's limit
 MAX_NDIM = 32           # numpy 1.x's limit (2.x allows 64); checkpoints use <= 4
 MAX_TENSOR_BYTES = 2 ** 63 - 1  # sizes must fit an int64 / size_t, as the reference's checked_mul
@@ -185,6 +188,29 @@ class SafetensorsFile:
             raise ValueError(f"{self.path}: read after close()")
         _read_rows_float32(self._file.fileno(), self._data_start, info, row0, out, scratch or _RawScratch())
 
+    def read_raw_rows(self, name, row0, out):
+        """Rows of tensor `name` as stored, without conversion, into `out` (C-contiguous [rows, cols] of the
+        RAW_DTYPES type of the tensor's dtype: I8 -> int8, BF16 -> uint16 bits): converted weights that
+        vitc's save_pretrained wrote."""
+        info = self.tensors.get(name)
+        if info is None:
+            raise KeyError(f"{self.path}: no tensor {name!r}")
+        if self._file.closed:
+            raise ValueError(f"{self.path}: read after close()")
+        want = RAW_DTYPES.get(info.dtype)
+        if want is None or (out.dtype.kind, out.dtype.itemsize) != (want.kind, want.itemsize):
+            raise SafetensorsError(f"{self.path}: tensor {name!r} has dtype {info.dtype}, expected "
+                                   f"{_raw_name(out.dtype)} (read as {out.dtype})")
+        rows, cols = _rows_cols(info)
+        if (not out.flags.c_contiguous or out.ndim != 2 or out.shape[1] != cols
+                or not 0 <= row0 <= row0 + out.shape[0] <= rows):
+            raise ValueError(f"read_raw_rows {name!r}: out {out.shape} does not fit rows [{row0}, "
+                             f"{row0 + out.shape[0]}) of a [{rows}, {cols}] tensor")
+        if out.size:
+            _pread_exact(self._file.fileno(), out, self._data_start + info.begin + row0 * cols * want.itemsize, info)
+            if sys.byteorder == "big" and want.itemsize > 1:  # the file is little-endian
+                out.byteswap(inplace=True)
+
     def will_need(self):
         if hasattr(os, "posix_fadvise") and not self._file.closed:
             try:
@@ -212,6 +238,10 @@ class _RawScratch:
         if self._buf.size < nbytes:
             self._buf = _private_bytes(nbytes)
         return self._buf[:nbytes].view(dtype)
+
+
+def _raw_name(dtype):
+    return next((k for k, v in RAW_DTYPES.items() if (v.kind, v.itemsize) == (dtype.kind, dtype.itemsize)), "?")
 
 
 def _private_bytes(nbytes):
@@ -400,6 +430,18 @@ class CheckpointReader:
         if scratch is None:
             scratch = self._scratch.raw = _RawScratch()
         self.tensors[name].read_rows(name, row0, out, scratch)
+
+    def read_raw_rows(self, name, row0, out):
+        """Rows of tensor `name` as stored (see SafetensorsFile.read_raw_rows)."""
+        self.tensors[name].read_raw_rows(name, row0, out)
+
+    def metadata(self, key):
+        """The __metadata__ value of `key` that every file of the checkpoint has (None when none has it); a
+        ValueError when the files disagree."""
+        values = {f.metadata.get(key) for f in self.files}
+        if len(values) > 1:
+            raise SafetensorsError(f"the checkpoint's files disagree on metadata {key!r}: {sorted(map(str, values))}")
+        return values.pop() if values else None
 
     def will_need(self):
         """Ask the OS to start reading every file now (a cold page cache: the disk streams while we pack)."""

@@ -102,19 +102,26 @@ class WeightArena:
                 if scale is not None:
                     self.arena[offset:offset + floats] *= self._scale(scale)[:, 0]
                 continue
-            if isinstance(k, tuple):
-                self._lowp_weights[offset] = self._load_lowp(sources, k, dst,
-                                                             None if scale is None else self._scale(scale))
-                continue
             if scratch is None:
                 scratch = _mapped_floats(self._scratch_floats)
+            if isinstance(k, tuple):
+                self._lowp_weights[offset] = self._load_lowp(sources, k, dst, scratch,
+                                                             None if scale is None else self._scale(scale))
+                continue
             self._load_packed(sources, k, dst, scratch, None if scale is None else self._scale(scale))
 
     def _load_packed(self, sources, k, dst, scratch, scale):
         isa = self.isa
         nr = _vitc.gemm_packed_floats(isa, 1, k) // k
-        chunk = max(1, len(scratch) // (k * nr)) * nr  # rows per pass: whole NR-row panels
-        if chunk * k > len(scratch):  # one panel of a very wide k exceeds the default scratch
+        for r0, buf in self._row_blocks(sources, k, scratch, scale, nr):  # whole NR-row panels
+            rows = buf.shape[0]
+            _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
+
+    def _row_blocks(self, sources, k, scratch, scale, multiple=1):
+        """(r0, rows [r0, r0 + len(rows)) as float32 [len, k]) of the sources stacked by rows, a scratch-full
+        (a multiple of `multiple` rows) at a time, each row times scale[row] when there is a scale."""
+        chunk = max(1, len(scratch) // (k * multiple)) * multiple
+        if chunk * k > len(scratch):  # one block of a very wide k exceeds the default scratch
             scratch = _mapped_floats(chunk * k)
         segments = [self._rows(source) for source in sources]
         n = sum(rows for _, _, rows in segments)
@@ -130,26 +137,66 @@ class WeightArena:
                 seg0 += seg_rows
             if scale is not None:
                 buf *= scale[r0:r0 + rows]
-            _vitc.gemm_pack_nk(isa, buf, out=dst[r0 * k:r0 * k + _vitc.gemm_packed_floats(isa, rows, k)])
+            yield r0, buf
 
-    def _load_lowp(self, sources, k_n, dst, scale):
-        """Read the whole float32 weight (one Linear: a few MiB) into a scratch reused by every such weight
-        (mapped, as the panel scratch: no freed heap block raises glibc's mmap threshold), then convert and
-        pack it into dst."""
+    def _load_lowp(self, sources, k_n, dst, scratch, scale):
+        """Convert a Linear weight into the GEMM's bf16 / int8 form, a few float32 rows at a time through
+        the panel scratch, into a logical-form scratch (n x k bf16 bits or s8: a few MiB, reused by every such
+        weight; mapped, as the panel scratch, so no freed heap block raises glibc's mmap threshold), then pack
+        it into dst: the same bytes as packing the whole float32 weight, with a quarter (int8) or half (bf16)
+        of its size as the peak scratch. A weight stored converted (vitc's save_pretrained: I8 + scales, or
+        BF16 for a bf16 model) is read as stored into the logical scratch: no float32 copy of it at all."""
         k, n = k_n
-        if self._lowp_scratch is None or len(self._lowp_scratch) < n * k:
-            self._lowp_scratch = _mapped_floats(n * k)
-        w = self._lowp_scratch[:n * k].reshape(n, k)
+        kset, dtype = self.lowp
+        nbytes = _vitc.gemm_packed_bytes(kset, dtype, n, k)
+        if self._lowp_scratch is None or len(self._lowp_scratch) < -(-n * k // 2):
+            self._lowp_scratch = _mapped_floats(-(-n * k // 2))  # n x k uint16 at most
+        converted = self._read_converted(sources, n, k, dtype, scale)
+        if converted is None:
+            converted = self._convert(sources, n, k, dtype, scratch, scale)
+        return _vitc.gemm_pack_converted(kset, dtype, *converted, out=dst.view(np.uint8)[:nbytes])
+
+    def _logical(self, n, k, dtype):
+        """The logical-form scratch [n, k] (uint16 bf16 bits / int8) and, for int8, fresh scales [n]."""
+        logical = _vitc.LOGICAL_DTYPES[dtype]
+        q = self._lowp_scratch.view(np.uint8)[:n * k * logical.itemsize].view(logical).reshape(n, k)
+        return q, (np.empty(n, np.float32) if dtype == _vitc.dtype_code("int8") else None)
+
+    def _convert(self, sources, n, k, dtype, scratch, scale):
+        q, scales = self._logical(n, k, dtype)
+        for r0, buf in self._row_blocks(sources, k, scratch, scale):
+            rows = buf.shape[0]
+            _vitc.gemm_convert_weight(dtype, buf, q[r0:r0 + rows], None if scales is None else scales[r0:r0 + rows])
+        return q, scales
+
+    def _read_converted(self, sources, n, k, dtype, scale):
+        """(q, scales) of a weight whose sources are all stored in the model's dtype (I8 / BF16), else None
+        (float sources: the float32 path). A layer scale must be ones there (save_pretrained folds it)."""
+        from .saving import SCALE_SUFFIX, STORED
+        want = STORED[_vitc.DTYPES[dtype]]
+        names = [self._rows(source)[0] for source in sources]
+        kinds = {self.reader.info(name).dtype for name in names}
+        if kinds != {want}:
+            if "I8" in kinds:
+                raise ValueError(f"{', '.join(names)}: int8 weights mixed with {sorted(kinds - {'I8'})} ones, or "
+                                 f"loaded as {_vitc.DTYPES[dtype]}")
+            return None
+        if scale is not None and not np.all(scale == 1):
+            if want == "I8":
+                raise ValueError(f"{', '.join(names)}: a layer scale other than ones cannot fold into int8 weights "
+                                 f"stored converted; vitc's save_pretrained writes them folded (scale ones)")
+            return None  # bf16 bits times a layer scale: the float32 path rounds the product
+        q, scales = self._logical(n, k, dtype)
         r0 = 0
         for source in sources:
             name, first, rows = self._rows(source)
-            self.reader.read_rows(name, first, w[r0:r0 + rows])
+            self.reader.read_raw_rows(name, first, q[r0:r0 + rows])
+            if scales is not None:
+                if name + SCALE_SUFFIX not in self.reader.tensors:  # not a folder vitc saved
+                    raise ValueError(f"int8 tensor {name!r} has no per-channel scales {name + SCALE_SUFFIX!r}")
+                self.reader.read_rows(name + SCALE_SUFFIX, first, scales[r0:r0 + rows].reshape(rows, 1))
             r0 += rows
-        if scale is not None:
-            w *= scale
-        kset, dtype = self.lowp
-        nbytes = _vitc.gemm_packed_bytes(kset, dtype, n, k)
-        return _vitc.gemm_pack_weight(kset, dtype, w, out=dst.view(np.uint8)[:nbytes])
+        return q, scales
 
     def array(self, handle):
         """The loaded array of a handle (None for None): a view into the arena, which it keeps alive."""

@@ -52,7 +52,7 @@ class VitcEngine(Engine):
         from ..auto import AutoModel, AutoModelForImageClassification
 
         cls = AutoModelForImageClassification if checkpoint.classifier else AutoModel  # the family's class
-        kwargs = {} if dtype == "float32" else {"dtype": dtype}
+        kwargs = {"dtype": dtype}  # explicit: a folder saved in another dtype is an error, not a silent switch
         self.threads, self.output = threads, checkpoint.output_name
         self.model = cls.from_pretrained(str(checkpoint.folder), threads=threads, **kwargs)
 

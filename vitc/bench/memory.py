@@ -51,29 +51,36 @@ def child_env():
     return env
 
 
+def fresh_process(name, folder, threads, dtype, cache_dir, seed, ov_shape="static"):
+    """One engine in a fresh process (load `folder` at `dtype`, one batch-1 run): the child's numbers, plus
+    wall_to_logits_s (spawn -> output) and process_s; "output" is the output array."""
+    cmd = [sys.executable, "-m", "vitc.bench.memory", name, str(folder), str(threads), dtype, str(cache_dir),
+           str(seed), ov_shape]
+    t0 = time.time()
+    # Through a shell that FORKS the child: Linux carries ru_maxrss across execve, so a child exec'd
+    # straight from this (big) process would report our peak RSS as its own.
+    proc = subprocess.run(["/bin/sh", "-c", '"$@"; exit $?', "sh", *cmd], capture_output=True, text=True,
+                          timeout=900, env=child_env())
+    process_s = time.time() - t0
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(CHILD_TAG)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"fresh process for {name} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
+    res = json.loads(lines[-1][len(CHILD_TAG):])
+    res["output"] = np.asarray(res["output"], np.float32)
+    res["wall_to_logits_s"] = res.pop("done_epoch") - t0
+    res["process_s"] = process_s
+    return res
+
+
 def measure_children(args, ckpt, names, reference, log):
     from .stats import rel_err
 
     out = {}
     threads = max(args.threads)
     for name in names:
-        cmd = [sys.executable, "-m", "vitc.bench.memory", name, str(ckpt.folder), str(threads), args.dtype,
-               str(args.cache_dir), str(args.seed), args.ov_shape]
         log(f"[memory] fresh process: {name}")
-        t0 = time.time()
-        # Through a shell that FORKS the child: Linux carries ru_maxrss across execve, so a child exec'd
-        # straight from this (big) process would report our peak RSS as its own.
-        proc = subprocess.run(["/bin/sh", "-c", '"$@"; exit $?', "sh", *cmd], capture_output=True, text=True,
-                              timeout=900, env=child_env())
-        process_s = time.time() - t0
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(CHILD_TAG)]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"fresh process for {name} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
-        res = json.loads(lines[-1][len(CHILD_TAG):])
-        res["err_vs_reference"] = rel_err(np.asarray(res.pop("output"), np.float32).reshape(reference.shape),
-                                          reference)
-        res["wall_to_logits_s"] = res.pop("done_epoch") - t0
-        res["process_s"] = process_s
+        res = fresh_process(name, ckpt.folder, threads, args.dtype, args.cache_dir, args.seed, args.ov_shape)
+        res["err_vs_reference"] = rel_err(res.pop("output").reshape(reference.shape), reference)
         if res["vm_hwm"] and res["peak_rss"] > 1.05 * res["vm_hwm"] + 4 * MIB:
             log(f"WARNING {name}: ru_maxrss {res['peak_rss'] / MIB:.0f} MiB > VmHWM {res['vm_hwm'] / MIB:.0f} MiB "
                 f"(peak inherited from the launcher?)")

@@ -110,6 +110,7 @@ class WeightPlan:
                 raise WeightsMismatchError(f"{source}: tensor {k!r} has shape {list(got)}, expected {list(shape)} "
                                            f"from the config ({summary})")
         self.num_parameters = sum(int(np.prod(s)) for s in expected.values())
+        self.expected = expected  # {checkpoint name: shape}: what save_pretrained writes back
 
     def load(self, isa, reader, lowp=None):
         """(model {field: array}, [layer {field: array or None}], head {field: array}) from one arena.

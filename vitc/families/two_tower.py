@@ -11,6 +11,7 @@ from ..hub import resolve_checkpoint
 from ..modeling import l2_normalize
 from ..outputs import CLIPOutput
 from ..safetensors_reader import CheckpointReader
+from ..saving import resolve_dtype, save_pretrained
 from .clip import CLIPVisionModelWithProjection
 from .siglip import SiglipVisionModel
 from .table import WeightsMismatchError
@@ -31,10 +32,11 @@ class _TwoTower:
     vision_class = text_class = None
     _scalars = ("logit_scale",)
 
-    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint", dtype="float32"):
+    def __init__(self, config, reader, isa=None, threads=None, source="checkpoint", dtype=None):
         if not isinstance(config, self.config_class):
             raise TypeError(f"config must be a vitc.{self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
+        dtype = resolve_dtype(reader, dtype, source)
         self._fit_projections(config)
         self.vision_model = self.vision_class(config.vision_config, reader, isa=isa, threads=threads, source=source,
                                               dtype=dtype)
@@ -60,6 +62,11 @@ class _TwoTower:
     def weight_bytes(self):
         return self.vision_model.weight_bytes() + self.text_model.weight_bytes()
 
+    def save_pretrained(self, save_directory):
+        """Both towers, logit_scale (and logit_bias), config, preprocessor and tokenizer files, as
+        _ViTBase.save_pretrained (vitc/saving.py)."""
+        return save_pretrained(self, save_directory)
+
     def _fit_projections(self, config):
         """The two-tower config's projection width (CLIP) is the towers' projection width."""
 
@@ -69,7 +76,7 @@ class _TwoTower:
 
     @classmethod
     def from_pretrained(cls, path_or_repo_id, revision=None, cache_dir=None, token=None, threads=None,
-                        isa=None, local_files_only=False, dtype="float32"):
+                        isa=None, local_files_only=False, dtype=None):
         """A full two-tower checkpoint (config.json with text_config and vision_config, model.safetensors,
         tokenizer.json); local folder, bundled name or Hub repo id. dtype: as _ViTBase.from_pretrained, for
         both towers."""

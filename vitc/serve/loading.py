@@ -13,7 +13,7 @@ def load_model(name_or_path, threads, dtype=None):
     base model (embed only; CLIPModel / SiglipModel: embed, embed_text and zero-shot)."""
     from ..auto import AutoModel, AutoModelForImageClassification, checkpoint_config, model_type_of
     from ..families.table import WeightsMismatchError
-    kwargs = {"threads": threads, "dtype": dtype or "float32"}
+    kwargs = {"threads": threads, "dtype": dtype}  # None: float32, or a saved folder's dtype
     config, path = checkpoint_config(name_or_path)
     kind = model_type_of(config, path)
     if kind.endswith("_text_model"):
