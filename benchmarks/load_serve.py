@@ -14,6 +14,7 @@ import asyncio
 import io
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -21,7 +22,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-from serve_helpers import ServerProcess, b64, child_env, metric, random_png  # noqa: E402
+from serve_helpers import ServerProcess, b64, child_env, metric, model_folder, random_png  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -38,14 +39,11 @@ def parse_args(argv=None):
     p.add_argument("--request-timeout-s", type=float, default=600.0, help="server deadline (a slow model "
                    "with many clients queues for long)")
     p.add_argument("--rss-every", type=int, default=1000)
+    p.add_argument("--client", default="aiohttp", choices=("aiohttp", "httpx"),
+                   help="async HTTP client (httpx's pool tops out near 250 requests/s at 32 connections here)")
+    p.add_argument("--no-ceiling", action="store_true", help="skip the no-op endpoint measurement")
     p.add_argument("--json", default=None, help="also write the results here")
     return p.parse_args(argv)
-
-
-def model_folder(name):
-    sys.path.insert(0, HERE)
-    from common import MODEL_SPECS, build_checkpoint
-    return str(build_checkpoint(name)) if name in MODEL_SPECS else name
 
 
 def rss_mb(pid):
@@ -81,30 +79,95 @@ def in_process_throughput(folder, replicas, threads, blobs, batch, seconds):
     return sum(n for n, _ in counts) / max(t for _, t in counts)
 
 
-async def load(url, payloads, expected, clients, requests, seconds, pid, rss_every):
-    import httpx
+class _Answer:
+    def __init__(self, status, body):
+        self.status, self.body = status, body
+
+
+async def _poster(kind, url, clients):
+    """(post(path, body, headers) -> _Answer, close()) on `clients` keep-alive connections."""
+    if kind == "httpx":
+        import httpx
+        limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+        http = httpx.AsyncClient(base_url=url, timeout=600, limits=limits)
+
+        async def post(path, body, headers):
+            r = await http.post(path, content=body, headers=headers)
+            return _Answer(r.status_code, r.content)
+        return post, http.aclose
+    import aiohttp
+    session = aiohttp.ClientSession(url, connector=aiohttp.TCPConnector(limit=clients),
+                                    timeout=aiohttp.ClientTimeout(total=600))
+
+    async def post(path, body, headers):
+        async with session.post(path, data=body, headers=headers) as r:
+            return _Answer(r.status, await r.read())
+    return post, session.close
+
+
+async def load(url, payloads, expected, clients, requests, seconds, pid, rss_every, kind, check=True):
+    """`clients` concurrent loops posting one image each; every answer checked against `expected`."""
     latencies, rss, errors, sent = [], [], [], [0]
     stop_at = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        async def client():
-            while sent[0] < requests and time.perf_counter() < stop_at:
-                i = sent[0] % len(payloads)
-                sent[0] += 1
-                t0 = time.perf_counter()
-                r = await http.post("/v1/embeddings", content=payloads[i], headers={"content-type": "application/json"})
-                latencies.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    errors.append(f"{r.status_code}: {r.text[:200]}")
-                elif not np.array_equal(np.float32(r.json()["data"][0]["embedding"]), expected[i]):
-                    errors.append(f"image {i}: embedding differs from model.embed")
-                if len(latencies) % rss_every == 0:
-                    rss.append((len(latencies), rss_mb(pid)))
+    post, close = await _poster(kind, url, clients)
+    headers = {"content-type": "application/json"}
 
+    async def client():
+        while sent[0] < requests and time.perf_counter() < stop_at:
+            i = sent[0] % len(payloads)
+            sent[0] += 1
+            t0 = time.perf_counter()
+            r = await post("/v1/embeddings", payloads[i], headers)
+            latencies.append(time.perf_counter() - t0)
+            if r.status != 200:
+                errors.append(f"{r.status}: {r.body[:200]}")
+            elif check and not np.array_equal(np.float32(json.loads(r.body)["data"][0]["embedding"]), expected[i]):
+                errors.append(f"image {i}: embedding differs from model.embed")
+            if pid and len(latencies) % rss_every == 0:
+                rss.append((len(latencies), rss_mb(pid)))
+
+    try:
         t0 = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(clients)))
         wall = time.perf_counter() - t0
+    finally:
+        await close()
     return latencies, wall, errors, rss
+
+
+async def noop_app(scope, receive, send):
+    """The ceiling: an ASGI app that reads the body and answers a constant, on the server's HTTP stack."""
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": b'{"data": []}'})
+
+
+def ceiling(payloads, clients, requests, seconds, kind):
+    """Requests/s of the same client against a no-op endpoint served by uvicorn as `vitc serve` runs it."""
+    from serve_helpers import free_port
+    port = free_port()
+    code = (f"import sys; sys.path.insert(0, {HERE!r}); import uvicorn, load_serve; "
+            f"uvicorn.run(load_serve.noop_app, host='127.0.0.1', port={port}, log_level='warning')")
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        url = f"http://127.0.0.1:{port}"
+        import httpx
+        for _ in range(200):
+            try:
+                httpx.post(url, content=b"{}")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        lat, wall, errors, _ = asyncio.run(load(url, payloads, None, clients, requests, seconds, None, 1, kind,
+                                                check=False))
+        return (len(lat) - len(errors)) / wall
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def main(argv=None):
@@ -138,7 +201,7 @@ def main(argv=None):
             page0 = _metrics(server.url)
             rss0 = rss_mb(pid)
             lat, wall, errors, rss = asyncio.run(load(server.url, payloads, expected, clients, args.requests,
-                                                      args.max_seconds, pid, args.rss_every))
+                                                      args.max_seconds, pid, args.rss_every, args.client))
             page1 = _metrics(server.url)
             inferred = metric(page1, "vitc_inference_count_total") - metric(page0, "vitc_inference_count_total")
             executions = metric(page1, "vitc_execution_count_total") - metric(page0, "vitc_execution_count_total")
@@ -158,6 +221,11 @@ def main(argv=None):
                 print("   ", e)
     finally:
         server.stop()
+    for row in results if not args.no_ceiling else []:
+        row["noop_requests_per_s"] = ceiling(payloads, row["clients"], args.requests, args.max_seconds, args.client)
+        print(f"{row['clients']:3d} clients, no-op endpoint (the HTTP ceiling, same client and bodies): "
+              f"{row['noop_requests_per_s']:.1f} requests/s; vitc serve reached "
+              f"{row['images_per_s'] / row['noop_requests_per_s']:.2f}x of it", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

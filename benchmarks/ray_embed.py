@@ -18,7 +18,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
-from serve_helpers import random_png  # noqa: E402
+from serve_helpers import model_folder, random_png  # noqa: E402
 
 
 def main(argv=None):
@@ -29,9 +29,7 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=32)
     args = p.parse_args(argv)
-    sys.path.insert(0, HERE)
-    from common import MODEL_SPECS, build_checkpoint
-    folder = str(build_checkpoint(args.model)) if args.model in MODEL_SPECS else args.model
+    folder = model_folder(args.model)
 
     import vitc.ray as vray
     with tempfile.TemporaryDirectory() as tmp:
