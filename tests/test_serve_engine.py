@@ -48,7 +48,7 @@ def make(replicas, gate=None):
 
     engine = Engine(load, replicas, 1, max_batch_size=4, max_queue_delay_s=0.001, max_queue=16,
                     metrics=Metrics("vitc-digits"))
-    app = create_app(engine, engine.metrics, Settings("vitc-digits", 2 ** 20, 30, 10 ** 7, 2))
+    app = create_app(engine, engine.metrics, Settings("vitc-digits", 2 ** 20, 30, 10 ** 7))
     return engine, app, models
 
 

@@ -1,7 +1,10 @@
 """Dynamic batching: one bounded queue of images, R replica threads, each with its own model object.
 
-Images arrive preprocessed (float32 [C, H, W] from the model's image processor, small whatever the
-upload), so the queue's memory is bounded by max_queue. A replica takes the oldest image, then waits up to
+Images arrive preprocessed (float32 [C, H, W]) or encoded with a `prepare` function (encoded bytes ->
+pixels) that the replica runs on its batch before the forward: decoding where the forward runs costs no
+thread hop per request, which for a small model is as much as its compute. The queue holds at most
+max_queue images (each encoded one within the body limit). An image whose prepare fails gets that error
+alone; the rest of its batch runs. A replica takes the oldest image, then waits up to
 max_queue_delay (counted from that image's arrival) for more images of the same task until it holds
 max_batch_size, and runs them as one forward. Each image has its own Future, so a request gets exactly its
 own rows back whatever batch they ran in. Images whose request gave up (timeout) are skipped.
@@ -30,10 +33,10 @@ class NotAccepting(Exception):
 
 
 class _Item:
-    __slots__ = ("task", "pixels", "top_k", "future", "enqueued")
+    __slots__ = ("task", "pixels", "top_k", "prepare", "index", "future", "enqueued")
 
-    def __init__(self, task, pixels, top_k):
-        self.task, self.pixels, self.top_k = task, pixels, top_k
+    def __init__(self, task, pixels, top_k, prepare, index):
+        self.task, self.pixels, self.top_k, self.prepare, self.index = task, pixels, top_k, prepare, index
         self.future = Future()
         self.enqueued = time.perf_counter()
 
@@ -88,9 +91,10 @@ class Engine:
             worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     # ---- requests ------------------------------------------------------------------------------------
-    def submit(self, task, pixels, top_k=None):
-        """Queue the preprocessed images of one request; a Future per image (embedding row / [(label, score)])."""
-        items = [_Item(task, p, top_k) for p in pixels]
+    def submit(self, task, pixels, top_k=None, prepare=None):
+        """Queue the images of one request: preprocessed, or anything prepare(index, value) turns into pixels
+        in the replica. A Future per image (embedding row / [(label, score)] / prepare's exception)."""
+        items = [_Item(task, p, top_k, prepare, i) for i, p in enumerate(pixels)]
         with self._cond:
             if self._stopping or self.alive() == 0:
                 raise NotAccepting("the server is shutting down" if self._stopping else "no replica is running")
@@ -180,6 +184,9 @@ class Engine:
 
     def _execute(self, model, batch):
         started = time.perf_counter()
+        batch = [item for item in batch if self._prepare(item)]
+        if not batch:
+            return
         try:
             inputs = [item.pixels for item in batch]
             if batch[0].task == CLASSIFY:
@@ -200,3 +207,14 @@ class Engine:
             self.metrics.batch(len(batch), [started - item.enqueued for item in batch], done - started)
         for item, result in zip(batch, results):
             item.future.set_result(result)
+
+    @staticmethod
+    def _prepare(item):
+        """Run the item's prepare (decode + preprocess); False when it failed (its Future holds why)."""
+        if item.prepare is not None:
+            try:
+                item.pixels, item.prepare = item.prepare(item.index, item.pixels), None
+            except Exception as exc:  # noqa: BLE001 - this image's request answers it (400 / 500), the rest run
+                item.future.set_exception(exc)
+                return False
+        return True

@@ -67,7 +67,7 @@ def main(args):
     engine = Engine(lambda t: load_model(args.model, t, args.dtype), replicas, threads, args.max_batch_size,
                     args.max_queue_delay_ms / 1e3, args.max_queue, metrics)
     settings = Settings(name, int(args.max_body_mb * 2 ** 20), args.request_timeout_s, args.max_image_pixels,
-                        decode_threads=replicas * threads, default_top_k=args.top_k)
+                        default_top_k=args.top_k)
     status = {"code": 0}
 
     @contextlib.asynccontextmanager
