@@ -234,7 +234,7 @@ def create_app(engine, metrics, settings, lifespan=None):
         answer = {"model_name": name, "model_version": "1", "outputs": entries}
         if "id" in req:
             answer["id"] = req["id"]
-        head = json.dumps(answer).encode()
+        head = codec.to_json(answer).encode()
         if not blobs_out:
             return Response(head, media_type="application/json")
         return Response(head + b"".join(blobs_out), media_type="application/octet-stream",
@@ -269,10 +269,10 @@ def create_app(engine, metrics, settings, lifespan=None):
         data = []
         for i, row in enumerate(rows):
             vector = (base64.b64encode(np.asarray(row, "<f4").tobytes()).decode() if encoding == "base64"
-                      else row.tolist())
+                      else np.asarray(row, np.float32))
             data.append({"object": "embedding", "index": i, "embedding": vector})
-        return JSONResponse({"object": "list", "data": data, "model": name,
-                             "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+        return json_response({"object": "list", "data": data, "model": name,
+                              "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 
     async def classify(request, deadline):
         body = await read_body(request, deadline)
@@ -352,6 +352,11 @@ def all_done(futures):
     for f in futures:
         f.add_done_callback(one_done)
     return waiter
+
+
+def json_response(value):
+    """A 200 JSON answer whose float32 arrays are written fast and exactly (codec.to_json)."""
+    return Response(codec.to_json(value).encode(), media_type="application/json")
 
 
 def error_response(status, message, openai=False):

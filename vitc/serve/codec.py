@@ -59,6 +59,24 @@ def image_from_string(text, what):
     return b64decode(text, what)
 
 
+def to_json(value):
+    """json.dumps (compact), except that float32 arrays are written with 9 significant digits: exact for
+    float32 (np.float32 of the text gives the same bits) and about 3x faster than the shortest repr of each
+    value as a float64, which dominated an embedding response's encoding."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float32:
+        if not np.isfinite(value).all():
+            raise ValueError("out of range float values (inf / nan) are not JSON compliant")
+        flat = value.reshape(-1).tolist()
+        if np.signbit(value[value == 0]).any():  # "%g" writes -0.0 as "-0", which JSON parsers read as 0
+            return "[" + ",".join(map(repr, flat)) + "]"
+        return "[" + ("%.9g," * len(flat) % tuple(flat))[:-1] + "]" if flat else "[]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{to_json(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(map(to_json, value)) + "]"
+    return json.dumps(value, allow_nan=False)
+
+
 def json_type(value):
     return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null",
             int: "a number", float: "a number"}.get(type(value), type(value).__name__)
@@ -189,6 +207,6 @@ def v2_response(outputs, binary):
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = array.reshape(-1).tolist()
+            entry["data"] = array.reshape(-1) if array.dtype == np.float32 else array.reshape(-1).tolist()
         entries.append(entry)
     return entries, blobs
