@@ -60,25 +60,11 @@ def create_app(engine, metrics, settings, lifespan=None):
         except asyncio.TimeoutError:
             raise RequestError(408, f"the request body did not arrive within {settings.request_timeout_s:g} s") from None
 
-    def decoder(what):
-        """prepare(index, encoded bytes) -> pixels, run by a replica; a bad image is a 400 naming it."""
-        processor, limit = engine.processor, settings.max_image_pixels
-
-        def prepare(index, blob):
-            label = what(index)
-            try:
-                image = load_image_bytes(blob, label, limit)
-                return processor(image, num_workers=1)["pixel_values"][0]
-            except (ImageLoadError, ValueError, TypeError) as err:
-                text = str(err)
-                raise RequestError(400, text if label in text else f"{label}: {text}") from None
-        return prepare
-
     async def run(task, blobs, what, deadline, top_k=None):
         """Queue encoded images (decoded by the replicas) and wait for each one's result (a list, in order)."""
         if engine.processor is None or not engine.loaded():  # a dead replica or draining: the others still serve
             raise RequestError(503, "the model is not ready")
-        return await queue_and_wait(task, blobs, deadline, top_k, decoder(what))
+        return await queue_and_wait(task, blobs, deadline, top_k, Decoder(what, settings.max_image_pixels))
 
     async def queue_and_wait(task, inputs, deadline, top_k=None, prepare=None):
         """Queue images (preprocessed, or encoded with prepare) or EMBED_TEXT strings and wait for each one's
@@ -320,6 +306,26 @@ def create_app(engine, metrics, settings, lifespan=None):
         Route("/metrics", endpoint("metrics", prometheus)),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan)
+
+
+class Decoder:
+    """The engine's prepare for encoded images: decode one with vitc.image_io's checks, and name it in the
+    400 when it cannot be decoded or preprocessed (the replica preprocesses a batch of decoded images)."""
+
+    def __init__(self, what, max_image_pixels):
+        self.what, self.max_image_pixels = what, max_image_pixels
+
+    def __call__(self, index, blob):
+        try:
+            return load_image_bytes(blob, self.what(index), self.max_image_pixels)
+        except (ImageLoadError, ValueError, TypeError) as err:
+            raise self.refuse(index, err) from None
+
+    def refuse(self, index, err):
+        if not isinstance(err, (ImageLoadError, ValueError, TypeError)):
+            return err  # a bug or MemoryError: 500
+        label, text = self.what(index), str(err)
+        return RequestError(400, text if label in text else f"{label}: {text}")
 
 
 async def within(deadline, awaitable):

@@ -1,10 +1,11 @@
 """Dynamic batching: one bounded queue of images, R replica threads, each with its own model object.
 
 Images arrive preprocessed (float32 [C, H, W]) or encoded with a `prepare` function (encoded bytes ->
-pixels) that the replica runs on its batch before the forward: decoding where the forward runs costs no
-thread hop per request, which for a small model is as much as its compute. The queue holds at most
-max_queue images (each encoded one within the body limit). An image whose prepare fails gets that error
-alone; the rest of its batch runs. A replica takes the oldest image, then waits up to
+decoded image) that the replica runs on its batch, then preprocesses the decoded images in one call of its
+model's image processor, then runs the forward: no thread hop per request, and a batched preprocessing
+(for a small model these cost as much as its compute). The queue holds at most max_queue images (each
+encoded one within the body limit). An image that fails to decode or preprocess gets that error alone
+(prepare.refuse(index, error) may rename it); the rest of its batch runs. A replica takes the oldest image, then waits up to
 max_queue_delay (counted from that image's arrival) for more images of the same task until it holds
 max_batch_size, and runs them as one forward. Each image has its own Future, so a request gets exactly its
 own rows back whatever batch they ran in. Images whose request gave up (timeout) are skipped.
@@ -184,7 +185,7 @@ class Engine:
 
     def _execute(self, model, batch):
         started = time.perf_counter()
-        batch = [item for item in batch if self._prepare(item)]
+        batch = self._prepare(model, batch)
         if not batch:
             return
         try:
@@ -209,12 +210,36 @@ class Engine:
             item.future.set_result(result)
 
     @staticmethod
-    def _prepare(item):
-        """Run the item's prepare (decode + preprocess); False when it failed (its Future holds why)."""
-        if item.prepare is not None:
-            try:
-                item.pixels, item.prepare = item.prepare(item.index, item.pixels), None
-            except Exception as exc:  # noqa: BLE001 - this image's request answers it (400 / 500), the rest run
-                item.future.set_exception(exc)
-                return False
-        return True
+    def _prepare(model, batch):
+        """Decode each item that has a prepare, preprocess the decoded ones in one call (one by one when that
+        fails, to find the culprit); the items still alive. A failed item's Future holds its error."""
+        def fail(item, exc):
+            refuse = getattr(item.prepare, "refuse", None)
+            item.future.set_exception(refuse(item.index, exc) if refuse is not None else exc)
+
+        decoded, live = [], []
+        for item in batch:
+            if item.prepare is not None:
+                try:
+                    item.pixels = item.prepare(item.index, item.pixels)
+                except Exception as exc:  # noqa: BLE001 - this image's request answers it (400 / 500)
+                    fail(item, exc)
+                    continue
+                decoded.append(item)
+            live.append(item)
+        if not decoded:
+            return live
+        process = model.image_processor
+        try:
+            pixels = process([item.pixels for item in decoded], num_workers=1)["pixel_values"]
+        except Exception:  # noqa: BLE001 - one image cannot be preprocessed: find which, the rest go on
+            pixels = []
+            for item in decoded:
+                try:
+                    pixels.append(process(item.pixels, num_workers=1)["pixel_values"][0])
+                except Exception as exc:  # noqa: BLE001
+                    fail(item, exc)
+                    pixels.append(None)
+        for item, p in zip(decoded, pixels):
+            item.pixels, item.prepare = p, None
+        return [item for item in live if item.pixels is not None]
