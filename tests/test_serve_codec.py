@@ -40,3 +40,10 @@ def test_non_finite_values_are_refused(bad):
         codec.to_json({"embedding": np.float32([1.0, bad])})
     with pytest.raises(ValueError, match="not JSON compliant"):
         codec.to_json({"score": float(bad)})
+
+
+def test_a_request_string_holding_the_array_marker_cannot_swap_arrays():
+    row = np.float32([0.25, -1.5])
+    value = {"id": codec._ARRAY_MARK + "0", "outputs": [{"data": row}], "ids": [codec._ARRAY_MARK + "1"]}
+    got = json.loads(codec.to_json(value))
+    assert got["id"] == value["id"] and got["ids"] == value["ids"] and got["outputs"][0]["data"] == [0.25, -1.5]
