@@ -101,8 +101,14 @@ class Engine:
                 raise NotAccepting("the server is shutting down" if self._stopping else "no replica is running")
             if len(self._queue) + len(items) > self.max_queue:
                 raise QueueFull(f"the queue is full ({len(self._queue)} of {self.max_queue} images waiting)")
+            was_empty = not self._queue
             self._queue.extend(items)
-            self._cond.notify_all()
+            # wake replicas only when it matters (each wake-up is a thread switch and a GIL hand-over): an
+            # idle one for a new batch, or a filling one whose batch is now full; else it wakes at its deadline
+            if was_empty:
+                self._cond.notify()
+            elif len(self._queue) >= self.max_batch_size:
+                self._cond.notify_all()
         return [item.future for item in items]
 
     # ---- replicas ------------------------------------------------------------------------------------
@@ -138,6 +144,8 @@ class Engine:
             else:
                 rest.append(item)
         self._queue = rest
+        if rest:  # another replica may start on what is left
+            self._cond.notify()
         return batch
 
     def _run(self, index):
