@@ -70,7 +70,12 @@ def one_process(fn, paths, batch_size):
     wall, cpu = time.perf_counter(), time.process_time()
     rows = 0
     for start in range(0, len(paths), batch_size):
-        rows += len(fn({"path": np.array(paths[start:start + batch_size], dtype=object)})["path"])
+        chunk = paths[start:start + batch_size]
+        blobs = []
+        for path in chunk:
+            with open(path, "rb") as f:
+                blobs.append(f.read())
+        rows += len(fn({"bytes": blobs, "path": np.array(chunk, dtype=object)})["path"])
     return rows, time.perf_counter() - wall, time.process_time() - cpu
 
 
