@@ -109,6 +109,12 @@ class Direct:
         return self.model.classify(self.pil(data), top_k=k)[0]
 
 
+def model_folder(name):
+    """A model id/folder as it is, or b16 / s16 / ti16: a random checkpoint of that shape (cached on disk)."""
+    from vitc.bench.checkpoint import RANDOM_SPECS, build_random_checkpoint
+    return str(build_random_checkpoint(name)) if name in RANDOM_SPECS else name
+
+
 def metric(text, name, **labels):
     """The value of one sample of a Prometheus text page (0 when absent)."""
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())

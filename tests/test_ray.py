@@ -44,6 +44,38 @@ def test_callable_class_embeds_and_skips_bad_images(direct, caplog):
     assert empty["embedding"].shape == (0, 64) and fn.skipped[-1][0] == "row 0"
 
 
+def test_callable_class_reads_paths_and_skips_unreadable_files(direct, tmp_path):
+    good = [random_png(20 + i) for i in range(3)]
+    paths = []
+    for i, data in enumerate(good):
+        paths.append(str(tmp_path / f"{i}.png"))
+        (tmp_path / f"{i}.png").write_bytes(data)
+    paths.insert(1, str(tmp_path / "missing.png"))
+    fn = vray.ImageModel(MODEL, threads=1)
+    out = fn({"path": np.array(paths, dtype=object)})  # no bytes column: the actor reads the files
+    assert list(out["path"]) == [paths[0], paths[2], paths[3]]
+    np.testing.assert_array_equal(out["embedding"], np.stack([direct.embedding(x) for x in good]))
+    assert fn.skipped[0][0] == paths[1] and "cannot read" in fn.skipped[0][1]
+
+
+def test_local_files_lists_what_read_binary_files_would(tmp_path):
+    (tmp_path / "b").mkdir()
+    for name in ("a.png", "b/c.png", "b/d.jpg", ".hidden.png"):
+        (tmp_path / name).write_bytes(b"x")
+    root = str(tmp_path)
+    assert vray.local_files(root) == [f"{root}/a.png", f"{root}/b/c.png", f"{root}/b/d.jpg"]
+    assert vray.local_files(f"{root}/b/*.png") == [f"{root}/b/c.png"]
+    assert vray.local_files([f"file://{root}/a.png", tmp_path / "b"]) == [f"{root}/a.png", f"{root}/b/c.png",
+                                                                            f"{root}/b/d.jpg"]
+    assert vray.local_files([f"{root}/a.png", "s3://bucket/images/"]) is None  # URIs: Ray's file systems
+    for missing in (f"{root}/nope.png", f"{root}/*.gif"):
+        with pytest.raises(FileNotFoundError, match="nope.png|gif"):
+            vray.local_files(missing)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no image files"):
+        vray.local_files(str(tmp_path / "empty"))
+
+
 def test_callable_class_classifies(direct):
     good = [random_png(10 + i) for i in range(3)]
     out = vray.ImageModel(MODEL, threads=1, task="classify", top_k=3)({"bytes": np.array(good, dtype=object)})

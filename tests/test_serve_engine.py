@@ -13,7 +13,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from serve_helpers import Direct, b64, random_png  # noqa: E402
 
 import vitc  # noqa: E402
-from vitc.serve.app import Settings, create_app  # noqa: E402
+from vitc.serve.app import Decoder, Settings, create_app  # noqa: E402
+from vitc.serve.codec import RequestError  # noqa: E402
 from vitc.serve.engine import EMBED, Engine  # noqa: E402
 from vitc.serve.metrics import Metrics  # noqa: E402
 from vitc.serve.server import plan_cores  # noqa: E402
@@ -48,7 +49,7 @@ def make(replicas, gate=None):
 
     engine = Engine(load, replicas, 1, max_batch_size=4, max_queue_delay_s=0.001, max_queue=16,
                     metrics=Metrics("vitc-digits"))
-    app = create_app(engine, engine.metrics, Settings("vitc-digits", 2 ** 20, 30, 10 ** 7, 2))
+    app = create_app(engine, engine.metrics, Settings("vitc-digits", 2 ** 20, 30, 10 ** 7))
     return engine, app, models
 
 
@@ -108,6 +109,31 @@ def test_failing_batch_answers_500_and_the_replica_goes_on():
         r = client.post("/v1/embeddings", json={"input": b64(random_png(2))})
         assert r.status_code == 500 and "MemoryError" in r.json()["error"]["message"]
         assert engine.ready() and client.post("/v1/embeddings", json={"input": b64(random_png(2))}).status_code == 200
+    engine.stop(30)
+
+
+def test_replica_decodes_and_preprocesses_a_batch_and_a_bad_image_fails_alone():
+    engine, _, models = make(1)
+    engine.start()
+    assert wait_for(engine.ready)
+    processor = models[0].image_processor
+
+    class Picky:  # the model's own processor, refusing 77-pixel-wide images (which vitc.image_io accepts)
+        def __call__(self, images, **kw):
+            for image in images if isinstance(images, list) else [images]:
+                if image.size[0] == 77:
+                    raise ValueError("77 pixels wide")
+            return processor(images, **kw)
+    models[0].image_processor = Picky()
+    blobs = [random_png(3, 40, 30), b"not an image", random_png(4, 77, 20), random_png(5, 50, 60)]
+    futures = engine.submit(EMBED, blobs, prepare=Decoder(lambda i: f"input {i}", 10 ** 7))
+    direct = Direct.of("vitc-digits")
+    np.testing.assert_array_equal(futures[0].result(30), direct.embedding(blobs[0]))
+    np.testing.assert_array_equal(futures[3].result(30), direct.embedding(blobs[3]))
+    for i, why in ((1, "input 1"), (2, "input 2: 77 pixels wide")):
+        err = futures[i].exception(30)
+        assert isinstance(err, RequestError) and err.status == 400 and why in err.message, err
+    assert engine.metrics.execution_count == 1  # the two good ones ran as one batch
     engine.stop(30)
 
 

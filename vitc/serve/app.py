@@ -2,15 +2,16 @@
 HF-shaped classification, health and Prometheus metrics.
 
 A request's life: body read under a size cap and the request deadline (413 / 408), parsed (400 naming the
-item), every image decoded with vitc.image_io's checks and preprocessed on a small thread pool (400 naming
-the image), queued (429 when full, 503 when draining), awaited until the deadline (503), answered.
+item), its encoded images queued (429 when full, 503 when draining), decoded with vitc.image_io's checks and
+preprocessed by the replica that runs their batch (400 naming the image), awaited until the deadline (503),
+answered. Per request the event loop runs one timer and one wake-up from the replicas, no thread hop.
 """
 import asyncio
 import base64
 import json
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from starlette.applications import Starlette
@@ -29,18 +30,15 @@ log = logging.getLogger("vitc.serve")
 
 
 class Settings:
-    def __init__(self, model_name, max_body_bytes, request_timeout_s, max_image_pixels, decode_threads,
-                 default_top_k=5):
+    def __init__(self, model_name, max_body_bytes, request_timeout_s, max_image_pixels, default_top_k=5):
         self.model_name = model_name
         self.max_body_bytes = max_body_bytes
         self.request_timeout_s = request_timeout_s
         self.max_image_pixels = max_image_pixels
-        self.decode_threads = decode_threads
         self.default_top_k = default_top_k
 
 
 def create_app(engine, metrics, settings, lifespan=None):
-    decode_pool = ThreadPoolExecutor(settings.decode_threads, thread_name_prefix="vitc-decode")  # daemon-like
     name = settings.model_name
 
     # ---- shared steps --------------------------------------------------------------------------------
@@ -48,63 +46,46 @@ def create_app(engine, metrics, settings, lifespan=None):
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > settings.max_body_bytes:
             raise RequestError(413, f"the body of {declared} bytes is over the limit of {settings.max_body_bytes}")
-        chunks, size = [], 0
-        stream = request.stream().__aiter__()
-        while True:
-            try:
-                chunk = await asyncio.wait_for(stream.__anext__(), max(0.0, deadline - time.monotonic()))
-            except StopAsyncIteration:
-                break
-            except asyncio.TimeoutError:
-                raise RequestError(408, f"the request body did not arrive within {settings.request_timeout_s:g} s")
-            size += len(chunk)
-            if size > settings.max_body_bytes:
-                raise RequestError(413, f"the body is over the limit of {settings.max_body_bytes} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
 
-    def preprocess(blobs, what):
-        processor = engine.processor
-        pixels = []
-        for i, blob in enumerate(blobs):
-            label = what(i)
-            try:
-                image = load_image_bytes(blob, label, settings.max_image_pixels)
-                pixels.append(processor(image, num_workers=1)["pixel_values"][0])
-            except (ImageLoadError, ValueError, TypeError) as err:
-                text = str(err)
-                raise RequestError(400, text if label in text else f"{label}: {text}") from None
-        return pixels
+        async def read():
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > settings.max_body_bytes:
+                    raise RequestError(413, f"the body is over the limit of {settings.max_body_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        try:
+            return await within(deadline, read())
+        except asyncio.TimeoutError:
+            raise RequestError(408, f"the request body did not arrive within {settings.request_timeout_s:g} s") from None
 
     async def run(task, blobs, what, deadline, top_k=None):
-        """Decode + preprocess, queue, and wait for each image's result (a list, in order)."""
+        """Queue encoded images (decoded by the replicas) and wait for each one's result (a list, in order)."""
         if engine.processor is None or not engine.loaded():  # a dead replica or draining: the others still serve
             raise RequestError(503, "the model is not ready")
-        if len(blobs) > engine.max_queue:
-            raise RequestError(413, f"{len(blobs)} images in one request; the limit is {engine.max_queue}")
-        loop = asyncio.get_running_loop()
-        pixels = await loop.run_in_executor(decode_pool, preprocess, blobs, what)
-        return await queue_and_wait(task, pixels, deadline, top_k)
+        return await queue_and_wait(task, blobs, deadline, top_k, Decoder(what, settings.max_image_pixels))
 
-    async def queue_and_wait(task, inputs, deadline, top_k=None):
-        """Queue preprocessed images (or EMBED_TEXT strings) and wait for each one's result, in order."""
+    async def queue_and_wait(task, inputs, deadline, top_k=None, prepare=None):
+        """Queue images (preprocessed, or encoded with prepare) or EMBED_TEXT strings and wait for each one's
+        result, in order; the first failed image (in request order) fails the request."""
         if not engine.loaded():
             raise RequestError(503, "the model is not ready")
         if len(inputs) > engine.max_queue:
             raise RequestError(413, f"{len(inputs)} inputs in one request; the limit is {engine.max_queue}")
         try:
-            futures = engine.submit(task, inputs, top_k)
+            futures = engine.submit(task, inputs, top_k, prepare)
         except QueueFull as err:
             raise RequestError(429, str(err)) from None
         except NotAccepting as err:
             raise RequestError(503, str(err)) from None
-        waiting = [asyncio.wrap_future(f) for f in futures]
         try:
-            return await asyncio.wait_for(asyncio.gather(*waiting), max(0.0, deadline - time.monotonic()))
+            await within(deadline, all_done(futures))
         except asyncio.TimeoutError:
             for f in futures:
                 f.cancel()
-            raise RequestError(503, f"no result within the request timeout of {settings.request_timeout_s:g} s")
+            raise RequestError(503, f"no result within the request timeout of {settings.request_timeout_s:g} s") from None
+        return [f.result() for f in futures]
 
     def check_model(model, version=None):
         if model != name or version not in (None, "1"):
@@ -239,7 +220,7 @@ def create_app(engine, metrics, settings, lifespan=None):
         answer = {"model_name": name, "model_version": "1", "outputs": entries}
         if "id" in req:
             answer["id"] = req["id"]
-        head = json.dumps(answer).encode()
+        head = codec.to_json(answer).encode()
         if not blobs_out:
             return Response(head, media_type="application/json")
         return Response(head + b"".join(blobs_out), media_type="application/octet-stream",
@@ -274,10 +255,10 @@ def create_app(engine, metrics, settings, lifespan=None):
         data = []
         for i, row in enumerate(rows):
             vector = (base64.b64encode(np.asarray(row, "<f4").tobytes()).decode() if encoding == "base64"
-                      else row.tolist())
+                      else np.asarray(row, np.float32))
             data.append({"object": "embedding", "index": i, "embedding": vector})
-        return JSONResponse({"object": "list", "data": data, "model": name,
-                             "usage": {"prompt_tokens": 0, "total_tokens": 0}})
+        return json_response({"object": "list", "data": data, "model": name,
+                              "usage": {"prompt_tokens": 0, "total_tokens": 0}})
 
     async def classify(request, deadline):
         body = await read_body(request, deadline)
@@ -325,6 +306,63 @@ def create_app(engine, metrics, settings, lifespan=None):
         Route("/metrics", endpoint("metrics", prometheus)),
     ]
     return Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan)
+
+
+class Decoder:
+    """The engine's prepare for encoded images: decode one with vitc.image_io's checks, and name it in the
+    400 when it cannot be decoded or preprocessed (the replica preprocesses a batch of decoded images)."""
+
+    def __init__(self, what, max_image_pixels):
+        self.what, self.max_image_pixels = what, max_image_pixels
+
+    def __call__(self, index, blob):
+        try:
+            return load_image_bytes(blob, self.what(index), self.max_image_pixels)
+        except (ImageLoadError, ValueError, TypeError) as err:
+            raise self.refuse(index, err) from None
+
+    def refuse(self, index, err):
+        if not isinstance(err, (ImageLoadError, ValueError, TypeError)):
+            return err  # a bug or MemoryError: 500
+        label, text = self.what(index), str(err)
+        return RequestError(400, text if label in text else f"{label}: {text}")
+
+
+async def within(deadline, awaitable):
+    """Await until `deadline` (time.monotonic()), else asyncio.TimeoutError: one timer, and no extra task
+    where asyncio.timeout exists (3.11+)."""
+    left = max(0.0, deadline - time.monotonic())
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(left):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, left)
+
+
+def all_done(futures):
+    """An asyncio future done when every concurrent Future is: one wake-up of the event loop for a request,
+    from the replica thread that finishes its last image (asyncio.wrap_future would wake it per image)."""
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    left, lock = [len(futures)], threading.Lock()
+
+    def settle():
+        if not waiter.done():
+            waiter.set_result(None)
+
+    def one_done(_):
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            loop.call_soon_threadsafe(settle)
+    for f in futures:
+        f.add_done_callback(one_done)
+    return waiter
+
+
+def json_response(value):
+    """A 200 JSON answer whose float32 arrays are written fast and exactly (codec.to_json)."""
+    return Response(codec.to_json(value).encode(), media_type="application/json")
 
 
 def error_response(status, message, openai=False):

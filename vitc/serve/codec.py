@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import re
+import secrets
 import struct
 
 import numpy as np
@@ -57,6 +58,46 @@ def image_from_string(text, what):
         raise RequestError(400, f"{what}: text input, but this model has no text tower; send images as data URIs "
                                 "or base64")
     return b64decode(text, what)
+
+
+_ARRAY_MARK = "vitc-array-" + secrets.token_hex(8) + "-"
+_ARRAY_REF = re.compile('"' + _ARRAY_MARK + r'(\d+)"')
+
+
+def to_json(value):
+    """json.dumps (compact), except that float32 arrays are written with 9 significant digits: exact for
+    float32 (np.float32 of the text gives the same bits) and about 3x faster than the shortest repr of each
+    value as a float64, which dominated an embedding response's encoding. The arrays go in as marker
+    strings and their text replaces them in one pass (checked: a request cannot smuggle a marker in)."""
+    arrays = []
+
+    def swap(v):
+        if isinstance(v, np.ndarray) and v.dtype == np.float32:
+            arrays.append(v)
+            return f"{_ARRAY_MARK}{len(arrays) - 1}"
+        if isinstance(v, dict):
+            return {k: swap(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [swap(x) for x in v]
+        return v
+    text = json.dumps(swap(value), allow_nan=False, separators=(",", ":"))
+    if not arrays:
+        return text
+    if sorted(map(int, _ARRAY_REF.findall(text))) != list(range(len(arrays))):
+        # a string of the request held a marker: the slow way
+        return json.dumps(value, allow_nan=False, separators=(",", ":"),
+                          default=lambda a: json.loads(float32_json(a)))
+    return _ARRAY_REF.sub(lambda m: float32_json(arrays[int(m.group(1))]), text)
+
+
+def float32_json(array):
+    """A float32 array, flattened, as a JSON array of numbers that read back to the same float32 bits."""
+    if not np.isfinite(array).all():
+        raise ValueError("out of range float values (inf / nan) are not JSON compliant")
+    flat = array.reshape(-1).tolist()
+    if np.signbit(array[array == 0]).any():  # "%g" writes -0.0 as "-0", which JSON parsers read as 0
+        return "[" + ",".join(map(repr, flat)) + "]"
+    return "[" + ("%.9g," * len(flat) % tuple(flat))[:-1] + "]" if flat else "[]"
 
 
 def json_type(value):
@@ -189,6 +230,6 @@ def v2_response(outputs, binary):
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:
-            entry["data"] = array.reshape(-1).tolist()
+            entry["data"] = array.reshape(-1) if array.dtype == np.float32 else array.reshape(-1).tolist()
         entries.append(entry)
     return entries, blobs

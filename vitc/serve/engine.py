@@ -1,7 +1,11 @@
 """Dynamic batching: one bounded queue of images, R replica threads, each with its own model object.
 
-Images arrive preprocessed (float32 [C, H, W] from the model's image processor, small whatever the
-upload), so the queue's memory is bounded by max_queue. A replica takes the oldest image, then waits up to
+Images arrive preprocessed (float32 [C, H, W]) or encoded with a `prepare` function (encoded bytes ->
+decoded image) that the replica runs on its batch, then preprocesses the decoded images in one call of its
+model's image processor, then runs the forward: no thread hop per request, and a batched preprocessing
+(for a small model these cost as much as its compute). The queue holds at most max_queue images (each
+encoded one within the body limit). An image that fails to decode or preprocess gets that error alone
+(prepare.refuse(index, error) may rename it); the rest of its batch runs. A replica takes the oldest image, then waits up to
 max_queue_delay (counted from that image's arrival) for more images of the same task until it holds
 max_batch_size, and runs them as one forward. Each image has its own Future, so a request gets exactly its
 own rows back whatever batch they ran in. Images whose request gave up (timeout) are skipped.
@@ -30,10 +34,10 @@ class NotAccepting(Exception):
 
 
 class _Item:
-    __slots__ = ("task", "pixels", "top_k", "future", "enqueued")
+    __slots__ = ("task", "pixels", "top_k", "prepare", "index", "future", "enqueued")
 
-    def __init__(self, task, pixels, top_k):
-        self.task, self.pixels, self.top_k = task, pixels, top_k
+    def __init__(self, task, pixels, top_k, prepare, index):
+        self.task, self.pixels, self.top_k, self.prepare, self.index = task, pixels, top_k, prepare, index
         self.future = Future()
         self.enqueued = time.perf_counter()
 
@@ -88,16 +92,23 @@ class Engine:
             worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     # ---- requests ------------------------------------------------------------------------------------
-    def submit(self, task, pixels, top_k=None):
-        """Queue the preprocessed images of one request; a Future per image (embedding row / [(label, score)])."""
-        items = [_Item(task, p, top_k) for p in pixels]
+    def submit(self, task, pixels, top_k=None, prepare=None):
+        """Queue the images of one request: preprocessed, or anything prepare(index, value) turns into pixels
+        in the replica. A Future per image (embedding row / [(label, score)] / prepare's exception)."""
+        items = [_Item(task, p, top_k, prepare, i) for i, p in enumerate(pixels)]
         with self._cond:
             if self._stopping or self.alive() == 0:
                 raise NotAccepting("the server is shutting down" if self._stopping else "no replica is running")
             if len(self._queue) + len(items) > self.max_queue:
                 raise QueueFull(f"the queue is full ({len(self._queue)} of {self.max_queue} images waiting)")
+            was_empty = not self._queue
             self._queue.extend(items)
-            self._cond.notify_all()
+            # wake replicas only when it matters (each wake-up is a thread switch and a GIL hand-over): an
+            # idle one for a new batch, or a filling one whose batch is now full; else it wakes at its deadline
+            if was_empty:
+                self._cond.notify()
+            elif len(self._queue) >= self.max_batch_size:
+                self._cond.notify_all()
         return [item.future for item in items]
 
     # ---- replicas ------------------------------------------------------------------------------------
@@ -133,6 +144,8 @@ class Engine:
             else:
                 rest.append(item)
         self._queue = rest
+        if rest:  # another replica may start on what is left
+            self._cond.notify()
         return batch
 
     def _run(self, index):
@@ -180,6 +193,9 @@ class Engine:
 
     def _execute(self, model, batch):
         started = time.perf_counter()
+        batch = self._prepare(model, batch)
+        if not batch:
+            return
         try:
             inputs = [item.pixels for item in batch]
             if batch[0].task == CLASSIFY:
@@ -200,3 +216,38 @@ class Engine:
             self.metrics.batch(len(batch), [started - item.enqueued for item in batch], done - started)
         for item, result in zip(batch, results):
             item.future.set_result(result)
+
+    @staticmethod
+    def _prepare(model, batch):
+        """Decode each item that has a prepare, preprocess the decoded ones in one call (one by one when that
+        fails, to find the culprit); the items still alive. A failed item's Future holds its error."""
+        def fail(item, exc):
+            refuse = getattr(item.prepare, "refuse", None)
+            item.future.set_exception(refuse(item.index, exc) if refuse is not None else exc)
+
+        decoded, live = [], []
+        for item in batch:
+            if item.prepare is not None:
+                try:
+                    item.pixels = item.prepare(item.index, item.pixels)
+                except Exception as exc:  # noqa: BLE001 - this image's request answers it (400 / 500)
+                    fail(item, exc)
+                    continue
+                decoded.append(item)
+            live.append(item)
+        if not decoded:
+            return live
+        process = model.image_processor
+        try:
+            pixels = process([item.pixels for item in decoded], num_workers=1)["pixel_values"]
+        except Exception:  # noqa: BLE001 - one image cannot be preprocessed: find which, the rest go on
+            pixels = []
+            for item in decoded:
+                try:
+                    pixels.append(process(item.pixels, num_workers=1)["pixel_values"][0])
+                except Exception as exc:  # noqa: BLE001
+                    fail(item, exc)
+                    pixels.append(None)
+        for item, p in zip(decoded, pixels):
+            item.pixels, item.prepare = p, None
+        return [item for item in live if item.pixels is not None]

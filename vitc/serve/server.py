@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 log = logging.getLogger("vitc.serve")
 
@@ -65,7 +67,7 @@ def main(args):
     engine = Engine(lambda t: load_model(args.model, t, args.dtype), replicas, threads, args.max_batch_size,
                     args.max_queue_delay_ms / 1e3, args.max_queue, metrics)
     settings = Settings(name, int(args.max_body_mb * 2 ** 20), args.request_timeout_s, args.max_image_pixels,
-                        decode_threads=replicas * threads, default_top_k=args.top_k)
+                        default_top_k=args.top_k)
     status = {"code": 0}
 
     @contextlib.asynccontextmanager
@@ -94,7 +96,25 @@ def main(args):
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):
             engine.draining = True  # readiness false at once; in-flight requests still finish
+            status["interrupted"] = status.get("interrupted") or sig == signal.SIGINT
             super().handle_exit(sig, frame)
+
+        @contextlib.contextmanager
+        def capture_signals(self):
+            """uvicorn's, except that a SIGTERM, once drained, exits 0 (uvicorn >= 0.29 re-raises it, so a
+            supervisor saw "killed by signal 15" after a clean shutdown); Ctrl-C still ends as SIGINT does."""
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            caught = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in caught}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            if status.get("interrupted"):
+                signal.raise_signal(signal.SIGINT)
 
     config = uvicorn.Config(create_app(engine, metrics, settings, lifespan), host=args.host, port=args.port,
                             log_level=args.log_level, access_log=args.access_log, lifespan="on")
