@@ -1,7 +1,7 @@
 """Cold start and peak RSS per engine, each in a fresh process: import the engine, load the checkpoint,
 run batch 1 once; the parent times spawn -> logits and checks the child's output against the reference.
 
-    python -m vitc.bench.memory ENGINE MODEL THREADS DTYPE CACHE_DIR SEED OV_SHAPE   (the child)
+    python -m vitc.bench.memory ENGINE MODEL THREADS DTYPE CACHE_DIR SEED OV_SHAPE IMAGE_SIZE   (the child)
 """
 import json
 import os
@@ -16,7 +16,7 @@ MIB = 1024 * 1024
 
 
 def child(argv):
-    name, model, threads, dtype, cache_dir, seed, ov_shape = argv
+    name, model, threads, dtype, cache_dir, seed, ov_shape, image_size = argv
     from .checkpoint import Checkpoint
     from .engines import ENGINES, OpenVinoEngine
     from .stats import make_pixels, peak_rss_bytes, vm_hwm_bytes
@@ -27,7 +27,7 @@ def child(argv):
     cls.imports()
     t1 = time.perf_counter()
     rss_import = peak_rss_bytes()
-    ckpt = Checkpoint(model, cache_dir)
+    ckpt = Checkpoint(model, cache_dir, int(image_size) or None)
     engine = cls(ckpt, threads, dtype)
     engine.prepare(1)
     t2 = time.perf_counter()
@@ -58,7 +58,7 @@ def measure_children(args, ckpt, names, reference, log):
     threads = max(args.threads)
     for name in names:
         cmd = [sys.executable, "-m", "vitc.bench.memory", name, str(ckpt.folder), str(threads), args.dtype,
-               str(args.cache_dir), str(args.seed), args.ov_shape]
+               str(args.cache_dir), str(args.seed), args.ov_shape, str(args.image_size or 0)]
         log(f"[memory] fresh process: {name}")
         t0 = time.time()
         # Through a shell that FORKS the child: Linux carries ru_maxrss across execve, so a child exec'd
