@@ -26,7 +26,7 @@ PEERS = ("torch-eager", "torch-sdpa", "onnxruntime", "openvino")
 
 def summary(reports):
     """One markdown row per (family, batch, threads): ms/image of each engine, best peer / vitc."""
-    dtype = reports[0]["dtype"]
+    dtype = reports[0][1]["dtype"]
     md = [f"| model ({dtype}) | output | batch | threads | vitc | " + " | ".join(PEERS)
           + " | fastest peer / vitc |", "|---|---|---:|---:|" + "---:|" * (len(PEERS) + 2)]
     for name, r in reports:
