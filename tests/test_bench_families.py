@@ -112,3 +112,18 @@ def test_architecture_from_model_type_and_unknown_ones():
         architecture_of({"model_type": "clip_text_model", "architectures": ["CLIPTextModel"]}, "x/config.json")
     with pytest.raises(ValueError, match="model_type 'bert'"):
         architecture_of({"model_type": "bert"})
+
+
+@pytest.mark.parametrize("dtype, runs", [("bfloat16", ["vitc", "torch-eager", "torch-sdpa", "openvino"]),
+                                         ("int8", ["vitc", "onnxruntime"])])
+def test_lowp_dtypes_time_the_family_output(capsys, tmp_path, cache, folders, dtype, runs):
+    out_json = tmp_path / "r.json"
+    code = cli.main(["bench", "--model", folders["CLIPVisionModelWithProjection"], "--compare", PEERS, "--dtype",
+                     dtype, "--batch", "2", "--threads", "1", "--rounds", "1", "--gap-ms", "0", "--cache-dir", cache,
+                     "--json", str(out_json)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads(out_json.read_text())
+    cell = report["cells"][0]
+    assert report["engines"] == runs and cell["reference"] == "vitc-float32" and cell["output_shape"] == [2, 24]
+    for s in cell["results"].values():
+        assert 0 < s["rel_err"] <= report["tol"]
