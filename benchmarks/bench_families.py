@@ -66,9 +66,10 @@ def main(argv=None):
         except BenchmarkError as exc:
             print(f"bench_families: {name}: {exc}", file=sys.stderr)
             return 1
+        if json_path:  # rewritten whole after each model: a long run stopped midway keeps what it measured
+            write_json({name: r for name, r in reports}, json_path)
     print("\n" + summary(reports), flush=True)
     if json_path:
-        write_json({name: r for name, r in reports}, json_path)
         print(f"wrote {json_path}", file=sys.stderr)
     return 0
 

@@ -34,10 +34,11 @@ def log(msg):
 
 
 def reference_name(names, dtype):
-    """The engine every output is checked against: PyTorch eager float32 (transformers' own result) when it
-    runs, else vitc. For bf16/int8 the reference is a float32 model loaded beside the timed ones."""
+    """The engine every output is checked against: PyTorch float32 (transformers' own result; eager attention
+    when it runs, else sdpa), else vitc. For bf16/int8 the reference is a float32 model loaded beside the timed
+    ones."""
     if dtype == "float32":
-        return "torch-eager" if "torch-eager" in names else names[0]
+        return next((n for n in ("torch-eager", "torch-sdpa") if n in names), names[0])
     return "vitc-float32"
 
 
