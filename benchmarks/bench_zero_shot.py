@@ -110,8 +110,9 @@ def main():
             elapsed, tops[name] = timed(commands[name], env)
             times[name].append(elapsed)
             print(f"round {r + 1}: {name} {elapsed:.2f} s", file=sys.stderr, flush=True)
-    vitc_top, pipe_top = tops.values()
-    agree = sum(vitc_top[k] == pipe_top.get(k) for k in vitc_top)
+        vitc_top, pipe_top = (tops[name] for name in commands)
+        agree = sum(vitc_top[k] == pipe_top.get(k) for k in vitc_top)
+        print(f"round {r + 1}: top label agrees on {agree}/{len(vitc_top)} images", file=sys.stderr, flush=True)
     med = {name: statistics.median(t) for name, t in times.items()}
     vitc_s, pipe_s = med.values()
     print(f"zero-shot labels ({args.labels}) for {len(paths)} images, fresh process, start-up included, "
