@@ -1,7 +1,7 @@
 """Text tower speed: a batch of prompts through a CLIP-B-sized text tower (random weights, the shapes of
 openai/clip-vit-base-patch32's), vitc beside PyTorch eager (transformers), ONNX Runtime and OpenVINO, all in one
-process on the same token ids (prompts of different lengths, padded), text_embeds checked against PyTorch's before timing, then shuffled round-robin
-rounds (the method of `vitc bench`, vitc/bench/runner.py).
+process on the same token ids (prompts of different lengths, padded), text_embeds checked against PyTorch's
+before timing, then shuffled round-robin rounds (the method of `vitc bench`, vitc/bench/runner.py).
 
     pip install ".[bench]"
     python benchmarks/bench_text.py [--batch 32] [--tokens 16] [--rounds 20] [--threads 2]
@@ -117,7 +117,8 @@ def main():
         for name, fn in runs.items():  # warm-up + agreement with transformers, before any timing
             errors[name] = rel_err(fn(ids, mask), want)
             if not errors[name] <= 1e-4:
-                sys.exit(f"bench_text: {name}'s text_embeds disagree with PyTorch's: max|d|/max|ref| {errors[name]:.2e}")
+                sys.exit(f"bench_text: {name}'s text_embeds disagree with PyTorch's: "
+                         f"max|d|/max|ref| {errors[name]:.2e}")
         times = {name: [] for name in runs}
         order, shuffle = list(runs), random.Random(0).shuffle
         for _ in range(args.rounds):

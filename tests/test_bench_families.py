@@ -127,3 +127,12 @@ def test_lowp_dtypes_time_the_family_output(capsys, tmp_path, cache, folders, dt
     assert report["engines"] == runs and cell["reference"] == "vitc-float32" and cell["output_shape"] == [2, 24]
     for s in cell["results"].values():
         assert 0 < s["rel_err"] <= report["tol"]
+
+
+def test_reference_is_pytorch_eager_else_sdpa_else_vitc():
+    from vitc.bench.runner import reference_name
+
+    assert reference_name(["vitc", "torch-sdpa", "torch-eager"], "float32") == "torch-eager"
+    assert reference_name(["vitc", "torch-sdpa", "onnxruntime"], "float32") == "torch-sdpa"
+    assert reference_name(["vitc", "onnxruntime"], "float32") == "vitc"
+    assert reference_name(["vitc", "torch-sdpa"], "int8") == "vitc-float32"

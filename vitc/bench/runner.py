@@ -2,10 +2,10 @@
 before any timing, then shuffled round-robin rounds with idle pauses, per (threads, batch) cell.
 
 For each cell every engine runs --warmup times untimed; its output is compared with the reference's on the
-same input (max|d|/max|ref| <= tol, else BenchmarkError: OUTPUTS DISAGREE; the output is the one families.py names). Then up to --rounds rounds: each
-engine once per round in a freshly shuffled order (so no engine always follows the same one), a --gap-ms
-idle pause before each call so the previous engine's spinning worker threads go to sleep first. After
---min-rounds a cell stops when its next round would end past --cell-budget seconds.
+same input (max|d|/max|ref| <= tol, else BenchmarkError: OUTPUTS DISAGREE; the output families.py names).
+Then up to --rounds rounds: each engine once per round in a freshly shuffled order (so no engine always
+follows the same one), a --gap-ms idle pause before each call so the previous engine's spinning worker threads
+go to sleep first. After --min-rounds a cell stops when its next round would end past --cell-budget seconds.
 """
 import gc
 import os
@@ -60,8 +60,8 @@ def run_cell(engines, reference, batch, threads, ckpt, args, flops, peak):
     bad = {n: e for n, e in errors.items() if not e <= args.tol}
     if bad:
         raise BenchmarkError("OUTPUTS DISAGREE (%s, batch %d, threads %d): max|d|/max|ref| vs %s: %s > tol %g"
-                             % (ckpt.output_name, batch, threads, ref_name, ", ".join(f"{n} {e:.3g}" for n, e in bad.items()),
-                                args.tol))
+                             % (ckpt.output_name, batch, threads, ref_name,
+                                ", ".join(f"{n} {e:.3g}" for n, e in bad.items()), args.tol))
 
     times = {n: [] for n in names}
     rng = random.Random(args.seed * 7919 + batch * 31 + threads)
@@ -94,8 +94,7 @@ def run_cell(engines, reference, batch, threads, ckpt, args, flops, peak):
     for s in results.values():
         s["time_over_vitc"] = s["median_ms"] / base["median_ms"] if base else None
     return {"batch": batch, "threads": threads, "reference": ref_name, "output_shape": list(ref.shape),
-            "rounds": done, "results": results,
-            "peak": peak, "reference_output": ref[:1] if batch == 1 else None}
+            "rounds": done, "results": results, "peak": peak, "reference_output": ref[:1] if batch == 1 else None}
 
 
 def vitc_config():
@@ -119,7 +118,8 @@ def run(args, print_fn=print):
     flops = ckpt.flops_per_image()
     machine = machine_info()
     report = {"model": args.model, "checkpoint": str(ckpt.folder), "architecture": ckpt.architecture,
-              "output": ckpt.output_name, "image_size": list(ckpt.image_hw), "dtype": args.dtype, "flops_per_image": flops,
+              "output": ckpt.output_name, "image_size": list(ckpt.image_hw), "dtype": args.dtype,
+              "flops_per_image": flops,
               "weight_bytes": ckpt.weight_bytes(), "machine": machine, "engines": names, "skipped": skipped,
               "modes": {n: eng.ENGINES[n].MODES[args.dtype] for n in names},
               "batch": args.batch, "threads": args.threads, "rounds": args.rounds, "min_rounds": args.min_rounds,
