@@ -2,6 +2,7 @@
 vitc loads: `vitc bench --model ID_OR_DIR --compare torch,onnxruntime,openvino` (the peers come with
 `pip install "vitc[bench]"`). Never imported by `import vitc`.
 
+    families.py    per architecture: the vitc class, the transformers class (PyTorch, ONNX export), the output timed
     checkpoint.py  the checkpoint, its FLOPs, cached ONNX / int8 exports, random checkpoints of bench_vit.py
     engines.py     vitc and the peers, one class each, per-dtype modes, missing-package detection
     runner.py      the method: outputs checked, shuffled round-robin rounds with pauses, statistics

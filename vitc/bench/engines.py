@@ -2,7 +2,7 @@
 
     engine = ENGINES[name](checkpoint, threads, dtype)  # load, configured for `threads` and `dtype`
     engine.prepare(batch)        # untimed per-batch setup (OpenVINO static shapes); also re-asserts threads
-    out = engine.run(pixels)     # np.float32 [N,C,H,W] -> np.ndarray (logits or last_hidden_state); timed
+    out = engine.run(pixels)     # np.float32 [N,C,H,W] -> np.ndarray: the checkpoint's output (families.py); timed
     engine.info()                # dict of settings actually in effect, for the report
     engine.close()
 
@@ -49,9 +49,9 @@ class VitcEngine(Engine):
     MODES = {d: "vitc" if d == "float32" else f"vitc {d}" for d in VITC_DTYPES}
 
     def __init__(self, checkpoint, threads, dtype="float32"):
-        from ..auto import AutoModel, AutoModelForImageClassification
+        import vitc
 
-        cls = AutoModelForImageClassification if checkpoint.classifier else AutoModel  # the family's class
+        cls = getattr(vitc, checkpoint.target.vitc_class)  # the class families.TARGETS names
         kwargs = {"dtype": dtype}  # explicit: a folder saved in another dtype is an error, not a silent switch
         self.threads, self.output = threads, checkpoint.output_name
         self.model = cls.from_pretrained(str(checkpoint.folder), threads=threads, **kwargs)

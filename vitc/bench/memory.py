@@ -1,7 +1,7 @@
 """Cold start and peak RSS per engine, each in a fresh process: import the engine, load the checkpoint,
 run batch 1 once; the parent times spawn -> logits and checks the child's output against the reference.
 
-    python -m vitc.bench.memory ENGINE MODEL THREADS DTYPE CACHE_DIR SEED OV_SHAPE   (the child)
+    python -m vitc.bench.memory ENGINE MODEL THREADS DTYPE CACHE_DIR SEED OV_SHAPE IMAGE_SIZE   (the child)
 """
 import json
 import os
@@ -16,7 +16,7 @@ MIB = 1024 * 1024
 
 
 def child(argv):
-    name, model, threads, dtype, cache_dir, seed, ov_shape = argv
+    name, model, threads, dtype, cache_dir, seed, ov_shape, image_size = argv
     from .checkpoint import Checkpoint
     from .engines import ENGINES, OpenVinoEngine
     from .stats import make_pixels, peak_rss_bytes, vm_hwm_bytes
@@ -27,7 +27,7 @@ def child(argv):
     cls.imports()
     t1 = time.perf_counter()
     rss_import = peak_rss_bytes()
-    ckpt = Checkpoint(model, cache_dir)
+    ckpt = Checkpoint(model, cache_dir, int(image_size) or None)
     engine = cls(ckpt, threads, dtype)
     engine.prepare(1)
     t2 = time.perf_counter()
@@ -51,11 +51,11 @@ def child_env():
     return env
 
 
-def fresh_process(name, folder, threads, dtype, cache_dir, seed, ov_shape="static"):
+def fresh_process(name, folder, threads, dtype, cache_dir, seed, ov_shape="static", image_size=None):
     """One engine in a fresh process (load `folder` at `dtype`, one batch-1 run): the child's numbers, plus
     wall_to_logits_s (spawn -> output) and process_s; "output" is the output array."""
     cmd = [sys.executable, "-m", "vitc.bench.memory", name, str(folder), str(threads), dtype, str(cache_dir),
-           str(seed), ov_shape]
+           str(seed), ov_shape, str(image_size or 0)]
     t0 = time.time()
     # Through a shell that FORKS the child: Linux carries ru_maxrss across execve, so a child exec'd
     # straight from this (big) process would report our peak RSS as its own.
@@ -79,7 +79,8 @@ def measure_children(args, ckpt, names, reference, log):
     threads = max(args.threads)
     for name in names:
         log(f"[memory] fresh process: {name}")
-        res = fresh_process(name, ckpt.folder, threads, args.dtype, args.cache_dir, args.seed, args.ov_shape)
+        res = fresh_process(name, ckpt.folder, threads, args.dtype, args.cache_dir, args.seed, args.ov_shape,
+                            args.image_size)
         res["err_vs_reference"] = rel_err(res.pop("output").reshape(reference.shape), reference)
         if res["vm_hwm"] and res["peak_rss"] > 1.05 * res["vm_hwm"] + 4 * MIB:
             log(f"WARNING {name}: ru_maxrss {res['peak_rss'] / MIB:.0f} MiB > VmHWM {res['vm_hwm'] / MIB:.0f} MiB "

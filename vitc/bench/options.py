@@ -26,6 +26,9 @@ def add_options(p, memory_default=False):
     p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
     p.add_argument("--threads", type=int, nargs="+", default=None,
                    help="thread counts (default: 1 and all usable CPUs)")
+    p.add_argument("--image-size", type=int, default=None, metavar="PIXELS",
+                   help="input side in pixels (default: the config's image_size; DINOv2 configs say 518, their "
+                        "processor crops 224)")
     p.add_argument("--rounds", "--repeats", type=int, default=10,
                    help="timed round-robin rounds per cell, at most (default 10)")
     p.add_argument("--min-rounds", type=int, default=3, help="rounds per cell even past --cell-budget (default 3)")
@@ -57,6 +60,8 @@ def check(args, error):
         values = getattr(args, name) or [1]
         if min(values) < 1:
             error(f"--{name} must be >= 1, got {min(values)}")
+    if args.image_size is not None and args.image_size < 1:
+        error(f"--image-size must be >= 1, got {args.image_size}")
     if args.rounds < 1 or args.min_rounds < 1:
         error("--rounds and --min-rounds must be >= 1")
     try:

@@ -13,7 +13,8 @@ def _fmt(x, spec):
 def header(r):
     m, v = r["machine"], r["machine"]["versions"]
     peak = r["peak"].get(1) or next(iter(r["peak"].values()), None)
-    lines = [f"vitc bench: {r['model']} ({r['architecture']}), {r['dtype']}",
+    lines = [f"vitc bench: {r['model']} ({r['architecture']}), {r['dtype']}; output timed and checked: "
+             f"{r['output']}, input {'x'.join(map(str, r['image_size']))}",
              f"model     {r['checkpoint']}; {r['flops_per_image'] / 1e9:.3f} GFLOP/image "
              f"(GEMMs + attention, 2*MACs); weights {r['weight_bytes'] / MIB:.1f} MiB",
              f"cpu       {m['cpu']}; {m['logical_cpus']} logical CPUs, {m['usable_cpus']} usable; "

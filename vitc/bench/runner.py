@@ -2,10 +2,10 @@
 before any timing, then shuffled round-robin rounds with idle pauses, per (threads, batch) cell.
 
 For each cell every engine runs --warmup times untimed; its output is compared with the reference's on the
-same input (max|d|/max|ref| <= tol, else BenchmarkError: LOGITS DISAGREE). Then up to --rounds rounds: each
-engine once per round in a freshly shuffled order (so no engine always follows the same one), a --gap-ms
-idle pause before each call so the previous engine's spinning worker threads go to sleep first. After
---min-rounds a cell stops when its next round would end past --cell-budget seconds.
+same input (max|d|/max|ref| <= tol, else BenchmarkError: OUTPUTS DISAGREE; the output families.py names).
+Then up to --rounds rounds: each engine once per round in a freshly shuffled order (so no engine always
+follows the same one), a --gap-ms idle pause before each call so the previous engine's spinning worker threads
+go to sleep first. After --min-rounds a cell stops when its next round would end past --cell-budget seconds.
 """
 import gc
 import os
@@ -34,10 +34,11 @@ def log(msg):
 
 
 def reference_name(names, dtype):
-    """The engine every output is checked against: PyTorch eager float32 (transformers' own result) when it
-    runs, else vitc. For bf16/int8 the reference is a float32 model loaded beside the timed ones."""
+    """The engine every output is checked against: PyTorch float32 (transformers' own result; eager attention
+    when it runs, else sdpa), else vitc. For bf16/int8 the reference is a float32 model loaded beside the timed
+    ones."""
     if dtype == "float32":
-        return "torch-eager" if "torch-eager" in names else names[0]
+        return next((n for n in ("torch-eager", "torch-sdpa") if n in names), names[0])
     return "vitc-float32"
 
 
@@ -58,9 +59,9 @@ def run_cell(engines, reference, batch, threads, ckpt, args, flops, peak):
     errors = {n: rel_err(outputs[n], ref) for n in names}
     bad = {n: e for n, e in errors.items() if not e <= args.tol}
     if bad:
-        raise BenchmarkError("LOGITS DISAGREE (batch %d, threads %d): max|d|/max|ref| vs %s: %s > tol %g"
-                             % (batch, threads, ref_name, ", ".join(f"{n} {e:.3g}" for n, e in bad.items()),
-                                args.tol))
+        raise BenchmarkError("OUTPUTS DISAGREE (%s, batch %d, threads %d): max|d|/max|ref| vs %s: %s > tol %g"
+                             % (ckpt.output_name, batch, threads, ref_name,
+                                ", ".join(f"{n} {e:.3g}" for n, e in bad.items()), args.tol))
 
     times = {n: [] for n in names}
     rng = random.Random(args.seed * 7919 + batch * 31 + threads)
@@ -92,8 +93,8 @@ def run_cell(engines, reference, batch, threads, ckpt, args, flops, peak):
     base = results.get("vitc")
     for s in results.values():
         s["time_over_vitc"] = s["median_ms"] / base["median_ms"] if base else None
-    return {"batch": batch, "threads": threads, "reference": ref_name, "rounds": done, "results": results,
-            "peak": peak, "reference_output": ref[:1] if batch == 1 else None}
+    return {"batch": batch, "threads": threads, "reference": ref_name, "output_shape": list(ref.shape),
+            "rounds": done, "results": results, "peak": peak, "reference_output": ref[:1] if batch == 1 else None}
 
 
 def vitc_config():
@@ -112,12 +113,13 @@ def run(args, print_fn=print):
 
     OpenVinoEngine.shape = args.ov_shape
     t_start = time.perf_counter()
-    ckpt = Checkpoint(args.model, args.cache_dir)
+    ckpt = Checkpoint(args.model, args.cache_dir, args.image_size)
     names, skipped = eng.pick_engines(args.engines, args.dtype)
     flops = ckpt.flops_per_image()
     machine = machine_info()
     report = {"model": args.model, "checkpoint": str(ckpt.folder), "architecture": ckpt.architecture,
-              "output": ckpt.output_name, "dtype": args.dtype, "flops_per_image": flops,
+              "output": ckpt.output_name, "image_size": list(ckpt.image_hw), "dtype": args.dtype,
+              "flops_per_image": flops,
               "weight_bytes": ckpt.weight_bytes(), "machine": machine, "engines": names, "skipped": skipped,
               "modes": {n: eng.ENGINES[n].MODES[args.dtype] for n in names},
               "batch": args.batch, "threads": args.threads, "rounds": args.rounds, "min_rounds": args.min_rounds,
@@ -168,7 +170,7 @@ def run(args, print_fn=print):
         print_fn(rep.memory_table(report))
         bad = {n: m["err_vs_reference"] for n, m in report["memory"].items() if not m["err_vs_reference"] <= args.tol}
         if bad:
-            raise BenchmarkError(f"LOGITS DISAGREE in fresh processes: {bad}")
+            raise BenchmarkError(f"OUTPUTS DISAGREE in fresh processes ({ckpt.output_name}): {bad}")
     try:
         from threadpoolctl import threadpool_info
 
