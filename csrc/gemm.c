@@ -182,10 +182,19 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
                 for (size_t jp = jc; jp < jend; jp++) {
                     const size_t col0 = jp * NR, nr = min_size(NR, n - col0);
                     const float *bp = packed + col0 * k + pc * NR; /* panel jp, row pc */
+                    /* the micro-panel multiplied next: panel jp + 1, or this block's first for the next rows */
+                    const size_t jn = jp + 1 < jend ? jp + 1 : jc;
+                    const float *bn = jp + 1 < jend || ic + mcb < m1 ? packed + jn * NR * k + pc * NR : NULL;
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         const size_t mr = min_size(MR, mc - ir);
                         float *ct = c + (ic + ir) * ldc + col0;
-                        cfg->ukernel(mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate);
+                        /* tile t prefetches slice t (4·kc floats) of it: the first NR / 4 tiles cover it */
+                        const size_t t = ir / MR;
+                        if (cfg->ukernel_next)
+                            cfg->ukernel_next(mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate,
+                                              bn && t < NR / 4 ? bn + t * 4 * kc : NULL);
+                        else
+                            cfg->ukernel(mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate);
                         if (last) epilogue_tile(e, mr, nr, ic + ir, col0, ct, ldc);
                     }
                 }
