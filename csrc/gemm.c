@@ -18,7 +18,7 @@
  * measurements behind them, is in docs/performance.md. In short: KC is large (L2 feeds the micro-kernel
  * fast enough that every extra KC block, one more pass over C, costs more than it saves).
  * Threads (one csrc/threadpool.c region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
- * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread; row
+ * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread, a multiple of the thread count; row
  * blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so a thread the OS delays does not
  * hold the others up. Larger A:
  * the (M tiles × N panels) grid is split statically into tm × tn rectangles (the split whose largest
@@ -415,8 +415,11 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
      * than each reading all of A from DRAM). Then N panels, and more rows if N is narrow. */
     const size_t want = 4 * (size_t)nthreads;
     size_t tm = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
-    const size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
+    size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
     tm = min_size(m_tiles, tm > div_up(want, tn) ? tm : div_up(want, tn));
+    /* a whole number of rectangles per thread: 3 × 3 on 2 threads (fc2 at batch 1) left one thread idle
+     * while the other ran the ninth, ~10% of that GEMM */
+    while ((tm * tn) % (size_t)nthreads && tn < n_panels) tn++;
     shared_a_job job = {cfg, e, m, n, k, lda, ldc, m_tiles, m_pad, n_panels, kcb, k_blocks, tm, tn,
                         a, packed, c, shared_a, 0, 0};
     vitc_parallel(nthreads, gemm_shared_a_member, &job);
