@@ -18,9 +18,9 @@
  * measurements behind them, is in docs/performance.md. In short: KC is large (L2 feeds the micro-kernel
  * fast enough that every extra KC block, one more pass over C, costs more than it saves).
  * Threads (one csrc/threadpool.c region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
- * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread, a multiple of the thread count; row
- * blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so a thread the OS delays does not
- * hold the others up. Larger A:
+ * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread, a
+ * multiple of the thread count; row blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so
+ * a thread the OS delays does not hold the others up. Larger A:
  * the (M tiles × N panels) grid is split statically into tm × tn rectangles (the split whose largest
  * rectangle is smallest; ties split N), each thread packing its rows MC×KC at a time.
  */
