@@ -1,6 +1,5 @@
 """vitc SGEMM vs numpy/OpenBLAS on the ViT-B/16 Linear shapes, alternating in one process.
 
-<<<<<<< HEAD
     PYTHONPATH=. python benchmarks/bench_gemm.py --threads 1 2 --batch 1 8
     PYTHONPATH=. python benchmarks/bench_gemm.py --dtype bfloat16   # or int8: vs vitc float32, % of peak
 
@@ -9,9 +8,6 @@ included) against vitc float32 on the same shapes, alternating the same way, and
 against the nominal peak — 2× (bf16) or 4× (int8) the float32 FMA peak, the ratios of vdpbf16ps /
 vpdpbusd to vfmadd231ps on Zen 4 — and against the measured peak of the instruction itself
 (benchmarks/peak_probe.c, compiled here with the system C compiler, one thread, scaled by the thread count).
-=======
-    python benchmarks/bench_gemm.py --threads 1 2 --batch 1 8
->>>>>>> bench
 
 For each shape (M×K)·(K×N), M = 197·batch: C = A·Wᵀ with W [N, K] (Linear layout), vitc with W packed
 once (pack_nk), numpy as np.matmul(A, W.T, out=C) on preallocated float32 arrays.

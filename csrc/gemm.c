@@ -18,9 +18,9 @@
  * measurements behind them, is in docs/performance.md. In short: KC is large (L2 feeds the micro-kernel
  * fast enough that every extra KC block, one more pass over C, costs more than it saves).
  * Threads (one csrc/threadpool.c region per call): when the packed A fits 8 MB (m·k <= 2M floats: batch 1, and
- * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread; row
- * blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so a thread the OS delays does not
- * hold the others up. Larger A:
+ * batch 8 for k = 768) the threads pack A together once, then take rectangles of C (~4 per thread, a
+ * multiple of the thread count; row blocks of <= 1 MB of packed A, then N panels) from a dynamic queue, so
+ * a thread the OS delays does not hold the others up. Larger A:
  * the (M tiles × N panels) grid is split statically into tm × tn rectangles (the split whose largest
  * rectangle is smallest; ties split N), each thread packing its rows MC×KC at a time.
  */
@@ -157,6 +157,24 @@ static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size
 }
 
 /* ---- one thread's rectangle: rows [m0, m1), panels [jp0, jp1) ---------------------------------- */
+/* The micro-panel (rows pc.., kc deep) a block's tiles multiply after panel jp's: panel jp + 1, or, after
+ * the last panel of [jc, jend), the first one again for the next row block; NULL when none follows. */
+static const float *next_micro_panel(size_t nr_, const float *packed, size_t k, size_t pc, size_t jp, size_t jc,
+                                     size_t jend, int more_rows) {
+    if (jp + 1 < jend) return packed + (jp + 1) * nr_ * k + pc * nr_;
+    return more_rows ? packed + jc * nr_ * k + pc * nr_ : NULL;
+}
+
+/* One tile: C[mr, nr] (=|+=) the kc-deep product; tile t of its row block prefetches slice t (4·kc floats)
+ * of the next micro-panel bn (the first NR / 4 tiles cover it) when the kernel set can. */
+static void run_tile(const vitc_f32_gemm_config *cfg, size_t mr, size_t nr, size_t kc, const float *ap,
+                     const float *bp, float *ct, size_t ldc, int accumulate, const float *bn, size_t t) {
+    if (cfg->ukernel_next)
+        cfg->ukernel_next(mr, nr, kc, ap, bp, ct, ldc, accumulate, bn && t < cfg->nr / 4 ? bn + t * 4 * kc : NULL);
+    else
+        cfg->ukernel(mr, nr, kc, ap, bp, ct, ldc, accumulate);
+}
+
 /* shared_a: when not NULL, all of A already packed (see pack_a_shared) and m0 is a multiple of MR;
  * else A is packed here, MC×KC at a time, into apack. */
 static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, size_t m0, size_t m1, size_t jp0,
@@ -182,10 +200,11 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
                 for (size_t jp = jc; jp < jend; jp++) {
                     const size_t col0 = jp * NR, nr = min_size(NR, n - col0);
                     const float *bp = packed + col0 * k + pc * NR; /* panel jp, row pc */
+                    const float *bn = next_micro_panel(NR, packed, k, pc, jp, jc, jend, ic + mcb < m1);
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         const size_t mr = min_size(MR, mc - ir);
                         float *ct = c + (ic + ir) * ldc + col0;
-                        cfg->ukernel(mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate);
+                        run_tile(cfg, mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate, bn, ir / MR);
                         if (last) epilogue_tile(e, mr, nr, ic + ir, col0, ct, ldc);
                     }
                 }
@@ -195,28 +214,36 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
 }
 
 /* residual == C with an activation or a scale: C = act(A·B + bias) · scale + C needs the whole product
- * before C changes,
- * so each MR×NR tile runs over all of k into a stack tile first (A packed MR rows × k at a time). */
+ * before C changes, so each MR×NR tile runs over all of k into a stack tile first, then goes onto C.
+ * A is packed over all of k, as many rows at a time as the workspace holds (MC×min(KC, k) floats: MC
+ * rows when k <= KC), and each B panel serves all of them in turn, as in gemm_rect (one MR-row block at a
+ * time read all of B once per 14 rows: DINOv2's layer-scaled proj and fc2 run here). */
 static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, size_t m0, size_t m1,
                             size_t jp0, size_t jp1, size_t n, size_t k, const float *a, size_t lda,
                             const float *packed, float *c, size_t ldc, float *apack) {
     const size_t MR = cfg->mr, NR = cfg->nr;
     float tmp[VITC_GEMM_MR_MAX * VITC_GEMM_NR_MAX];
-    for (size_t i = m0; i < m1; i += MR) {
-        const size_t mr = min_size(MR, m1 - i);
-        pack_a(MR, mr, k, a + i * lda, lda, apack);
+    const size_t fit = cfg->mc * min_size(cfg->kc, k) / k / MR * MR; /* rows of A the workspace holds */
+    const size_t mcb = block_size(m1 - m0, fit > MR ? fit : MR, MR);
+    for (size_t ic = m0; ic < m1; ic += mcb) {
+        const size_t mc = min_size(mcb, m1 - ic);
+        pack_a(MR, mc, k, a + ic * lda, lda, apack);
         for (size_t jp = jp0; jp < jp1; jp++) {
             const size_t col0 = jp * NR, nr = min_size(NR, n - col0);
-            cfg->ukernel(mr, nr, k, apack, packed + col0 * k, tmp, NR, 0);
-            float *ct = c + i * ldc + col0;
-            for (size_t r = 0; r < mr; r++) {
-                float *row = tmp + r * NR, *cr = ct + r * ldc; /* bias + act in the stack tile, then onto C */
-                if (e->bias)
-                    for (size_t j = 0; j < nr; j++) row[j] += e->bias[col0 + j];
-                e->activation(e->act, row, nr);
-                if (e->scale)
-                    for (size_t j = 0; j < nr; j++) row[j] *= e->scale[col0 + j];
-                for (size_t j = 0; j < nr; j++) cr[j] += row[j];
+            const float *bn = next_micro_panel(NR, packed, k, 0, jp, jp0, jp1, ic + mcb < m1);
+            for (size_t ir = 0; ir < mc; ir += MR) {
+                const size_t mr = min_size(MR, mc - ir);
+                run_tile(cfg, mr, nr, k, apack + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
+                float *ct = c + (ic + ir) * ldc + col0;
+                for (size_t r = 0; r < mr; r++) {
+                    float *row = tmp + r * NR, *cr = ct + r * ldc; /* bias + act in the stack tile, then onto C */
+                    if (e->bias)
+                        for (size_t j = 0; j < nr; j++) row[j] += e->bias[col0 + j];
+                    e->activation(e->act, row, nr);
+                    if (e->scale)
+                        for (size_t j = 0; j < nr; j++) row[j] *= e->scale[col0 + j];
+                    for (size_t j = 0; j < nr; j++) cr[j] += row[j];
+                }
             }
         }
     }
@@ -233,7 +260,7 @@ static void gemm_run(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, si
 }
 
 /* ---- workspace ----------------------------------------------------------------------------------- */
-/* Packed A: MC×KC for the blocked path, MR×k for the full-k path, + 16 floats to align to 64 bytes. */
+/* Packed A: MC×KC for the blocked path, at least MR×k for the full-k path, + 16 floats to align to 64 bytes. */
 size_t vitc_f32_gemm_serial_workspace_floats(vitc_isa isa, size_t k) {
     const vitc_f32_gemm_config *cfg = gemm_config(isa);
     size_t blocked = cfg->mc * min_size(cfg->kc, k), fullk = cfg->mr * k;
@@ -406,8 +433,11 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
      * than each reading all of A from DRAM). Then N panels, and more rows if N is narrow. */
     const size_t want = 4 * (size_t)nthreads;
     size_t tm = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
-    const size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
+    size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
     tm = min_size(m_tiles, tm > div_up(want, tn) ? tm : div_up(want, tn));
+    /* a whole number of rectangles per thread: 3 × 3 on 2 threads (fc2 at batch 1) left one thread idle
+     * while the other ran the ninth, ~10% of that GEMM */
+    while ((tm * tn) % (size_t)nthreads && tn < n_panels) tn++;
     shared_a_job job = {cfg, e, m, n, k, lda, ldc, m_tiles, m_pad, n_panels, kcb, k_blocks, tm, tn,
                         a, packed, c, shared_a, 0, 0};
     vitc_parallel(nthreads, gemm_shared_a_member, &job);

@@ -21,6 +21,13 @@ typedef void (*vitc_f32_gemm_ukernel_fn)(size_t mr, size_t nr, size_t kc, const 
                                          const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
                                          int accumulate);
 
+/* The same, plus b_next: NULL, or 4·kc floats of the B panel that tiles after this one read, for the kernel
+ * to prefetch into L2 while it multiplies (one 64-byte line per 4 k steps; NR / 4 consecutive tiles cover
+ * the next KC×NR micro-panel). */
+typedef void (*vitc_f32_gemm_ukernel_next_fn)(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
+                                              const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
+                                              int accumulate, const float *b_next);
+
 /* One row of the block-size table: register tile MR×NR and the cache blocks around it. */
 typedef struct {
     size_t mr, nr;      /* register tile */
@@ -28,6 +35,7 @@ typedef struct {
     size_t mc;          /* m block (multiple of MR): the packed MC×KC A block stays in L2 */
     size_t nc;          /* n block (multiple of NR): the KC×NC slice of B stays in L2/L3 */
     vitc_f32_gemm_ukernel_fn ukernel;
+    vitc_f32_gemm_ukernel_next_fn ukernel_next; /* NULL: the kernel set has no prefetching variant */
 } vitc_f32_gemm_config;
 
 #define VITC_GEMM_MR_MAX 16
@@ -43,6 +51,9 @@ void vitc_f32_gemm_ukernel_6x16__avx2(size_t mr, size_t nr, size_t kc, const flo
 void vitc_f32_gemm_ukernel_14x32__avx512(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
                                          const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
                                          int accumulate);
+void vitc_f32_gemm_ukernel_14x32_next__avx512(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
+                                              const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
+                                              int accumulate, const float *b_next);
 #endif
 
 #endif /* VITC_GEMM_INTERNAL_H */

@@ -6,7 +6,7 @@
 /* Block sizes: measured on this project's machines, see docs/performance.md. */
 static const vitc_kernels kernels_scalar = {
     .isa = VITC_ISA_SCALAR,
-    .gemm = {4, 16, 256, 128, 1024, vitc_f32_gemm_ukernel_4x16__scalar},
+    .gemm = {4, 16, 256, 128, 1024, vitc_f32_gemm_ukernel_4x16__scalar, NULL},
     .activation = vitc_f32_activation__scalar,
     .softmax_rows = vitc_f32_softmax_rows__scalar,
     .layernorm_rows = vitc_f32_layernorm_rows__scalar,
@@ -17,12 +17,13 @@ static const vitc_kernels kernels_scalar = {
 };
 
 #if defined(VITC_HAVE_X86_KERNELS)
-/* An x86 kernel set: the mr×nr GEMM micro-kernel, row ops and fused attention head of the kernels/ files named <name>;
- * the head kernel's tile is att_mr rows × two vectors (att_nr columns). */
-#define X86_KERNEL_SET(code, name, mr, nr, kc, mc, nc, att_mr, att_nr)                               \
+/* An x86 kernel set: the mr×nr GEMM micro-kernel (and its prefetching variant, or NULL), row ops and fused
+ * attention head of the kernels/ files named <name>; the head kernel's tile is att_mr rows × two vectors
+ * (att_nr columns). */
+#define X86_KERNEL_SET(code, name, mr, nr, kc, mc, nc, ukernel_next, att_mr, att_nr)                  \
     {                                                                                                \
         .isa = code,                                                                                 \
-        .gemm = {mr, nr, kc, mc, nc, vitc_f32_gemm_ukernel_##mr##x##nr##__##name},                   \
+        .gemm = {mr, nr, kc, mc, nc, vitc_f32_gemm_ukernel_##mr##x##nr##__##name, ukernel_next},     \
         .activation = vitc_f32_activation__##name,                                                   \
         .softmax_rows = vitc_f32_softmax_rows__##name,                                               \
         .layernorm_rows = vitc_f32_layernorm_rows__##name,                                           \
@@ -31,9 +32,10 @@ static const vitc_kernels kernels_scalar = {
         .attention_mr = att_mr,                                                                      \
         .attention_nr = att_nr,                                                                      \
     }
-static const vitc_kernels kernels_avx2 = X86_KERNEL_SET(VITC_ISA_AVX2, avx2, 6, 16, 768, 120, 3072,
+static const vitc_kernels kernels_avx2 = X86_KERNEL_SET(VITC_ISA_AVX2, avx2, 6, 16, 768, 120, 3072, NULL,
                                                         VITC_ATTENTION_MR_AVX2, 16);
 static const vitc_kernels kernels_avx512 = X86_KERNEL_SET(VITC_ISA_AVX512, avx512, 14, 32, 3072, 112, 3072,
+                                                          vitc_f32_gemm_ukernel_14x32_next__avx512,
                                                           VITC_ATTENTION_MR_AVX512, 32);
 #undef X86_KERNEL_SET
 #endif

@@ -114,6 +114,19 @@ def test_vit_shapes_against_float64(isa, m, n, k):
     check(run_gemm(isa, a, b, nthreads=2), want, scale, what=f"isa {isa} m={m} n={n} k={k}")
 
 
+def test_blocks_and_next_panel_prefetch(isa):
+    """Several MC row blocks, KC blocks, NR panels with a partial last one, and NC blocks (the kernel is handed
+    the next panel to prefetch, wrapping to the block's first panel for the next rows), 1 and 2 threads."""
+    t = _vitc.tile_sizes(isa)
+    mr, nr, kc, mc, nc = (t[f"gemm_{x}"] for x in ("mr", "nr", "kc", "mc", "nc"))
+    rng = np.random.default_rng(9)
+    for m, n, k in [(2 * mc + mr + 3, 3 * nr + 7, kc + 5), (mc + 1, nc + nr + 1, 33), (mr + 1, 2 * nr, 2 * kc + 1)]:
+        a, b = rand(rng, m, k), rand(rng, k, n)
+        want, scale = reference(a, b)
+        for nthreads in (1, 2):
+            check(run_gemm(isa, a, b, nthreads=nthreads), want, scale, what=f"isa {isa} m={m} n={n} k={k}")
+
+
 @pytest.mark.parametrize("layout", ["nk", "kn"])
 def test_leading_dimensions_and_layouts(isa, layout):
     """a, b, out and residual as row slices of wider arrays (lda/ldb/ldc/ldr > width)."""

@@ -3,18 +3,23 @@
  * 14 broadcasts, 28 FMAs — enough independent FMAs to cover the 4-cycle latency on Zen 4 (which issues
  * ~1 zmm FMA per cycle, double-pumped) and on Intel's two 512-bit FMA ports.
  * Edge tiles: the row count is a compile-time constant in each of 14 inlined copies (an edge tile
- * costs only its rows), edge columns use masked loads/stores. */
+ * costs only its rows), edge columns use masked loads/stores.
+ * Prefetching (docs/performance.md, Intel Xeon): the A and B rows PF_AHEAD k steps ahead into L1 (the
+ * hardware prefetchers stop at 4 KB pages), and, when gemm.c passes b_next, one line of the next B panel
+ * per 4 k steps into L2, so that panel comes from L3 while this one is multiplied instead of in a burst
+ * when its first tile starts. Prefetches never fault: reading past a buffer's end this way is harmless. */
 #include <immintrin.h>
 #include "../gemm_internal.h"
 
 #define MR 14
 #define NR 32
+#define PF_AHEAD 64 /* k steps: 8 KB of B, 3.5 KB of A ahead */
 
 static inline __attribute__((always_inline)) void tile_14x32(const int rows, size_t nr, size_t kc,
                                                               const float *VITC_RESTRICT a,
                                                               const float *VITC_RESTRICT b,
                                                               float *VITC_RESTRICT c, size_t ldc,
-                                                              int accumulate) {
+                                                              int accumulate, const float *b_next) {
     __m512 acc0[MR], acc1[MR];
 #pragma GCC unroll 16
     for (int r = 0; r < rows; r++) {
@@ -24,6 +29,10 @@ static inline __attribute__((always_inline)) void tile_14x32(const int rows, siz
 #pragma GCC unroll 4
     for (size_t p = 0; p < kc; p++) {
         /* a: [kc, MR], b: [kc, NR] */
+        _mm_prefetch((const char *)(b + (p + PF_AHEAD) * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + (p + PF_AHEAD) * NR + 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a + (p + PF_AHEAD) * MR), _MM_HINT_T0);
+        if (b_next && (p & 3) == 0) _mm_prefetch((const char *)(b_next + p * 4), _MM_HINT_T1);
         const __m512 b0 = _mm512_loadu_ps(b + p * NR);
         const __m512 b1 = _mm512_loadu_ps(b + p * NR + 16);
 #pragma GCC unroll 16
@@ -48,25 +57,31 @@ static inline __attribute__((always_inline)) void tile_14x32(const int rows, siz
     }
 }
 
+void vitc_f32_gemm_ukernel_14x32_next__avx512(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
+                                              const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
+                                              int accumulate, const float *b_next) {
+    VITC_PRECONDITION(nr >= 1 && nr <= NR);
+    switch (mr) {
+    case 14: tile_14x32(14, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 13: tile_14x32(13, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 12: tile_14x32(12, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 11: tile_14x32(11, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 10: tile_14x32(10, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 9: tile_14x32(9, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 8: tile_14x32(8, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 7: tile_14x32(7, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 6: tile_14x32(6, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 5: tile_14x32(5, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 4: tile_14x32(4, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 3: tile_14x32(3, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 2: tile_14x32(2, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    case 1: tile_14x32(1, nr, kc, a, b, c, ldc, accumulate, b_next); break;
+    default: VITC_PRECONDITION(mr >= 1 && mr <= MR);
+    }
+}
+
 void vitc_f32_gemm_ukernel_14x32__avx512(size_t mr, size_t nr, size_t kc, const float *VITC_RESTRICT a,
                                          const float *VITC_RESTRICT b, float *VITC_RESTRICT c, size_t ldc,
                                          int accumulate) {
-    VITC_PRECONDITION(nr >= 1 && nr <= NR);
-    switch (mr) {
-    case 14: tile_14x32(14, nr, kc, a, b, c, ldc, accumulate); break;
-    case 13: tile_14x32(13, nr, kc, a, b, c, ldc, accumulate); break;
-    case 12: tile_14x32(12, nr, kc, a, b, c, ldc, accumulate); break;
-    case 11: tile_14x32(11, nr, kc, a, b, c, ldc, accumulate); break;
-    case 10: tile_14x32(10, nr, kc, a, b, c, ldc, accumulate); break;
-    case 9: tile_14x32(9, nr, kc, a, b, c, ldc, accumulate); break;
-    case 8: tile_14x32(8, nr, kc, a, b, c, ldc, accumulate); break;
-    case 7: tile_14x32(7, nr, kc, a, b, c, ldc, accumulate); break;
-    case 6: tile_14x32(6, nr, kc, a, b, c, ldc, accumulate); break;
-    case 5: tile_14x32(5, nr, kc, a, b, c, ldc, accumulate); break;
-    case 4: tile_14x32(4, nr, kc, a, b, c, ldc, accumulate); break;
-    case 3: tile_14x32(3, nr, kc, a, b, c, ldc, accumulate); break;
-    case 2: tile_14x32(2, nr, kc, a, b, c, ldc, accumulate); break;
-    case 1: tile_14x32(1, nr, kc, a, b, c, ldc, accumulate); break;
-    default: VITC_PRECONDITION(mr >= 1 && mr <= MR);
-    }
+    vitc_f32_gemm_ukernel_14x32_next__avx512(mr, nr, kc, a, b, c, ldc, accumulate, NULL);
 }
