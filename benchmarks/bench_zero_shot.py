@@ -88,6 +88,8 @@ def main():
     p.add_argument("--labels", default="cat,dog,car")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "vitc-bench"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "int8"),
+                   help="vitc's dtype (the pipeline stays float32, its default); top-label agreement is reported")
     args = p.parse_args()
     model = build_model(os.path.join(args.cache_dir, "clip-b32-two-tower"))
     paths = build_images(os.path.join(args.cache_dir, f"zero-shot-images-{args.images}"), args.images)
@@ -100,7 +102,8 @@ def main():
         env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(x) for x in env["PYTHONPATH"].split(os.pathsep))
     commands = {
         "vitc classify --labels": [sys.executable, "-m", "vitc.cli", "classify", folder, "--labels", args.labels,
-                                   "--model", model, "--threads", str(args.threads), "--json", "--top-k", "1"],
+                                   "--model", model, "--threads", str(args.threads), "--json", "--top-k", "1",
+                                   "--dtype", args.dtype],
         "transformers pipeline": [sys.executable, "-c", PIPELINE, model, listing, args.labels, str(args.threads)],
     }
     times = {name: [] for name in commands}
