@@ -2,6 +2,7 @@
 chosen for bf16/int8 models then, and usable from pool threads and forked children (the kernel's permission
 is the process's). Its arithmetic is covered with every other kernel set in test_gemm_bf16.py and
 test_gemm_int8.py (float64 references, awkward shapes, int8 sums bit-exact and equal across sets)."""
+import ctypes
 import os
 import platform
 import sys
@@ -21,10 +22,23 @@ has_amx = AMX in _vitc.kernel_sets(INT8)
 needs_amx = pytest.mark.skipif(not has_amx, reason="this CPU (or OS) has no AMX")
 
 
+def kernel_supports_tile_data():
+    """Whether this Linux kernel can hand out the AMX tile state (5.16+): asked independently of vitc with
+    arch_prctl(ARCH_GET_XCOMP_SUPP), whose mask has XFEATURE_XTILEDATA (bit 18) when it can."""
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_arch_prctl, arch_get_xcomp_supp, xtiledata = 158, 0x1021, 18
+    mask = ctypes.c_uint64(0)
+    if libc.syscall(sys_arch_prctl, arch_get_xcomp_supp, ctypes.byref(mask)) != 0:
+        return False
+    return bool(mask.value >> xtiledata & 1)
+
+
 def test_offered_exactly_when_the_cpu_has_it():
     cpu_has = AMX_FEATURES <= set(runtime.cpu_features()) and runtime.get_isa() == "avx512"
-    # Linux grants the tile state on request; elsewhere vitc does not use AMX
-    assert has_amx == (cpu_has and platform.system() == "Linux")
+    # vitc asks Linux for the tile state; an older kernel (or another OS) refuses, and then AMX stays off
+    assert has_amx == (cpu_has and kernel_supports_tile_data())
     assert (AMX in _vitc.kernel_sets(BF16)) == has_amx
     assert AMX not in _vitc.kernel_sets(_vitc.dtype_code("float32"))  # float32 stays on the FMA kernels
 
