@@ -62,24 +62,28 @@ def image_from_string(text, what):
 
 
 def to_json(value):
-    """Compact JSON bytes (orjson: about 5x json.dumps on an embeddings answer). float32 arrays are written
-    flat, each number the shortest text that reads back to the same float32 bits; NaN and infinities are
-    refused (ValueError) rather than written as null, as json.dumps(allow_nan=False) did."""
-    return orjson.dumps(_checked(value), option=orjson.OPT_SERIALIZE_NUMPY)
+    """Compact JSON bytes (orjson: several times json.dumps on an answer holding embeddings). Each number of a
+    float32 array is the shortest text that reads back to the same float32 bits. NaN and infinities are
+    refused (ValueError), as json.dumps(allow_nan=False) did: orjson writes them as null, so an answer with
+    a null in it is checked (the values, not the text: a null may also be a None or part of a string)."""
+    text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    if b"null" in text:
+        _refuse_non_finite(value)
+    return text
 
 
-def _checked(value):
+def _refuse_non_finite(value):
     if isinstance(value, np.ndarray):
-        if value.dtype == np.float32 and not np.isfinite(value).all():
-            raise ValueError("out of range float values (inf / nan) are not JSON compliant")
-        return value.reshape(-1)
-    if isinstance(value, dict):
-        return {k: _checked(x) for k, x in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_checked(x) for x in value]
-    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        finite = not np.issubdtype(value.dtype, np.floating) or np.isfinite(value).all()
+    elif isinstance(value, dict):
+        finite = all(_refuse_non_finite(x) for x in value.values())
+    elif isinstance(value, (list, tuple)):
+        finite = all(_refuse_non_finite(x) for x in value)
+    else:
+        finite = not isinstance(value, (float, np.floating)) or math.isfinite(value)
+    if not finite:
         raise ValueError("out of range float values (inf / nan) are not JSON compliant")
-    return value
+    return True
 
 
 def json_type(value):
