@@ -41,6 +41,7 @@ class Settings:
 
 def create_app(engine, metrics, settings, lifespan=None):
     name = settings.model_name
+    no_result = f"no result within the request timeout of {settings.request_timeout_s:g} s"
 
     # ---- shared steps --------------------------------------------------------------------------------
     async def read_body(request, deadline):
@@ -85,7 +86,7 @@ def create_app(engine, metrics, settings, lifespan=None):
         except asyncio.TimeoutError:
             for f in futures:
                 f.cancel()
-            raise RequestError(503, f"no result within the request timeout of {settings.request_timeout_s:g} s") from None
+            raise RequestError(503, no_result) from None
         return [f.result() for f in futures]
 
     def check_model(model, version=None):
@@ -120,8 +121,16 @@ def create_app(engine, metrics, settings, lifespan=None):
     def endpoint(label, handler, openai=False):
         async def wrapped(request):
             started = time.monotonic()
+            deadline = Deadline(started + settings.request_timeout_s)
+            clock = LoopSide.of(asyncio.get_running_loop())
+            clock.watch(deadline)
             try:
-                response = await handler(request, started + settings.request_timeout_s)
+                response = await handler(request, deadline)
+            except asyncio.CancelledError:
+                if not deadline.passed:
+                    raise
+                deadline.uncancel()  # passed while awaiting several jobs at once (asyncio.gather)
+                response = error_response(503, no_result, openai)
             except RequestError as err:
                 response = error_response(err.status, err.message, openai)
             except ClientDisconnect:
@@ -130,6 +139,8 @@ def create_app(engine, metrics, settings, lifespan=None):
             except Exception as err:  # noqa: BLE001 - a bug answers 500 and is logged; the server goes on
                 log.exception("%s failed", label)
                 response = error_response(500, f"internal error: {type(err).__name__}: {err}", openai)
+            finally:
+                clock.forget(deadline)
             metrics.request(label, response.status_code, time.monotonic() - started)
             return response
         return wrapped
@@ -209,7 +220,10 @@ def create_app(engine, metrics, settings, lifespan=None):
         if "label" in wanted or "score" in wanted:
             need_classifier()
             jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k)
-        results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
+        if len(jobs) == 1:  # no task for gather to make
+            results = {task: await job for task, job in jobs.items()}
+        else:
+            results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
         arrays = {}
         if EMBED in results:
             arrays["embedding"] = ("FP32", np.stack(results[EMBED]).astype(np.float32))
@@ -382,22 +396,36 @@ class Decoder:
         return RequestError(400, text if label in text else f"{label}: {text}")
 
 
+class Deadline:
+    """When a request must be answered by (time.monotonic()); LoopSide.sweep cancels its task once past."""
+    __slots__ = ("at", "task", "passed")
+
+    def __init__(self, at):
+        self.at, self.task, self.passed = at, None, False
+
+    def uncancel(self):
+        """The cancellation was the deadline's and is answered (Task.uncancel, Python 3.11+)."""
+        if hasattr(self.task, "uncancel"):
+            self.task.uncancel()
+
+
 async def within(deadline, awaitable):
-    """Await until `deadline` (time.monotonic()), else asyncio.TimeoutError: one timer, and no extra task
-    where asyncio.timeout exists (3.11+)."""
-    left = max(0.0, deadline - time.monotonic())
-    if hasattr(asyncio, "timeout"):
-        async with asyncio.timeout(left):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, left)
+    """Await, turning the deadline's cancellation of the request's task into asyncio.TimeoutError."""
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if not deadline.passed:
+            raise
+        deadline.uncancel()
+        raise asyncio.TimeoutError from None
 
 
 def all_done(futures):
     """An asyncio future done when every concurrent Future is: the replica that finishes a request's last
-    image hands its waiter to the loop's Wakeups (asyncio.wrap_future would wake the loop per image)."""
+    image hands its waiter to LoopSide.settle (asyncio.wrap_future would wake the loop per image)."""
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
-    left, lock, wake = [len(futures)], threading.Lock(), Wakeups.of(loop)
+    left, lock, wake = [len(futures)], threading.Lock(), LoopSide.of(loop)
 
     def one_done(_):
         with lock:
@@ -410,21 +438,26 @@ def all_done(futures):
     return waiter
 
 
-class Wakeups:
-    """Request waiters settled on their event loop from replica threads, with one call_soon_threadsafe per
-    burst: a replica finishing a batch of 16 requests wakes the loop once, not 16 times (each wake-up is a
-    write to the loop's wake-up fd and a thread switch, which cost a tenth of a small model's work)."""
+class LoopSide:
+    """What requests share per event loop, to spare it per-request work that costs as much as a small model's:
+    - waiters settled from replica threads with one call_soon_threadsafe per burst: a replica finishing a
+      batch of 16 requests wakes the loop once, not 16 times (each a write to the loop's wake-up fd and a
+      thread switch);
+    - deadlines checked every TICK_S by one timer (asyncio.timeout arms and cancels a timer per request:
+      a fifth of the loop's Python work per request): a request's task is cancelled at most TICK_S late."""
+    TICK_S = 0.05
     _of = weakref.WeakKeyDictionary()
 
     def __init__(self, loop):
         self.loop, self.ready, self.lock = loop, [], threading.Lock()
+        self.deadlines, self.timer = {}, None  # in the order they were set: the order they pass (one timeout)
 
     @classmethod
     def of(cls, loop):
-        wake = cls._of.get(loop)
-        if wake is None:
-            wake = cls._of[loop] = cls(loop)
-        return wake
+        side = cls._of.get(loop)
+        if side is None:
+            side = cls._of[loop] = cls(loop)
+        return side
 
     def settle(self, waiter):
         """From any thread: waiter.set_result(None) on the loop, soon."""
@@ -440,6 +473,28 @@ class Wakeups:
         for waiter in ready:
             if not waiter.done():  # cancelled: its request timed out
                 waiter.set_result(None)
+
+    def watch(self, deadline):
+        """Cancel the current task once `deadline` has passed, unless forgotten before."""
+        deadline.task = asyncio.current_task()
+        self.deadlines[deadline] = None
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.TICK_S, self.sweep)
+
+    def forget(self, deadline):
+        self.deadlines.pop(deadline, None)
+
+    def sweep(self):
+        now, passed = time.monotonic(), []
+        for deadline in self.deadlines:
+            if deadline.at > now:
+                break
+            passed.append(deadline)
+        for deadline in passed:
+            del self.deadlines[deadline]
+            deadline.passed = True
+            deadline.task.cancel()
+        self.timer = self.loop.call_later(self.TICK_S, self.sweep) if self.deadlines else None
 
 
 def json_response(value):
