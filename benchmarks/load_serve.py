@@ -13,6 +13,11 @@ CPU time per image (server event loop, server replicas, client; the in-process p
 server's RSS before and after (and every --rss-every requests). Every answer is checked against model.embed
 of its own image, after the timed window (the in-process side compares nothing either). The client runs on
 the same cores as the server.
+
+On a shared machine the wall-clock ratio swings with the neighbours (the served side, with more threads
+runnable, can even get a larger share of the cores than the in-process side): the CPU-time ratio, the
+in-process CPU time per image over the served one (server loop + replicas + client), is what the
+throughput ratio would be on cores this test had alone, and moves much less.
 """
 import argparse
 import asyncio
@@ -274,13 +279,17 @@ def main(argv=None):
                                round=round_ + 1, in_process_images_per_s=baseline,
                                in_process_cpu_ms=1e3 * baseline_cpu, ratio=row["images_per_s"] / baseline,
                                replicas=replicas, threads=threads)
+                    row["cpu_ratio"] = row["in_process_cpu_ms"] / (
+                        row["cpu_ms_server_loop"] + row["cpu_ms_server_replicas"] + row["cpu_ms_client"])
                     if noop is not None:
-                        lat, wall, answers, _, _ = asyncio.run(load(noop.url, payloads, clients, args.requests,
-                                                                    args.max_seconds, noop.proc.pid, 10 ** 9,
-                                                                    args.client))
+                        lat, wall, answers, _, cpu = asyncio.run(load(noop.url, payloads, clients, args.requests,
+                                                                      args.max_seconds, noop.proc.pid, 10 ** 9,
+                                                                      args.client))
                         row["noop_requests_per_s"] = sum(r.status == 200 for _, r in answers) / wall
                         # a request's HTTP work and the model's share the cores: 1 / (1/noop + 1/in_process)
                         row["bound_ratio"] = 1 / (1 + baseline / row["noop_requests_per_s"])
+                        row["noop_cpu_ms"] = 1e3 * sum(cpu) / max(len(lat), 1)  # client + no-op server
+                        row["cpu_bound_ratio"] = row["in_process_cpu_ms"] / (row["in_process_cpu_ms"] + row["noop_cpu_ms"])
                     results.append(row)
                     errors += row["errors"]
                     print_row(row)
@@ -319,11 +328,13 @@ def print_row(row):
             f"{row['images_per_s']:.1f} images/s = {row['ratio']:.2f}x in process; p50 {row['p50_ms']:.1f} ms, "
             f"p99 {row['p99_ms']:.1f} ms; avg batch {row['avg_batch']:.1f}; RSS {row['rss_mb_before']:.0f} -> "
             f"{row['rss_mb_after']:.0f} MB; CPU ms per image: server loop {row['cpu_ms_server_loop']:.3f}, "
-            f"replicas {row['cpu_ms_server_replicas']:.3f}, client {row['cpu_ms_client']:.3f}")
+            f"replicas {row['cpu_ms_server_replicas']:.3f}, client {row['cpu_ms_client']:.3f} (in process "
+            f"{row['in_process_cpu_ms']:.3f}: {row['cpu_ratio']:.2f}x)")
     if "noop_requests_per_s" in row:
         line += (f"\n  {'':9s} {row['clients']:3d} clients, no-op endpoint (the HTTP ceiling, same client and "
                  f"bodies): {row['noop_requests_per_s']:.1f} requests/s; HTTP + model on the same cores: at most "
-                 f"{row['bound_ratio']:.2f}x in process")
+                 f"{row['bound_ratio']:.2f}x in process; {row['noop_cpu_ms']:.3f} ms CPU per request (client + "
+                 f"server): at most {row['cpu_bound_ratio']:.2f}x in CPU time")
     print(line, flush=True)
 
 
@@ -338,9 +349,12 @@ def summarize(results):
         med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]
                if isinstance(rows[0][k], float) and k != "load_average"}
         bound = f", ceiling {med['bound_ratio']:.2f}x" if "bound_ratio" in med else ""
-        print(f"  {protocol:9s} {clients:3d} clients: {med['ratio']:.2f}x in process{bound} (rounds: "
-              + ", ".join(f"{r['ratio']:.2f}" for r in rows) + f"); p50 {med['p50_ms']:.1f} ms, p99 "
-              f"{med['p99_ms']:.1f} ms, avg batch {med['avg_batch']:.1f}", flush=True)
+        cpu_bound = f", ceiling {med['cpu_bound_ratio']:.2f}x" if "cpu_bound_ratio" in med else ""
+        print(f"  {protocol:9s} {clients:3d} clients: wall {med['ratio']:.2f}x in process{bound} (rounds: "
+              + ", ".join(f"{r['ratio']:.2f}" for r in rows) + f"); CPU time {med['cpu_ratio']:.2f}x{cpu_bound} "
+              f"(server loop {med['cpu_ms_server_loop']:.3f} + replicas {med['cpu_ms_server_replicas']:.3f} + "
+              f"client {med['cpu_ms_client']:.3f} ms vs {med['in_process_cpu_ms']:.3f}); p50 {med['p50_ms']:.1f} ms, "
+              f"p99 {med['p99_ms']:.1f} ms, avg batch {med['avg_batch']:.1f}", flush=True)
 
 
 def _metrics(url):
