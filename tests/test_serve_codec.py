@@ -31,6 +31,8 @@ def test_nested_values_match_json_dumps():
              "model": 'quo"te\u00e9', "usage": {"n": 1, "f": 0.125}, "empty": np.zeros(0, np.float32)}
     plain = dict(value, data=[dict(value["data"][0], embedding=row.tolist())], empty=[])
     assert json.loads(codec.to_json(value)) == plain
+    strided = np.float32([[1.5, 2.5], [3.5, 4.5]])[:, 0]  # not C-contiguous: orjson leaves it to `default`
+    assert json.loads(codec.to_json({"e": strided})) == {"e": [1.5, 3.5]}
     with_nulls = {"id": "null", "none": None, "data": [np.float32([0.5, 1.0]), 2.5]}  # checked, and fine
     assert json.loads(codec.to_json(with_nulls)) == {"id": "null", "none": None, "data": [[0.5, 1.0], 2.5]}
 

@@ -1,10 +1,12 @@
-"""The HTTP side of `vitc serve`: Starlette routes for Open Inference Protocol v2, OpenAI-shaped embeddings,
-HF-shaped classification, health and Prometheus metrics.
+"""The HTTP side of `vitc serve`: routes for Open Inference Protocol v2, OpenAI-shaped embeddings, HF-shaped
+classification, health and Prometheus metrics (Starlette's table; POSTs to the inference routes skip
+Starlette's layers, see Direct).
 
 A request's life: body read under a size cap and the request deadline (413 / 408), parsed (400 naming the
 item), its encoded images queued (429 when full, 503 when draining), decoded with vitc.image_io's checks and
 preprocessed by the replica that runs their batch (400 naming the image), awaited until the deadline (503),
-answered. Per request the event loop runs one timer and one wake-up from the replicas, no thread hop.
+answered. Per request the event loop runs no timer of its own and no thread hop; replicas wake it once per
+burst of finished requests (LoopSide).
 """
 import asyncio
 import base64
@@ -350,18 +352,10 @@ class Direct:
 
 class RawRequest:
     """What the endpoints read of a request, as starlette.requests.Request gives it: path_params, headers.get
-    (the first value of a name, any case) and stream() (ClientDisconnect when the client goes)."""
+    and stream() (ClientDisconnect when the client goes)."""
 
     def __init__(self, scope, receive, path_params):
-        self.scope, self.receive, self.path_params = scope, receive, path_params
-        self.headers = self
-
-    def get(self, key, default=None):
-        key = key.lower().encode("latin-1")
-        for name, value in self.scope["headers"]:
-            if name == key:
-                return value.decode("latin-1")
-        return default
+        self.receive, self.path_params, self.headers = receive, path_params, RawHeaders(scope["headers"])
 
     async def stream(self):
         while True:
@@ -500,6 +494,20 @@ class LoopSide:
 def json_response(value):
     """A 200 JSON answer whose float32 arrays are written fast and exactly (codec.to_json)."""
     return Response(codec.to_json(value), media_type="application/json")
+
+
+class RawHeaders:
+    """get(name): the first value of a header, any case (as starlette.datastructures.Headers.get)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def get(self, key, default=None):
+        key = key.lower().encode("latin-1")
+        for name, value in self.raw:
+            if name == key:
+                return value.decode("latin-1")
+        return default
 
 
 def error_response(status, message, openai=False):

@@ -66,10 +66,17 @@ def to_json(value):
     float32 array is the shortest text that reads back to the same float32 bits. NaN and infinities are
     refused (ValueError), as json.dumps(allow_nan=False) did: orjson writes them as null, so an answer with
     a null in it is checked (the values, not the text: a null may also be a None or part of a string)."""
-    text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    text = orjson.dumps(value, default=_as_list, option=orjson.OPT_SERIALIZE_NUMPY)
     if b"null" in text:
         _refuse_non_finite(value)
     return text
+
+
+def _as_list(value):
+    """What orjson leaves to `default`: numpy arrays it does not write itself (not C-contiguous, other types)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
 
 
 def _refuse_non_finite(value):

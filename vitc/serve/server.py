@@ -50,6 +50,7 @@ def check_limits(args):
 def main(args):
     try:
         import uvicorn
+        import orjson  # noqa: F401
         import starlette  # noqa: F401
     except ImportError as err:
         print(f"vitc serve needs the serve extra ({err.name} is missing): pip install 'vitc[serve]'", file=sys.stderr)
