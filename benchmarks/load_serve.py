@@ -289,7 +289,8 @@ def main(argv=None):
                         # a request's HTTP work and the model's share the cores: 1 / (1/noop + 1/in_process)
                         row["bound_ratio"] = 1 / (1 + baseline / row["noop_requests_per_s"])
                         row["noop_cpu_ms"] = 1e3 * sum(cpu) / max(len(lat), 1)  # client + no-op server
-                        row["cpu_bound_ratio"] = row["in_process_cpu_ms"] / (row["in_process_cpu_ms"] + row["noop_cpu_ms"])
+                        row["cpu_bound_ratio"] = row["in_process_cpu_ms"] / (row["in_process_cpu_ms"]
+                                                                             + row["noop_cpu_ms"])
                     results.append(row)
                     errors += row["errors"]
                     print_row(row)

@@ -93,7 +93,7 @@ def main(args):
             if engine.ready() and not said:
                 log.info("ready: http://%s:%d/v2/models/%s", args.host, args.port, name)
                 said = True
-                gc.set_threshold(20000, 20, 1000); gc.freeze()  # the models and the web stack, loaded for good: no collection walks them again
+                gc.freeze()  # the models and the web stack, loaded for good: no collection walks them again
             await asyncio.sleep(0.05)
 
     class Server(uvicorn.Server):
