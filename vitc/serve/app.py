@@ -1,10 +1,12 @@
-"""The HTTP side of `vitc serve`: Starlette routes for Open Inference Protocol v2, OpenAI-shaped embeddings,
-HF-shaped classification, health and Prometheus metrics.
+"""The HTTP side of `vitc serve`: routes for Open Inference Protocol v2, OpenAI-shaped embeddings, HF-shaped
+classification, health and Prometheus metrics (Starlette's table; POSTs to the inference routes skip
+Starlette's layers, see Direct).
 
 A request's life: body read under a size cap and the request deadline (413 / 408), parsed (400 naming the
 item), its encoded images queued (429 when full, 503 when draining), decoded with vitc.image_io's checks and
 preprocessed by the replica that runs their batch (400 naming the image), awaited until the deadline (503),
-answered. Per request the event loop runs one timer and one wake-up from the replicas, no thread hop.
+answered. Per request the event loop runs no timer of its own and no thread hop; replicas wake it once per
+burst of finished requests (LoopSide).
 """
 import asyncio
 import base64
@@ -12,6 +14,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 
 import numpy as np
 from starlette.applications import Starlette
@@ -40,6 +43,7 @@ class Settings:
 
 def create_app(engine, metrics, settings, lifespan=None):
     name = settings.model_name
+    no_result = f"no result within the request timeout of {settings.request_timeout_s:g} s"
 
     # ---- shared steps --------------------------------------------------------------------------------
     async def read_body(request, deadline):
@@ -84,7 +88,7 @@ def create_app(engine, metrics, settings, lifespan=None):
         except asyncio.TimeoutError:
             for f in futures:
                 f.cancel()
-            raise RequestError(503, f"no result within the request timeout of {settings.request_timeout_s:g} s") from None
+            raise RequestError(503, no_result) from None
         return [f.result() for f in futures]
 
     def check_model(model, version=None):
@@ -119,8 +123,16 @@ def create_app(engine, metrics, settings, lifespan=None):
     def endpoint(label, handler, openai=False):
         async def wrapped(request):
             started = time.monotonic()
+            deadline = Deadline(started + settings.request_timeout_s)
+            clock = LoopSide.of(asyncio.get_running_loop())
+            clock.watch(deadline)
             try:
-                response = await handler(request, started + settings.request_timeout_s)
+                response = await handler(request, deadline)
+            except asyncio.CancelledError:
+                if not deadline.passed:
+                    raise
+                deadline.uncancel()  # passed while awaiting several jobs at once (asyncio.gather)
+                response = error_response(503, no_result, openai)
             except RequestError as err:
                 response = error_response(err.status, err.message, openai)
             except ClientDisconnect:
@@ -129,6 +141,8 @@ def create_app(engine, metrics, settings, lifespan=None):
             except Exception as err:  # noqa: BLE001 - a bug answers 500 and is logged; the server goes on
                 log.exception("%s failed", label)
                 response = error_response(500, f"internal error: {type(err).__name__}: {err}", openai)
+            finally:
+                clock.forget(deadline)
             metrics.request(label, response.status_code, time.monotonic() - started)
             return response
         return wrapped
@@ -208,7 +222,10 @@ def create_app(engine, metrics, settings, lifespan=None):
         if "label" in wanted or "score" in wanted:
             need_classifier()
             jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k)
-        results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
+        if len(jobs) == 1:  # no task for gather to make
+            results = {task: await job for task, job in jobs.items()}
+        else:
+            results = dict(zip(jobs, await asyncio.gather(*jobs.values())))
         arrays = {}
         if EMBED in results:
             arrays["embedding"] = ("FP32", np.stack(results[EMBED]).astype(np.float32))
@@ -220,7 +237,7 @@ def create_app(engine, metrics, settings, lifespan=None):
         answer = {"model_name": name, "model_version": "1", "outputs": entries}
         if "id" in req:
             answer["id"] = req["id"]
-        head = codec.to_json(answer).encode()
+        head = codec.to_json(answer)
         if not blobs_out:
             return Response(head, media_type="application/json")
         return Response(head + b"".join(blobs_out), media_type="application/octet-stream",
@@ -286,7 +303,7 @@ def create_app(engine, metrics, settings, lifespan=None):
             need_classifier()
             ranked = await run(CLASSIFY, blobs, what, deadline, top_k)
         answer = [[{"label": lab, "score": s} for lab, s in r] for r in ranked]
-        return JSONResponse(answer if many else answer[0])
+        return json_response(answer if many else answer[0])
 
     async def not_found(request, exc):
         return error_response(404, f"no route {request.method} {request.url.path}", False)
@@ -305,7 +322,52 @@ def create_app(engine, metrics, settings, lifespan=None):
         Route("/classify", endpoint("classify", classify), methods=["POST"]),
         Route("/metrics", endpoint("metrics", prometheus)),
     ]
-    return Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan)
+    return Direct(Starlette(routes=routes, exception_handlers={404: not_found}, lifespan=lifespan))
+
+
+class Direct:
+    """The ASGI app: POST to an inference route goes straight to its endpoint (the same function, found with
+    the same route regex, as Starlette would call), everything else through Starlette (health, metadata,
+    metrics, lifespan, 404 and 405). Starlette's middleware, router and Request cost about as much Python per
+    request as the rest of the handler, which for a small model is as much as the model's own work."""
+
+    def __init__(self, app):
+        self.app = app
+        self.routes = [(r.path_regex, r.param_convertors, r.endpoint) for r in app.routes if "POST" in r.methods]
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path = scope["path"]
+            for regex, convertors, endpoint in self.routes:
+                match = regex.match(path)
+                if match:
+                    params = {k: convertors[k].convert(v) for k, v in match.groupdict().items()}
+                    response = await endpoint(RawRequest(scope, receive, params))
+                    await send({"type": "http.response.start", "status": response.status_code,
+                                "headers": response.raw_headers})
+                    await send({"type": "http.response.body", "body": response.body})
+                    return
+        await self.app(scope, receive, send)
+
+
+class RawRequest:
+    """What the endpoints read of a request, as starlette.requests.Request gives it: path_params, headers.get
+    and stream() (ClientDisconnect when the client goes)."""
+
+    def __init__(self, scope, receive, path_params):
+        self.receive, self.path_params, self.headers = receive, path_params, RawHeaders(scope["headers"])
+
+    async def stream(self):
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnect()
+            if message["type"] == "http.request":
+                body = message.get("body", b"")
+                if body:
+                    yield body
+                if not message.get("more_body", False):
+                    return
 
 
 class Decoder:
@@ -328,41 +390,124 @@ class Decoder:
         return RequestError(400, text if label in text else f"{label}: {text}")
 
 
+class Deadline:
+    """When a request must be answered by (time.monotonic()); LoopSide.sweep cancels its task once past."""
+    __slots__ = ("at", "task", "passed")
+
+    def __init__(self, at):
+        self.at, self.task, self.passed = at, None, False
+
+    def uncancel(self):
+        """The cancellation was the deadline's and is answered (Task.uncancel, Python 3.11+)."""
+        if hasattr(self.task, "uncancel"):
+            self.task.uncancel()
+
+
 async def within(deadline, awaitable):
-    """Await until `deadline` (time.monotonic()), else asyncio.TimeoutError: one timer, and no extra task
-    where asyncio.timeout exists (3.11+)."""
-    left = max(0.0, deadline - time.monotonic())
-    if hasattr(asyncio, "timeout"):
-        async with asyncio.timeout(left):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, left)
+    """Await, turning the deadline's cancellation of the request's task into asyncio.TimeoutError."""
+    try:
+        return await awaitable
+    except asyncio.CancelledError:
+        if not deadline.passed:
+            raise
+        deadline.uncancel()
+        raise asyncio.TimeoutError from None
 
 
 def all_done(futures):
-    """An asyncio future done when every concurrent Future is: one wake-up of the event loop for a request,
-    from the replica thread that finishes its last image (asyncio.wrap_future would wake it per image)."""
+    """An asyncio future done when every concurrent Future is: the replica that finishes a request's last
+    image hands its waiter to LoopSide.settle (asyncio.wrap_future would wake the loop per image)."""
     loop = asyncio.get_running_loop()
     waiter = loop.create_future()
-    left, lock = [len(futures)], threading.Lock()
-
-    def settle():
-        if not waiter.done():
-            waiter.set_result(None)
+    left, lock, wake = [len(futures)], threading.Lock(), LoopSide.of(loop)
 
     def one_done(_):
         with lock:
             left[0] -= 1
             last = left[0] == 0
         if last:
-            loop.call_soon_threadsafe(settle)
+            wake.settle(waiter)
     for f in futures:
         f.add_done_callback(one_done)
     return waiter
 
 
+class LoopSide:
+    """What requests share per event loop, to spare it per-request work that costs as much as a small model's:
+    - waiters settled from replica threads with one call_soon_threadsafe per burst: a replica finishing a
+      batch of 16 requests wakes the loop once, not 16 times (each a write to the loop's wake-up fd and a
+      thread switch);
+    - deadlines checked every TICK_S by one timer (asyncio.timeout arms and cancels a timer per request:
+      a fifth of the loop's Python work per request): a request's task is cancelled at most TICK_S late."""
+    TICK_S = 0.05
+    _of = weakref.WeakKeyDictionary()
+
+    def __init__(self, loop):
+        self.loop, self.ready, self.lock = loop, [], threading.Lock()
+        self.deadlines, self.timer = {}, None  # in the order they were set: the order they pass (one timeout)
+
+    @classmethod
+    def of(cls, loop):
+        side = cls._of.get(loop)
+        if side is None:
+            side = cls._of[loop] = cls(loop)
+        return side
+
+    def settle(self, waiter):
+        """From any thread: waiter.set_result(None) on the loop, soon."""
+        with self.lock:
+            first = not self.ready
+            self.ready.append(waiter)
+        if first:  # else a drain is scheduled and has not taken the list yet: it settles this one too
+            self.loop.call_soon_threadsafe(self.drain)
+
+    def drain(self):
+        with self.lock:
+            ready, self.ready = self.ready, []
+        for waiter in ready:
+            if not waiter.done():  # cancelled: its request timed out
+                waiter.set_result(None)
+
+    def watch(self, deadline):
+        """Cancel the current task once `deadline` has passed, unless forgotten before."""
+        deadline.task = asyncio.current_task()
+        self.deadlines[deadline] = None
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.TICK_S, self.sweep)
+
+    def forget(self, deadline):
+        self.deadlines.pop(deadline, None)
+
+    def sweep(self):
+        now, passed = time.monotonic(), []
+        for deadline in self.deadlines:
+            if deadline.at > now:
+                break
+            passed.append(deadline)
+        for deadline in passed:
+            del self.deadlines[deadline]
+            deadline.passed = True
+            deadline.task.cancel()
+        self.timer = self.loop.call_later(self.TICK_S, self.sweep) if self.deadlines else None
+
+
 def json_response(value):
     """A 200 JSON answer whose float32 arrays are written fast and exactly (codec.to_json)."""
-    return Response(codec.to_json(value).encode(), media_type="application/json")
+    return Response(codec.to_json(value), media_type="application/json")
+
+
+class RawHeaders:
+    """get(name): the first value of a header, any case (as starlette.datastructures.Headers.get)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def get(self, key, default=None):
+        key = key.lower().encode("latin-1")
+        for name, value in self.raw:
+            if name == key:
+                return value.decode("latin-1")
+        return default
 
 
 def error_response(status, message, openai=False):

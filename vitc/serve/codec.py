@@ -6,11 +6,12 @@ client learns which of its images was refused.
 import base64
 import binascii
 import json
+import math
 import re
-import secrets
 import struct
 
 import numpy as np
+import orjson
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(;[\w.+-]+=[\w.+-]+)*)(?P<b64>;base64)?,",
                        re.IGNORECASE)
@@ -26,8 +27,8 @@ class RequestError(Exception):
 
 def parse_json(body):
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, ValueError) as err:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as err:
         raise RequestError(400, f"the body is not valid JSON: {err}") from None
 
 
@@ -60,44 +61,36 @@ def image_from_string(text, what):
     return b64decode(text, what)
 
 
-_ARRAY_MARK = "vitc-array-" + secrets.token_hex(8) + "-"
-_ARRAY_REF = re.compile('"' + _ARRAY_MARK + r'(\d+)"')
-
-
 def to_json(value):
-    """json.dumps (compact), except that float32 arrays are written with 9 significant digits: exact for
-    float32 (np.float32 of the text gives the same bits) and about 3x faster than the shortest repr of each
-    value as a float64, which dominated an embedding response's encoding. The arrays go in as marker
-    strings and their text replaces them in one pass (checked: a request cannot smuggle a marker in)."""
-    arrays = []
-
-    def swap(v):
-        if isinstance(v, np.ndarray) and v.dtype == np.float32:
-            arrays.append(v)
-            return f"{_ARRAY_MARK}{len(arrays) - 1}"
-        if isinstance(v, dict):
-            return {k: swap(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [swap(x) for x in v]
-        return v
-    text = json.dumps(swap(value), allow_nan=False, separators=(",", ":"))
-    if not arrays:
-        return text
-    if sorted(map(int, _ARRAY_REF.findall(text))) != list(range(len(arrays))):
-        # a string of the request held a marker: the slow way
-        return json.dumps(value, allow_nan=False, separators=(",", ":"),
-                          default=lambda a: json.loads(float32_json(a)))
-    return _ARRAY_REF.sub(lambda m: float32_json(arrays[int(m.group(1))]), text)
+    """Compact JSON bytes (orjson: several times json.dumps on an answer holding embeddings). Each number of a
+    float32 array is the shortest text that reads back to the same float32 bits. NaN and infinities are
+    refused (ValueError), as json.dumps(allow_nan=False) did: orjson writes them as null, so an answer with
+    a null in it is checked (the values, not the text: a null may also be a None or part of a string)."""
+    text = orjson.dumps(value, default=_as_list, option=orjson.OPT_SERIALIZE_NUMPY)
+    if b"null" in text:
+        _refuse_non_finite(value)
+    return text
 
 
-def float32_json(array):
-    """A float32 array, flattened, as a JSON array of numbers that read back to the same float32 bits."""
-    if not np.isfinite(array).all():
+def _as_list(value):
+    """What orjson leaves to `default`: numpy arrays it does not write itself (not C-contiguous, other types)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
+
+def _refuse_non_finite(value):
+    if isinstance(value, np.ndarray):
+        finite = not np.issubdtype(value.dtype, np.floating) or np.isfinite(value).all()
+    elif isinstance(value, dict):
+        finite = all(_refuse_non_finite(x) for x in value.values())
+    elif isinstance(value, (list, tuple)):
+        finite = all(_refuse_non_finite(x) for x in value)
+    else:
+        finite = not isinstance(value, (float, np.floating)) or math.isfinite(value)
+    if not finite:
         raise ValueError("out of range float values (inf / nan) are not JSON compliant")
-    flat = array.reshape(-1).tolist()
-    if np.signbit(array[array == 0]).any():  # "%g" writes -0.0 as "-0", which JSON parsers read as 0
-        return "[" + ",".join(map(repr, flat)) + "]"
-    return "[" + ("%.9g," * len(flat) % tuple(flat))[:-1] + "]" if flat else "[]"
+    return True
 
 
 def json_type(value):

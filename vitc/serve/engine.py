@@ -97,7 +97,8 @@ class Engine:
         in the replica. A Future per image (embedding row / [(label, score)] / prepare's exception)."""
         items = [_Item(task, p, top_k, prepare, i) for i, p in enumerate(pixels)]
         with self._cond:
-            if self._stopping or self.alive() == 0:
+            # a replica ends only by stopping or failing: count the live ones (a lock per thread) only then
+            if self._stopping or not self._workers or (self.failed is not None and self.alive() == 0):
                 raise NotAccepting("the server is shutting down" if self._stopping else "no replica is running")
             if len(self._queue) + len(items) > self.max_queue:
                 raise QueueFull(f"the queue is full ({len(self._queue)} of {self.max_queue} images waiting)")

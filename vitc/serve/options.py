@@ -21,7 +21,8 @@ def add_serve_arguments(p, default_model):
     p.add_argument("--max-image-pixels", type=int, default=40_000_000,
                    help="decoded image size limit, 400 above (default 40e6, ~ 6300 x 6300)")
     p.add_argument("--request-timeout-s", type=float, default=30.0,
-                   help="body upload + queue + compute deadline: 408 while uploading, 503 after (default 30)")
+                   help="body upload + queue + compute deadline (checked every 50 ms): 408 while uploading, 503 after "
+                        "(default 30)")
     p.add_argument("--top-k", type=int, default=5, help="labels per image when a request does not say")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")

@@ -4,6 +4,7 @@
 """
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -49,6 +50,7 @@ def check_limits(args):
 def main(args):
     try:
         import uvicorn
+        import orjson  # noqa: F401
         import starlette  # noqa: F401
     except ImportError as err:
         print(f"vitc serve needs the serve extra ({err.name} is missing): pip install 'vitc[serve]'", file=sys.stderr)
@@ -91,6 +93,7 @@ def main(args):
             if engine.ready() and not said:
                 log.info("ready: http://%s:%d/v2/models/%s", args.host, args.port, name)
                 said = True
+                gc.freeze()  # the models and the web stack, loaded for good: no collection walks them again
             await asyncio.sleep(0.05)
 
     class Server(uvicorn.Server):
