@@ -1,0 +1,70 @@
+/* attention_lowp.c — attention for bf16 models on AMX (kernels/attention_amx.c): Q·Kᵀ and P·V in bf16 with
+ * float32 sums, the softmax in float32; parallel over (image, head) jobs, a static split as attention.c's.
+ * Where it does not apply (another kernel set, head_dim not a multiple of 32, masks, probabilities asked
+ * for) the caller runs the float32 attention. */
+#include <stdint.h>
+
+#include "attention_lowp.h"
+#include "gemm_lowp_internal.h"
+#include "kernel_table.h"
+#include "threadpool.h"
+
+int vitc_bf16_attention_applies(vitc_kset kset, const vitc_attention_desc *d) {
+    return kset == VITC_KSET_AMX && vitc_kset_supported(kset) && d->head_dim > 0 && d->head_dim % 32 == 0 &&
+           !d->causal && !d->key_mask;
+}
+
+size_t vitc_bf16_attention_workspace_floats(int nthreads, size_t seq_kv, size_t head_dim) {
+    size_t off[5];
+    const size_t slice = vitc_bf16_attention_layout(seq_kv, head_dim, off);
+    return ((size_t)(nthreads > 0 ? nthreads : 1) * slice + 63) / sizeof(float); /* + alignment slack */
+}
+
+#if defined(VITC_HAVE_X86_KERNELS)
+typedef struct {
+    const vitc_attention_desc *d;
+    float *out;
+    size_t ldo, slice;
+    long long jobs;
+    unsigned char *base;
+    vitc_softmax_rows_fn softmax_rows;
+} bf16_attention_team;
+
+static void bf16_attention_member(void *ctx, int t, int nt) {
+    const bf16_attention_team *a = (const bf16_attention_team *)ctx;
+    const vitc_attention_desc *d = a->d;
+    unsigned char *ws = a->base + (size_t)t * a->slice;
+    const long long j0 = a->jobs * t / nt, j1 = a->jobs * (t + 1) / nt;
+    if (j0 >= j1) return;
+    vitc_amx_task_begin();
+    for (long long job = j0; job < j1; job++) {
+        const size_t b = (size_t)job / d->heads, col = (size_t)job % d->heads * d->head_dim;
+        const vitc_bf16_head_args h = {d->seq_q, d->seq_kv, d->head_dim, d->scale,
+                                       d->q + b * d->seq_q * d->ldq + col, d->k + b * d->seq_kv * d->ldk + col,
+                                       d->v + b * d->seq_kv * d->ldv + col, d->ldq, d->ldk, d->ldv,
+                                       a->out + b * d->seq_q * a->ldo + col, a->ldo, a->softmax_rows};
+        vitc_bf16_attention_head__amx(&h, ws);
+    }
+    vitc_amx_task_end();
+}
+#endif
+
+vitc_status vitc_bf16_attention(vitc_kset kset, int nthreads, const vitc_attention_desc *d, float *out, size_t ldo,
+                                float *workspace) {
+    if (!vitc_bf16_attention_applies(kset, d)) return VITC_ERR_ISA;
+#if defined(VITC_HAVE_X86_KERNELS)
+    size_t off[5];
+    const long long jobs = (long long)(d->batch * d->heads);
+    if (jobs == 0) return VITC_OK;
+    int team = nthreads > 0 ? nthreads : 1;
+    if ((long long)team > jobs) team = (int)jobs;
+    bf16_attention_team a = {d, out, ldo, vitc_bf16_attention_layout(d->seq_kv, d->head_dim, off), jobs,
+                             (unsigned char *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63),
+                             vitc_kernels_for(VITC_ISA_AVX512)->softmax_rows};
+    vitc_parallel(team, bf16_attention_member, &a);
+    return VITC_OK;
+#else
+    (void)nthreads, (void)out, (void)ldo, (void)workspace;
+    return VITC_ERR_ISA;
+#endif
+}
