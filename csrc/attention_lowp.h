@@ -7,14 +7,16 @@
 #include "vitc.h"
 
 typedef struct {
-    size_t seq_q, seq_kv, head_dim; /* head_dim a multiple of 32 */
+    size_t seq_q, seq_kv, head_dim; /* head_dim a multiple of 32, <= VITC_BF16_ATTENTION_MAX_HD */
     float scale;
     const float *q, *k, *v; /* the head's rows, in place */
     size_t ldq, ldk, ldv;
     float *o;
     size_t ldo;
-    void (*softmax_rows)(size_t rows, size_t n, float scale, float *x, size_t ldx); /* float32, in place */
+    const float *next[3]; /* the Q, K, V rows of the head this thread runs next (prefetched), or NULLs */
 } vitc_bf16_head_args;
+
+#define VITC_BF16_ATTENTION_MAX_HD 256 /* head_dim limit of the head kernel (a stack row of K) */
 
 /* One thread's scratch for a head, 64-byte aligned parts: packed K_h | packed V_h | the block's Q (bf16) |
  * its scores (float32) | its P (bf16); off[0..4] their byte offsets; returns the total bytes. Keys are
