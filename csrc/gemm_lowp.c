@@ -10,8 +10,8 @@
  *   requantized. Without VNNI: 16-bit A and vpmaddwd (vpmaddubsw would saturate); portable int32 loops.
  *
  * Driver: A is converted into MR-row panels once (a parallel loop over panels), then a parallel loop over
- * tasks = (row block of <= ~256 KB packed A) × (group of NR panels) computes each MR×NR tile over all of k
- * and runs the epilogue on it: panel by panel (its B micro-panel stays in L1), the block's row tiles inner
+ * tasks = (row block of packed A: all of it up to 1.5 MB, else 1 MB) × (group of NR panels) computes each
+ * MR×NR tile over all of k and runs the epilogue on it: panel by panel (its B micro-panel stays in L1), the block's row tiles inner
  * (measured against rows outer / panels inner: better at batch 1, worse by ~15% at 1576×768·768×2304). Each parallel region is one loop whose body is a function of (run, index)
  * (parallel_for): the only place that knows about threads.
  */
@@ -408,6 +408,11 @@ static void gemm_task(const lowp_run *r, size_t t) {
     if (cfg->task_end) cfg->task_end();
 }
 
+/* Packed A per row block: the whole A when it fits in ~3/4 of a 2 MB L2 (then each weight panel is read
+ * from memory once: ViT-B batch 1, every shape), else blocks of 1 MB (docs/performance.md). */
+#define A_WHOLE_BYTES ((size_t)1536 << 10)
+#define A_BLOCK_BYTES ((size_t)1024 << 10)
+
 static int threads_for(int nthreads, size_t m, size_t n, size_t k) {
     return 2.0 * (double)m * (double)n * (double)k >= 5e5 ? nthreads : 1; /* below: a region costs more */
 }
@@ -447,10 +452,11 @@ vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const voi
     r.c = c;
     r.ldc = ldc;
     nthreads = threads_for(nthreads, m, w->n, w->k);
-    /* row blocks of <= 256 KB of packed A (stays in L2 while the group's B panels stream past it); then
+    /* row blocks of packed A that stay in L2 while the group's B panels stream past them (A_WHOLE_BYTES); then
      * ~4 tasks per thread over N so a thread the OS delays leaves its share to the others */
     const size_t m_tiles = div_up(m, cfg->mr), tile_bytes = cfg->mr * r.kq * 4;
-    r.block_tiles = min_size(m_tiles, ((size_t)256 << 10) / tile_bytes > 0 ? ((size_t)256 << 10) / tile_bytes : 1);
+    const size_t a_limit = m_tiles * tile_bytes <= A_WHOLE_BYTES ? m_tiles * tile_bytes : A_BLOCK_BYTES;
+    r.block_tiles = min_size(m_tiles, a_limit / tile_bytes > 0 ? a_limit / tile_bytes : 1);
     const size_t m_blocks = div_up(m_tiles, r.block_tiles);
     const size_t want = nthreads > 1 ? 4 * (size_t)nthreads : 1;
     r.n_groups = min_size(r.n_panels, div_up(want, m_blocks));
