@@ -36,6 +36,8 @@ typedef struct {
     size_t kq_block;                   /* kq rounded up to a multiple of this (0: not rounded) */
     int tile_rows_a;                   /* packed A in 16-row tiles instead of MR-row panels */
     void (*task_begin)(void), (*task_end)(void); /* around a thread's run of micro-kernel calls */
+    /* full MR×NR tiles whose epilogue is at most bias + activation: straight into C (bf16 AMX), or NULL */
+    void (*tile_direct)(size_t kq, const void *a, const void *b, const float *bias, float *c, size_t ldc);
 } lowp_config;
 
 /* the float32 micro-kernels as full-k tile kernels (bf16 widened at packing) */
@@ -72,7 +74,8 @@ static const lowp_config s8_avx512vnni = {.mr = 14, .nr = 32, .kr = 4, .afmt = V
  * A in 16-row tiles, u8 A with the same compensation as VNNI (so int8 results equal avx512_vnni's bit for bit) */
 static const lowp_config bf16_amx = {.mr = 32, .nr = 32, .kr = 2, .afmt = VITC_A_BF16, .b_elt = 2,
     .ukernel = vitc_bf16_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
-    .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
+    .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end,
+    .tile_direct = vitc_bf16_gemm_tile_direct__amx};
 static const lowp_config s8_amx = {.mr = 32, .nr = 32, .kr = 4, .afmt = VITC_A_U8, .b_elt = 1,
     .ukernel = vitc_s8_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
     .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
@@ -397,11 +400,22 @@ static void gemm_task(const lowp_run *r, size_t t) {
     const size_t jp0 = t % r->n_groups * r->group_panels, jp1 = min_size(jp0 + r->group_panels, r->n_panels);
     _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
     if (cfg->task_begin) cfg->task_begin();
+    /* the bias (+ activation) epilogue of full tiles goes into the tile kernel (its accumulators start from the
+     * bias; the activation runs in place on C's rows after) */
+    const int direct = cfg->tile_direct && !r->e.residual && !r->e.scale && !r->e.row_scales;
     for (size_t jp = jp0; jp < jp1; jp++) {
         const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
+        const unsigned char *bp = r->b + jp * r->kq * NR * KR * cfg->b_elt;
         for (size_t i = i0; i < i1; i += MR) {
             const size_t rows = min_size(MR, r->m - i);
-            cfg->ukernel(rows, r->kq, r->apack + i * r->kq * 4, r->b + jp * r->kq * NR * KR * cfg->b_elt, tile);
+            if (direct && rows == MR && cols == NR) {
+                float *c = r->c + i * r->ldc + col0;
+                cfg->tile_direct(r->kq, r->apack + i * r->kq * 4, bp, r->e.bias ? r->e.bias + col0 : NULL, c, r->ldc);
+                if (r->e.act != VITC_ACT_NONE)
+                    for (size_t q = 0; q < rows; q++) vitc_f32_activation(r->e.isa, r->e.act, c + q * r->ldc, cols);
+                continue;
+            }
+            cfg->ukernel(rows, r->kq, r->apack + i * r->kq * 4, bp, tile);
             cfg->epilogue(&r->e, rows, cols, i, col0, tile, NR, r->c, r->ldc);
         }
     }
