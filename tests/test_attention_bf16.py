@@ -73,3 +73,42 @@ def test_bf16_attention_refuses_other_head_sizes():
     for kset in _vitc.kernel_sets(BF16):
         for hd in (16, 48, 288):
             assert not _vitc.bf16_attention_applies(kset, hd)
+
+
+# ---- in a model: head_dim 64 (the ViT-B size; tests/test_dtype.py's small models have head_dim 16, where
+# attention stays float32) --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def vit_hd64(tmp_path_factory):
+    from family_checkpoints import build, transformers
+
+    config = transformers.ViTConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+                                    num_attention_heads=2, image_size=48, patch_size=8, num_labels=10,
+                                    attn_implementation="eager")  # 37 tokens: two 32-row query blocks
+    return build(tmp_path_factory.mktemp("hd64"), "ViTForImageClassification", config)[0]
+
+
+@pytest.mark.parametrize("kset", kernel_set_params(BF16))
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_model_attention_in_bf16_where_it_applies(vit_hd64, monkeypatch, kset, dtype):
+    """Logits within the issue's bounds of float32 (bf16: max|Δ|/max|ref| <= 2e-2, cosine >= 0.999; int8:
+    cosine >= 0.99); where the bf16 attention applies, asking for the attention maps (which runs the float32
+    attention) changes the logits a little: the bf16 path was taken."""
+    import vitc
+    from vitc import modeling
+
+    x = np.random.default_rng(3).standard_normal((2, 3, 48, 48)).astype(np.float32)
+    ref = vitc.ViTForImageClassification.from_pretrained(vit_hd64)(x).logits.astype(np.float64)
+    code = _vitc.dtype_code(dtype)
+    want = kset if code == BF16 else _vitc.kernel_sets(code)[-1]  # int8: its own best set
+    monkeypatch.setattr(modeling, "lowp_kernel_set", lambda isa, c: want)
+    model = vitc.ViTForImageClassification.from_pretrained(vit_hd64, dtype=dtype)
+    got = model(x).logits.astype(np.float64)
+    with_maps = model(x, output_attentions=True).logits.astype(np.float64)
+    cos = float(got.ravel() @ ref.ravel() / (np.linalg.norm(got) * np.linalg.norm(ref)))
+    rel = float(np.abs(got - ref).max() / np.abs(ref).max())
+    if dtype == "bfloat16":
+        assert rel <= 2e-2 and cos >= 0.999, (rel, cos)
+    else:
+        assert cos >= 0.99, cos
+    assert (not np.array_equal(got, with_maps)) == _vitc.bf16_attention_applies(want, 64)
+    assert np.abs(got - with_maps).max() <= 2e-2 * np.abs(ref).max()
