@@ -69,6 +69,26 @@ def test_bf16_attention(kset, batch, seq, heads, hd, tight, spread):
     np.testing.assert_array_equal(outs[1], outs[0])  # the thread count doesn't change the result
 
 
+@pytest.mark.parametrize("kset", kernel_set_params(BF16))
+@pytest.mark.parametrize("batch,seq_q,seq_kv", [(2, 1, 37), (1, 40, 5), (3, 17, 64)])
+def test_bf16_attention_queries_apart_from_keys(kset, batch, seq_q, seq_kv):
+    """Queries from their own rows, as many or fewer or more than the keys (attention_general's form)."""
+    heads, hd = 2, 64
+    dim = heads * hd
+    rng = np.random.default_rng(seq_q * 100 + seq_kv)
+    q = rng.standard_normal((batch * seq_q, dim + 7)).astype(np.float32)[:, :dim]
+    k = rng.standard_normal((batch * seq_kv, dim)).astype(np.float32)
+    v = rng.standard_normal((batch * seq_kv, dim)).astype(np.float32)
+    out = np.empty((batch * seq_q, dim), np.float32)
+    if not _vitc.bf16_attention_applies(kset, hd):
+        with pytest.raises(ValueError, match="bf16_attention"):
+            _vitc.bf16_attention(kset, 1, q, k, v, batch, heads, out)
+        return
+    ref, bound = bf16_attention_ref(q, k, v, batch, heads)
+    o = _vitc.bf16_attention(kset, 2, q, k, v, batch, heads, out)
+    assert (np.abs(o - ref) <= bound).all(), f"max excess {(np.abs(o - ref) - bound).max()}"
+
+
 def test_bf16_attention_refuses_other_head_sizes():
     for kset in _vitc.kernel_sets(BF16):
         for hd in (16, 48, 288):
