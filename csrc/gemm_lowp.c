@@ -10,8 +10,8 @@
  *   requantized. Without VNNI: 16-bit A and vpmaddwd (vpmaddubsw would saturate); portable int32 loops.
  *
  * Driver: A is converted into MR-row panels once (a parallel loop over panels), then a parallel loop over
- * tasks = (row block of <= ~256 KB packed A) × (group of NR panels) computes each MR×NR tile over all of k
- * and runs the epilogue on it: panel by panel (its B micro-panel stays in L1), the block's row tiles inner
+ * tasks = (row block of packed A: all of it up to 1.5 MB, else 1 MB) × (group of NR panels) computes each
+ * MR×NR tile over all of k and runs the epilogue on it: panel by panel (its B micro-panel stays in L1), the block's row tiles inner
  * (measured against rows outer / panels inner: better at batch 1, worse by ~15% at 1576×768·768×2304). Each parallel region is one loop whose body is a function of (run, index)
  * (parallel_for): the only place that knows about threads.
  */
@@ -36,6 +36,8 @@ typedef struct {
     size_t kq_block;                   /* kq rounded up to a multiple of this (0: not rounded) */
     int tile_rows_a;                   /* packed A in 16-row tiles instead of MR-row panels */
     void (*task_begin)(void), (*task_end)(void); /* around a thread's run of micro-kernel calls */
+    /* full MR×NR tiles whose epilogue is at most bias + activation: straight into C (bf16 AMX), or NULL */
+    void (*tile_direct)(size_t kq, const void *a, const void *b, const float *bias, float *c, size_t ldc);
 } lowp_config;
 
 /* the float32 micro-kernels as full-k tile kernels (bf16 widened at packing) */
@@ -72,7 +74,8 @@ static const lowp_config s8_avx512vnni = {.mr = 14, .nr = 32, .kr = 4, .afmt = V
  * A in 16-row tiles, u8 A with the same compensation as VNNI (so int8 results equal avx512_vnni's bit for bit) */
 static const lowp_config bf16_amx = {.mr = 32, .nr = 32, .kr = 2, .afmt = VITC_A_BF16, .b_elt = 2,
     .ukernel = vitc_bf16_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
-    .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
+    .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end,
+    .tile_direct = vitc_bf16_gemm_tile_direct__amx};
 static const lowp_config s8_amx = {.mr = 32, .nr = 32, .kr = 4, .afmt = VITC_A_U8, .b_elt = 1,
     .ukernel = vitc_s8_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
     .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
@@ -397,16 +400,32 @@ static void gemm_task(const lowp_run *r, size_t t) {
     const size_t jp0 = t % r->n_groups * r->group_panels, jp1 = min_size(jp0 + r->group_panels, r->n_panels);
     _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
     if (cfg->task_begin) cfg->task_begin();
+    /* the bias (+ activation) epilogue of full tiles goes into the tile kernel (its accumulators start from the
+     * bias; the activation runs in place on C's rows after) */
+    const int direct = cfg->tile_direct && !r->e.residual && !r->e.scale && !r->e.row_scales;
     for (size_t jp = jp0; jp < jp1; jp++) {
         const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
+        const unsigned char *bp = r->b + jp * r->kq * NR * KR * cfg->b_elt;
         for (size_t i = i0; i < i1; i += MR) {
             const size_t rows = min_size(MR, r->m - i);
-            cfg->ukernel(rows, r->kq, r->apack + i * r->kq * 4, r->b + jp * r->kq * NR * KR * cfg->b_elt, tile);
+            if (direct && rows == MR && cols == NR) {
+                float *c = r->c + i * r->ldc + col0;
+                cfg->tile_direct(r->kq, r->apack + i * r->kq * 4, bp, r->e.bias ? r->e.bias + col0 : NULL, c, r->ldc);
+                if (r->e.act != VITC_ACT_NONE)
+                    for (size_t q = 0; q < rows; q++) vitc_f32_activation(r->e.isa, r->e.act, c + q * r->ldc, cols);
+                continue;
+            }
+            cfg->ukernel(rows, r->kq, r->apack + i * r->kq * 4, bp, tile);
             cfg->epilogue(&r->e, rows, cols, i, col0, tile, NR, r->c, r->ldc);
         }
     }
     if (cfg->task_end) cfg->task_end();
 }
+
+/* Packed A per row block: the whole A when it fits in ~3/4 of a 2 MB L2 (then each weight panel is read
+ * from memory once: ViT-B batch 1, every shape), else blocks of 1 MB (docs/performance.md). */
+#define A_WHOLE_BYTES ((size_t)1536 << 10)
+#define A_BLOCK_BYTES ((size_t)1024 << 10)
 
 static int threads_for(int nthreads, size_t m, size_t n, size_t k) {
     return 2.0 * (double)m * (double)n * (double)k >= 5e5 ? nthreads : 1; /* below: a region costs more */
@@ -447,10 +466,11 @@ vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const voi
     r.c = c;
     r.ldc = ldc;
     nthreads = threads_for(nthreads, m, w->n, w->k);
-    /* row blocks of <= 256 KB of packed A (stays in L2 while the group's B panels stream past it); then
+    /* row blocks of packed A that stay in L2 while the group's B panels stream past them (A_WHOLE_BYTES); then
      * ~4 tasks per thread over N so a thread the OS delays leaves its share to the others */
     const size_t m_tiles = div_up(m, cfg->mr), tile_bytes = cfg->mr * r.kq * 4;
-    r.block_tiles = min_size(m_tiles, ((size_t)256 << 10) / tile_bytes > 0 ? ((size_t)256 << 10) / tile_bytes : 1);
+    const size_t a_limit = m_tiles * tile_bytes <= A_WHOLE_BYTES ? m_tiles * tile_bytes : A_BLOCK_BYTES;
+    r.block_tiles = min_size(m_tiles, a_limit / tile_bytes > 0 ? a_limit / tile_bytes : 1);
     const size_t m_blocks = div_up(m_tiles, r.block_tiles);
     const size_t want = nthreads > 1 ? 4 * (size_t)nthreads : 1;
     r.n_groups = min_size(r.n_panels, div_up(want, m_blocks));

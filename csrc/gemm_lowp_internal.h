@@ -89,6 +89,10 @@ void vitc_bf16_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RE
                                        const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
 void vitc_s8_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a,
                                      const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
+/* bf16: a full 32×32 tile into C itself (row stride ldc floats), the accumulators started from bias[0..32)
+ * (NULL: zero) — the tile with its bias and no epilogue pass. */
+void vitc_bf16_gemm_tile_direct__amx(size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
+                                     const float *bias, float *c, size_t ldc);
 void vitc_amx_task_begin(void);
 void vitc_amx_task_end(void);
 #endif

@@ -49,7 +49,12 @@ static size_t gemm_input_floats(const vitc_vit_dims *d, size_t t) {
  * region saves T·I floats, 2.4 MB at ViT-B batch 1. */
 static size_t float_workspace(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t batch, size_t seq) {
     size_t t = batch * seq;
-    size_t attention = t * 4 * d->dim + vitc_f32_attention_workspace_floats(isa, nthreads, seq, d->dim / d->heads);
+    size_t scratch = vitc_f32_attention_workspace_floats(isa, nthreads, seq, d->dim / d->heads);
+    if (d->dtype != VITC_DTYPE_F32) { /* attention_lowp.c's, where it applies */
+        const size_t bf16 = vitc_bf16_attention_workspace_floats(nthreads, seq, d->dim / d->heads);
+        scratch = bf16 > scratch ? bf16 : scratch;
+    }
+    size_t attention = t * 4 * d->dim + scratch;
     size_t mlp = t * fc1_width(d);
     return t * d->dim + (attention > mlp ? attention : mlp);
 }
@@ -90,7 +95,11 @@ vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc
     const size_t hd = dim / d->heads;
     const vitc_attention_desc ad = {batch, d->heads, hd, seq, seq, qkv, 3 * dim, qkv + dim, 3 * dim,
                                     qkv + 2 * dim, 3 * dim, 1.0f / sqrtf((float)hd), causal, key_mask};
-    vitc_f32_attention_general(isa, nthreads, &ad, ctx, dim, probs, attn_ws);
+    /* bf16 and int8 models: Q·Kᵀ and P·V in bf16 where the kernel set has that attention (and no probs are
+     * wanted); the softmax stays float32 */
+    if (d->dtype == VITC_DTYPE_F32 || probs || !vitc_bf16_attention_applies(d->kset, &ad) ||
+        vitc_bf16_attention(d->kset, nthreads, &ad, ctx, dim, attn_ws) != VITC_OK)
+        vitc_f32_attention_general(isa, nthreads, &ad, ctx, dim, probs, attn_ws);
     lap(phase_seconds, VITC_PHASE_ATTENTION, &t0);
     vitc_epilogue ep_proj = {w->proj_b, VITC_ACT_NONE, hidden, dim, w->ls1};
     RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ctx, dim, w->proj_w, &ep_proj, hidden, dim, gemm_in));

@@ -231,6 +231,14 @@ size_t vitc_f32_attention_general_workspace_floats(vitc_isa isa, int nthreads, s
 void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention_desc *d, float *out, size_t ldo,
                                 float *probs, float *workspace);
 
+/* ---- attention_lowp.c: the same for bf16 models on AMX: Q, K, V and P rounded to bf16, float32 sums and
+ * softmax. Applies (1) for kset AMX on a CPU that runs it, head_dim a multiple of 32, no masks; otherwise
+ * vitc_bf16_attention returns VITC_ERR_ISA and the caller runs vitc_f32_attention_general. No probs. */
+int vitc_bf16_attention_applies(vitc_kset kset, const vitc_attention_desc *d);
+size_t vitc_bf16_attention_workspace_floats(int nthreads, size_t seq_kv, size_t head_dim);
+vitc_status vitc_bf16_attention(vitc_kset kset, int nthreads, const vitc_attention_desc *d, float *out, size_t ldo,
+                                float *workspace);
+
 /* ---- vit.c: the ViT pieces that call the kernels above ----------------------------------------- */
 /* The MLP of an encoder layer. STANDARD: fc2(act(fc1 x)) (ViT, DeiT, CLIP, SigLIP, DINOv2 base..large);
  * SWIGLU: fc2(silu(gate) · up), [gate | up] = fc1 x (DINOv2 giant; act is ignored). */

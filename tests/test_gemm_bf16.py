@@ -67,14 +67,15 @@ def test_vit_shapes_two_threads(kset, m, n, k):
 def test_leading_dimensions(kset):
     rng = np.random.default_rng(12)
     mr, nr, _ = _vitc.gemm_tile(kset, BF16)
-    for m, n, k in [(mr + 1, nr + 1, 65), (37, 97, 7), (1, 1, 1)]:
+    for m, n, k in [(mr + 1, nr + 1, 65), (37, 97, 7), (1, 1, 1), (2 * mr, 2 * nr, 33)]:
         a, w, res = rand(rng, m, k, ld=k + 5), rand(rng, n, k, ld=k + 3), rand(rng, m, n, ld=n + 11)
         bias = rand(rng, 1, n)[0]
-        big = np.full((m, n + 9), np.nan, dtype=np.float32)
-        want, scale = reference(a, w, bias, 0, res)
-        run(kset, BF16, a, w, nthreads=2, out=big[:, :n], bias=bias, residual=res)
-        check(big[:, :n], want, scale, 1e-5, what=f"m={m} n={n} k={k}")
-        assert np.isnan(big[:, n:]).all(), "wrote past the row width into ldc padding"
+        for r in (res, None):  # without a residual: AMX's full tiles go straight into C (row stride ldc)
+            big = np.full((m, n + 9), np.nan, dtype=np.float32)
+            want, scale = reference(a, w, bias, 0, r)
+            run(kset, BF16, a, w, nthreads=2, out=big[:, :n], bias=bias, residual=r)
+            check(big[:, :n], want, scale, 1e-5, what=f"m={m} n={n} k={k}")
+            assert np.isnan(big[:, n:]).all(), "wrote past the row width into ldc padding"
 
 
 @pytest.mark.parametrize("act", range(8))
@@ -101,10 +102,12 @@ def test_residual_separate_and_in_place(kset, act):
             check(out, want, scale, 1e-5, what=f"in place, {nthreads} threads")
 
 
+@pytest.mark.parametrize("with_residual", [True, False])
 @pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (3, 5, 3072)])
-def test_threads_agree_bitwise(kset, m, n, k):
+def test_threads_agree_bitwise(kset, m, n, k, with_residual):
     rng = np.random.default_rng(15)
     a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
+    res = res if with_residual else None
     pw = _vitc.gemm_pack_weight(kset, BF16, w)
     outs = [_vitc.gemm_packed(kset, t, a, pw, np.empty((m, n), np.float32), bias=bias, act=1, residual=res)
             for t in (1, 2, 3)]

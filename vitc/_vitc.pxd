@@ -120,6 +120,10 @@ cdef extern from "vitc.h" nogil:
                                                        size_t head_dim)
     void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention_desc *d, float *out,
                                     size_t ldo, float *probs, float *workspace)
+    int vitc_bf16_attention_applies(vitc_kset kset, const vitc_attention_desc *d)
+    size_t vitc_bf16_attention_workspace_floats(int nthreads, size_t seq_kv, size_t head_dim)
+    vitc_status vitc_bf16_attention(vitc_kset kset, int nthreads, const vitc_attention_desc *d, float *out,
+                                    size_t ldo, float *workspace)
 
     ctypedef enum vitc_mlp:
         VITC_MLP_STANDARD

@@ -403,4 +403,5 @@ def attention_general(int isa, int nthreads, const float[:, :] q, const float[:,
 
 
 include "_gemm_lowp.pxi"
+include "_attention_lowp.pxi"
 include "_model.pxi"

@@ -1,0 +1,195 @@
+/* attention_amx.c — one (image, head) of bf16 attention on AMX tiles (tdpbf16ps), for models whose Linear
+ * weights are bf16: Q, K, V and the probabilities P rounded to bf16 (nearest even, as the GEMM's A), every
+ * product summed in float32 in the tiles, the softmax in float32 between the two products.
+ *
+ * Per block of 32 query rows (everything in L1):
+ *   S[32, seq_pad] = Q_blk · K_hᵀ      2×2 accumulator tiles per 32 keys, hd/32 tile steps deep
+ *   P = softmax(scale · S) in float32 (as vitc_f32_softmax_rows), rounded to bf16 in its normalizing pass
+ *   O[32, hd]      = P · V_h          2×2 accumulator tiles per 32 columns of hd, seq_pad/32 steps deep,
+ *                                      stored straight into the output rows (a stack tile at the edge block)
+ * Layouts (4-byte groups of two bf16, the pairs tdpbf16ps multiplies, as the GEMM's B panels):
+ *   K_h packed: group g (hd indices 2g, 2g+1) of key j at Kp[g·seq_pad + j]  -> B tiles of 16 groups × 16 keys
+ *   V_h packed: group g (keys 2g, 2g+1) of column c at Vp[g·hd + c]          -> B tiles of 16 groups × 16 cols
+ *   Q_blk, P:   bf16 rows (hd / seq_pad elements)                            -> A tiles of 16 rows × 32 bf16
+ * Keys past seq_kv are zero in Kp, Vp and P; query rows past the block's end are zero in Q_blk and P.
+ * The rounding to bf16 is vcvtne2ps2bf16's (AVX512_BF16, which every AMX CPU has; attention_lowp.c checks):
+ * nearest even, as lowp_bf16_bits, except that it flushes denormals to zero (|x| < 2^-126: no visible
+ * change to a sum of products of O(1) values).
+ * The tile configuration (all tiles 16 rows × 64 bytes) is the GEMM's (vitc_amx_task_begin). */
+#include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../gemm_lowp_convert.h"
+#include "../gemm_lowp_internal.h"
+#include "../attention_lowp.h"
+#include "vmath_avx512.h"
+
+#define BF16_FN static inline __attribute__((always_inline, target("avx512bf16")))
+
+/* C[32 or 16 rows, 32 cols] (float32, row stride ldc bytes) = sum over steps s of A_s · B_s, where A_s is the
+ * 16-row tile at a + s·a_step (row stride lda; the second 16 rows at + a_half) and B_s the two tiles of 16
+ * columns at b + s·b_step and + 64 (row stride ldb). Loads as late as their first use (tiles are not
+ * renamed). */
+static inline __attribute__((always_inline)) void tile_2x2(const int two_halves, size_t steps,
+                                                           const unsigned char *a, size_t a_step, size_t lda,
+                                                           size_t a_half, const unsigned char *b, size_t b_step,
+                                                           size_t ldb, unsigned char *c, size_t ldc) {
+    _tile_zero(0);
+    _tile_zero(1);
+    if (two_halves) {
+        _tile_zero(2);
+        _tile_zero(3);
+    }
+    for (size_t s = 0; s < steps; s++) {
+        const unsigned char *as = a + s * a_step, *bs = b + s * b_step;
+        _tile_loadd(4, as, lda);
+        _tile_loadd(6, bs, ldb);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, bs + 64, ldb);
+        _tile_dpbf16ps(1, 4, 7);
+        if (two_halves) {
+            _tile_loadd(5, as + a_half, lda);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+        }
+    }
+    _tile_stored(0, c, ldc);
+    _tile_stored(1, c + 64, ldc);
+    if (two_halves) {
+        _tile_stored(2, c + 16 * ldc, ldc);
+        _tile_stored(3, c + 16 * ldc + 64, ldc);
+    }
+}
+
+/* 32 floats (two vectors) to 32 bf16 in order */
+BF16_FN __m512i cvt32(__m512 lo, __m512 hi) { return (__m512i)_mm512_cvtne2ps_pbh(hi, lo); }
+
+/* n <= 32 floats at x (the rest zero) to bf16 at d (32 written) */
+BF16_FN void cvt_row32(const float *x, size_t n, uint16_t *d) {
+    const __mmask16 m0 = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1u);
+    const __mmask16 m1 = n >= 32 ? 0xffff : n <= 16 ? 0 : (__mmask16)((1u << (n - 16)) - 1u);
+    _mm512_storeu_si512(d, cvt32(_mm512_maskz_loadu_ps(m0, x), _mm512_maskz_loadu_ps(m1, x + 16)));
+}
+
+/* Softmax of one row of scores in float32 (max, exp and sum as vitc_f32_softmax_rows), written as bf16 to
+ * p[0, n_pad) (zeros past n); s is overwritten by the unnormalized exponentials. */
+BF16_FN void softmax_row_bf16(float *s, size_t n, size_t n_pad, float scale, uint16_t *p) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    size_t i;
+    for (i = 0; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_mul_ps(_mm512_loadu_ps(s + i), vs));
+    const __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
+    if (i < n) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + i), vs));
+    const __m512 vneg = _mm512_set1_ps(-_mm512_reduce_max_ps(vmax));
+    __m512 sum = _mm512_setzero_ps();
+    for (i = 0; i + 16 <= n; i += 16) {
+        const __m512 e = vexp__avx512(_mm512_fmadd_ps(_mm512_loadu_ps(s + i), vs, vneg));
+        _mm512_storeu_ps(s + i, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    if (i < n) {
+        const __m512 e = _mm512_maskz_mov_ps(tail, vexp__avx512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, s + i), vs, vneg)));
+        _mm512_mask_storeu_ps(s + i, tail, e);
+        sum = _mm512_add_ps(sum, e);
+    }
+    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+    for (i = 0; i < n_pad; i += 32) {
+        const size_t left = i < n ? n - i : 0;
+        const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
+        const __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
+        const __m512 e0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m0, s + i), inv);
+        const __m512 e1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m1, s + i + 16), inv);
+        _mm512_storeu_si512(p + i, cvt32(e0, e1));
+    }
+}
+
+__attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const vitc_bf16_head_args *h, unsigned char *ws) {
+    const size_t seq_q = h->seq_q, seq_kv = h->seq_kv, hd = h->head_dim, seq_pad = (seq_kv + 31) / 32 * 32;
+    const size_t groups_hd = hd / 2, groups_kv = seq_pad / 2;
+    size_t off[5];
+    vitc_bf16_attention_layout(seq_kv, hd, off);
+    uint32_t *kp = (uint32_t *)(void *)(ws + off[0]), *vp = (uint32_t *)(void *)(ws + off[1]);
+    uint16_t *qb = (uint16_t *)(void *)(ws + off[2]), *pb = (uint16_t *)(void *)(ws + off[4]);
+    float *s = (float *)(void *)(ws + off[3]);
+
+    /* K_h: each key's hd values to bf16 pairs (in order), scattered one group per row of Kp */
+    for (size_t j = 0; j < seq_pad; j++) {
+        _Alignas(64) uint32_t pairs[VITC_BF16_ATTENTION_MAX_HD / 2];
+        for (size_t c = 0; c < hd; c += 32) {
+            if (j < seq_kv)
+                cvt_row32(h->k + j * h->ldk + c, 32, (uint16_t *)(pairs + c / 2));
+            else
+                memset(pairs + c / 2, 0, 64);
+        }
+        for (size_t g = 0; g < groups_hd; g++) kp[g * seq_pad + j] = pairs[g];
+    }
+    /* V_h: rows 2g and 2g + 1 interleaved column by column (vpermw of the two rows' bf16) */
+    static const uint16_t interleave_idx[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                                8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i interleave = _mm512_loadu_si512(interleave_idx);
+    for (size_t g = 0; g < groups_kv; g++) {
+        uint32_t *dst = vp + g * hd;
+        const size_t j = 2 * g;
+        for (size_t c = 0; c < hd; c += 16) {
+            const __m512 v0 = j < seq_kv ? _mm512_loadu_ps(h->v + j * h->ldv + c) : _mm512_setzero_ps();
+            const __m512 v1 = j + 1 < seq_kv ? _mm512_loadu_ps(h->v + (j + 1) * h->ldv + c) : _mm512_setzero_ps();
+            _mm512_storeu_si512(dst + c, _mm512_permutexvar_epi16(interleave, cvt32(v0, v1)));
+        }
+    }
+
+    _Alignas(64) float edge[32 * 32];
+    const size_t blocks = (seq_q + 31) / 32;
+    for (size_t i0 = 0; i0 < seq_q; i0 += 32) {
+        /* the next head's rows into L2, a share per block: their rows are KBs apart (a stride the hardware
+         * prefetchers don't follow), and at batch 8 the qkv rows are out of cache (as attention_body.h) */
+        const size_t blk = i0 / 32, ns[3] = {seq_q, seq_kv, seq_kv}, ld[3] = {h->ldq, h->ldk, h->ldv};
+        for (int m = 0; m < 3; m++)
+            if (h->next[m])
+                for (size_t r = ns[m] * blk / blocks; r < ns[m] * (blk + 1) / blocks; r++)
+                    for (size_t c = 0; c < hd; c += 16) _mm_prefetch((const char *)(h->next[m] + r * ld[m] + c), _MM_HINT_T1);
+        const size_t rows = seq_q - i0 < 32 ? seq_q - i0 : 32;
+        const int two = rows > 16;
+        const size_t tile_rows = two ? 32 : 16;
+        for (size_t r = 0; r < tile_rows; r++)
+            for (size_t c = 0; c < hd; c += 32) {
+                if (r < rows)
+                    cvt_row32(h->q + (i0 + r) * h->ldq + c, 32, qb + r * hd + c);
+                else
+                    memset(qb + r * hd + c, 0, 64);
+            }
+        /* S = Q_blk · K_hᵀ, 32 keys at a time */
+        for (size_t kb = 0; kb < seq_pad; kb += 32) {
+            const unsigned char *b = (const unsigned char *)(kp + kb);
+            unsigned char *c = (unsigned char *)(s + kb);
+            if (two)
+                tile_2x2(1, hd / 32, (const unsigned char *)qb, 64, hd * 2, 16 * hd * 2, b, 16 * seq_pad * 4,
+                         seq_pad * 4, c, seq_pad * 4);
+            else
+                tile_2x2(0, hd / 32, (const unsigned char *)qb, 64, hd * 2, 0, b, 16 * seq_pad * 4, seq_pad * 4, c,
+                         seq_pad * 4);
+        }
+        for (size_t r = 0; r < tile_rows; r++) {
+            if (r < rows)
+                softmax_row_bf16(s + r * seq_pad, seq_kv, seq_pad, h->scale, pb + r * seq_pad);
+            else
+                memset(pb + r * seq_pad, 0, seq_pad * 2);
+        }
+        /* O = P · V_h, 32 columns of hd at a time: into the output rows, or the stack at the edge */
+        for (size_t cb = 0; cb < hd; cb += 32) {
+            const unsigned char *b = (const unsigned char *)(vp + cb);
+            const int direct = rows == tile_rows;
+            unsigned char *c = direct ? (unsigned char *)(h->o + i0 * h->ldo + cb) : (unsigned char *)edge;
+            const size_t ldc = direct ? h->ldo * 4 : 32 * 4;
+            if (two)
+                tile_2x2(1, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 16 * seq_pad * 2, b,
+                         16 * hd * 4, hd * 4, c, ldc);
+            else
+                tile_2x2(0, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 0, b, 16 * hd * 4, hd * 4, c,
+                         ldc);
+            if (!direct)
+                for (size_t r = 0; r < rows; r++) memcpy(h->o + (i0 + r) * h->ldo + cb, edge + r * 32, 32 * 4);
+        }
+    }
+}
