@@ -124,23 +124,15 @@ def load_model(args, encoder_only=False):
 def run_batches(model, paths, batch_size, fn, show_progress=True, keep_images=False):
     """Call fn(good_paths, pixel_values) per batch (keep_images: fn(good_paths, pixel_values, images), with
     the decoded upright PIL images too); returns [(path, error message)] for unreadable images."""
-    from .image_io import ImageLoadError, load_image
+    from .image_prefetch import decode_chunk
     failures = []
     bar = progress(len(paths), show_progress)
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        good, arrays, images = [], [], []
-        for path in chunk:  # decode one by one so one bad file does not sink the batch
-            try:
-                image = load_image(path) if keep_images else path
-                arrays.append(model.image_processor(image)["pixel_values"][0])
-                good.append(path)
-                images.append(image)
-            except (ImageLoadError, OSError, ValueError) as exc:
-                failures.append((path, str(exc)))
+        good, pixels, bad, images = decode_chunk(model.image_processor, chunk, keep_images)
+        failures.extend(bad)
         if good:
-            import numpy as np
-            fn(good, np.stack(arrays), *([images] if keep_images else []))
+            fn(good, pixels, *([images] if keep_images else []))
         bar.update(len(chunk))
     bar.close()
     return failures
