@@ -171,3 +171,21 @@ def test_search_same_whatever_the_batching(tmp_path, models, capsys):
         assert cli.main(argv) == 1
         outs.append(capsys.readouterr().out)
     assert outs[0] == outs[1] and len(outs[0].splitlines()) == 10
+
+
+def test_zero_shot_batches_default_to_32(tmp_path, models, capsys, monkeypatch):
+    """Without --batch-size: 32 images per forward for classify --labels and search, 8 for plain classify."""
+    sizes = []
+    real = cli_text.ImagePrefetch
+
+    def spy(processor, paths, batch_size, **kw):
+        sizes.append(batch_size)
+        return real(processor, paths, batch_size, **kw)
+
+    monkeypatch.setattr(cli_text, "ImagePrefetch", spy)
+    folder = str(tmp_path / "imgs")
+    _folder(folder, n=3, bad=())
+    assert _classify(capsys, folder, models["clip"])[0] == 0
+    assert cli.main(["search", folder, "a cat", "--model", models["clip"], "--cache", str(tmp_path / "c.npz")]) == 0
+    assert sizes == [cli_text.BATCH_SIZE] * 2 == [32, 32]
+    assert cli.build_parser().parse_args(["classify", "x"]).batch_size is None  # resolved per path

@@ -148,6 +148,7 @@ def cmd_classify(args):
     if getattr(args, "labels", None):  # zero-shot with a CLIP / SigLIP checkpoint
         from .cli_text import cmd_zero_shot
         return cmd_zero_shot(args)
+    args.batch_size = args.batch_size or 8
     from .pipeline import scores_from_logits, top_k_labels
     model = load_model(args)
     paths = expand_images(args.images)
@@ -375,7 +376,7 @@ def build_parser():
     p.add_argument("images", nargs="+", help="image files, directories or glob patterns")
     model_opts(p)
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward (default 8; 32 with --labels)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--labels", default=None, help="zero-shot: comma-separated labels (a CLIP / SigLIP --model)")
     p.add_argument("--template", default="a photo of {}.", help="zero-shot prompt, {} = the label")

@@ -13,6 +13,9 @@ TWO_TOWER = {"clip": "CLIPModel", "siglip": "SiglipModel"}
 DEMO_MODEL = "vitc-digits-clip"
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 CACHE_NAME = ".vitc-search-cache.npz"
+# images per forward of classify --labels / search: 8 leaves CLIP-B/32's 50-token GEMMs 400 rows, and 4-5% more
+# CPU time per image than 32 (docs/performance.md, "Zero-shot labels for a folder")
+BATCH_SIZE = 32
 
 
 def two_tower_class(args):
@@ -97,6 +100,7 @@ def cmd_zero_shot(args):
         raise CliError("--labels needs at least one label (comma-separated)")
     paths = expand_images(args.images)
     shown = os.path.basename if getattr(args, "short_names", False) else str
+    args.batch_size = args.batch_size or BATCH_SIZE
     model, prefetch = load_while_decoding(args, paths)
     good, image, failures = embed_images(model, paths, args.batch_size, not args.json, prefetch)
     if good:
@@ -243,7 +247,7 @@ def add_search_parser(sub, model_opts):
     p.add_argument("query", help="the text to search for")
     model_opts(p)
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--cache", default=None, help=f"embedding cache file (default: {CACHE_NAME} next to the images)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_search)
