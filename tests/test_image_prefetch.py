@@ -14,18 +14,11 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
-from text_checkpoints import build_two_tower, tokenizer_folders  # noqa: E402
+from test_cli_text import models  # noqa: E402,F401 - the module's CLIP and SigLIP checkpoints
 
 import vitc  # noqa: E402
 from vitc import cli, cli_text  # noqa: E402
 from vitc.image_prefetch import ImagePrefetch, decode_chunk  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("prefetch")
-    toks = tokenizer_folders(root)
-    return {f: build_two_tower(root, f, toks[f])[0] for f in ("clip", "siglip")}
 
 
 def _folder(folder, n=11, bad=(3, 8)):
