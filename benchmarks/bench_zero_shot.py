@@ -8,7 +8,8 @@ The model: a random-weight CLIPModel with openai/clip-vit-base-patch32's shapes 
 tower 512 wide, 12 layers, 49408-token embedding, projections 512), its tokenizer made as
 tests/test_tokenization.py makes them (a small CLIP BPE) and a CLIPImageProcessor config, saved with
 save_pretrained; the images: generated JPEGs of assorted sizes. Both are built once into --cache-dir. Both
-processes get --threads CPU threads; the top label of every image is compared between the two.
+processes get --threads CPU threads and the template "a photo of {}."; the top label of every image is compared
+between the two, and each side's CPU seconds (user + sys of the process) are printed beside its wall time.
 """
 import argparse
 import json
