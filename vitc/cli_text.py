@@ -69,12 +69,17 @@ def embed_images(model, paths, batch_size, show_progress=True, prefetch=None):
     """(good paths, unit-norm embeddings [N, E] or None, failures) of image files, decoded one by one on a
     thread ahead of the forward. prefetch: an ImagePrefetch of these paths and batch size started before the
     model was loaded, used when its processor is the model's (else stopped and redone)."""
-    processor = model.image_processor
-    if prefetch is not None and not same_processor(prefetch.processor, processor):
-        prefetch.close()
-        prefetch = None
+    if prefetch is not None:
+        try:
+            reusable = same_processor(prefetch.processor, model.image_processor)
+        except BaseException:
+            prefetch.close()
+            raise
+        if not reusable:
+            prefetch.close()
+            prefetch = None
     if prefetch is None:
-        prefetch = ImagePrefetch(processor, paths, batch_size)
+        prefetch = ImagePrefetch(model.image_processor, paths, batch_size)
     good, chunks, failures = [], [], []
     bar = progress(len(paths), show_progress)
     with prefetch:
