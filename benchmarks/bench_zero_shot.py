@@ -8,11 +8,13 @@ The model: a random-weight CLIPModel with openai/clip-vit-base-patch32's shapes 
 tower 512 wide, 12 layers, 49408-token embedding, projections 512), its tokenizer made as
 tests/test_tokenization.py makes them (a small CLIP BPE) and a CLIPImageProcessor config, saved with
 save_pretrained; the images: generated JPEGs of assorted sizes. Both are built once into --cache-dir. Both
-processes get --threads CPU threads; the top label of every image is compared between the two.
+processes get --threads CPU threads and the template "a photo of {}."; the top label of every image is compared
+between the two, and each side's CPU seconds (user + sys of the process) are printed beside its wall time.
 """
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEMPLATE = "a photo of {}."  # both sides: the pipeline's default hypothesis_template
 PIPELINE = """
 import json, sys, time
 import torch
@@ -29,7 +32,7 @@ from transformers import pipeline
 pipe = pipeline("zero-shot-image-classification", model=sys.argv[1], device="cpu")
 labels = sys.argv[3].split(",")
 paths = sorted(open(sys.argv[2]).read().split())
-for path, ranked in zip(paths, pipe(paths, candidate_labels=labels, hypothesis_template="a photo of {}.")):
+for path, ranked in zip(paths, pipe(paths, candidate_labels=labels, hypothesis_template=sys.argv[5])):
     print(json.dumps({"image": path, "predictions": ranked}))
 """
 
@@ -68,17 +71,23 @@ def build_images(folder, count, seed=0):
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))[:count]
 
 
+def _children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def timed(cmd, env):
-    t = time.perf_counter()
+    """(wall seconds, CPU seconds of the process and its threads, {file: top label})."""
+    t, c = time.perf_counter(), _children_cpu()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, _children_cpu() - c
     if proc.returncode != 0:
         sys.exit(f"bench_zero_shot: {' '.join(cmd[:4])}... failed:\n{proc.stderr[-3000:]}")
     top = {}
     for line in proc.stdout.splitlines():
         row = json.loads(line)
         top[os.path.basename(row["image"])] = row["predictions"][0]["label"]
-    return elapsed, top
+    return elapsed, cpu, top
 
 
 def main():
@@ -90,6 +99,7 @@ def main():
     p.add_argument("--cache-dir", default=os.path.join(os.path.expanduser("~"), ".cache", "vitc-bench"))
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "int8"),
                    help="vitc's dtype (the pipeline stays float32, its default); top-label agreement is reported")
+    p.add_argument("--batch-size", type=int, default=None, help="vitc's --batch-size (default: vitc's default)")
     args = p.parse_args()
     model = build_model(os.path.join(args.cache_dir, "clip-b32-two-tower"))
     paths = build_images(os.path.join(args.cache_dir, f"zero-shot-images-{args.images}"), args.images)
@@ -103,16 +113,22 @@ def main():
     commands = {
         "vitc classify --labels": [sys.executable, "-m", "vitc.cli", "classify", folder, "--labels", args.labels,
                                    "--model", model, "--threads", str(args.threads), "--json", "--top-k", "1",
-                                   "--dtype", args.dtype],
-        "transformers pipeline": [sys.executable, "-c", PIPELINE, model, listing, args.labels, str(args.threads)],
+                                   "--template", TEMPLATE,
+                                   "--dtype", args.dtype] + ([] if args.batch_size is None else
+                                                             ["--batch-size", str(args.batch_size)]),
+        "transformers pipeline": [sys.executable, "-c", PIPELINE, model, listing, args.labels, str(args.threads),
+                                  TEMPLATE],
     }
     times = {name: [] for name in commands}
+    cpus = {name: [] for name in commands}
     tops = {}
     for r in range(args.rounds):
         for name in (list(commands) if r % 2 == 0 else list(commands)[::-1]):
-            elapsed, tops[name] = timed(commands[name], env)
+            elapsed, cpu, tops[name] = timed(commands[name], env)
             times[name].append(elapsed)
-            print(f"round {r + 1}: {name} {elapsed:.2f} s", file=sys.stderr, flush=True)
+            cpus[name].append(cpu)
+            print(f"round {r + 1}: {name} {elapsed:.2f} s (CPU {cpu:.2f} s; load average {os.getloadavg()[0]:.1f})",
+                  file=sys.stderr, flush=True)
         vitc_top, pipe_top = (tops[name] for name in commands)
         agree = sum(vitc_top[k] == pipe_top.get(k) for k in vitc_top)
         print(f"round {r + 1}: top label agrees on {agree}/{len(vitc_top)} images", file=sys.stderr, flush=True)
@@ -122,7 +138,8 @@ def main():
           f"{args.threads} threads, median of {args.rounds} alternating rounds; load average "
           f"{os.getloadavg()[0]:.1f}")
     for name, t in times.items():
-        print(f"{name:<24} {med[name]:7.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in t)})")
+        print(f"{name:<24} {med[name]:7.2f} s   (rounds: {', '.join(f'{x:.2f}' for x in t)}; CPU seconds, median: "
+              f"{statistics.median(cpus[name]):.2f})")
     print(f"transformers / vitc: {pipe_s / vitc_s:.2f}x; top label agrees on {agree}/{len(vitc_top)} images")
 
 

@@ -124,23 +124,15 @@ def load_model(args, encoder_only=False):
 def run_batches(model, paths, batch_size, fn, show_progress=True, keep_images=False):
     """Call fn(good_paths, pixel_values) per batch (keep_images: fn(good_paths, pixel_values, images), with
     the decoded upright PIL images too); returns [(path, error message)] for unreadable images."""
-    from .image_io import ImageLoadError, load_image
+    from .image_prefetch import decode_chunk
     failures = []
     bar = progress(len(paths), show_progress)
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        good, arrays, images = [], [], []
-        for path in chunk:  # decode one by one so one bad file does not sink the batch
-            try:
-                image = load_image(path) if keep_images else path
-                arrays.append(model.image_processor(image)["pixel_values"][0])
-                good.append(path)
-                images.append(image)
-            except (ImageLoadError, OSError, ValueError) as exc:
-                failures.append((path, str(exc)))
+        good, pixels, bad, images = decode_chunk(model.image_processor, chunk, keep_images)
+        failures.extend(bad)
         if good:
-            import numpy as np
-            fn(good, np.stack(arrays), *([images] if keep_images else []))
+            fn(good, pixels, *([images] if keep_images else []))
         bar.update(len(chunk))
     bar.close()
     return failures
@@ -156,6 +148,7 @@ def cmd_classify(args):
     if getattr(args, "labels", None):  # zero-shot with a CLIP / SigLIP checkpoint
         from .cli_text import cmd_zero_shot
         return cmd_zero_shot(args)
+    args.batch_size = args.batch_size or 8
     from .pipeline import scores_from_logits, top_k_labels
     model = load_model(args)
     paths = expand_images(args.images)
@@ -383,7 +376,7 @@ def build_parser():
     p.add_argument("images", nargs="+", help="image files, directories or glob patterns")
     model_opts(p)
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=None, help="images per forward (default 8; 32 with --labels)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--labels", default=None, help="zero-shot: comma-separated labels (a CLIP / SigLIP --model)")
     p.add_argument("--template", default="a photo of {}.", help="zero-shot prompt, {} = the label")

@@ -6,15 +6,20 @@ import sys
 
 import numpy as np
 
-from .cli import CliError, expand_images, report_failures, run_batches
+from .cli import CliError, expand_images, progress, report_failures
+from .image_prefetch import ImagePrefetch
 
 TWO_TOWER = {"clip": "CLIPModel", "siglip": "SiglipModel"}
 DEMO_MODEL = "vitc-digits-clip"
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 CACHE_NAME = ".vitc-search-cache.npz"
+# images per forward of classify --labels / search: 8 leaves CLIP-B/32's 50-token GEMMs 400 rows, and 4-5% more
+# CPU time per image than 32 (docs/performance.md, "Zero-shot labels for a folder")
+BATCH_SIZE = 32
 
 
-def load_two_tower(args):
+def two_tower_class(args):
+    """The vitc class of args.model (CLIPModel / SiglipModel), from its config alone."""
     import vitc
     from .auto import checkpoint_config
     try:
@@ -24,31 +29,85 @@ def load_two_tower(args):
     if kind not in TWO_TOWER:
         raise CliError(f"{args.model}: model_type {kind!r} has no text tower; labels and text queries need a "
                        f"two-tower checkpoint ({', '.join(sorted(TWO_TOWER))})")
+    return getattr(vitc, TWO_TOWER[kind])
+
+
+def load_two_tower(args):
     from .cli import load_kwargs
-    return getattr(vitc, TWO_TOWER[kind]).from_pretrained(args.model, **load_kwargs(args))
+    return two_tower_class(args).from_pretrained(args.model, **load_kwargs(args))
 
 
-def embed_images(model, paths, batch_size, show_progress=True):
-    """(good paths, unit-norm embeddings [N, E] or None, failures) of image files, decoded one by one."""
-    good, chunks = [], []
+def early_image_processor(model_id):
+    """The image processor a two-tower model of this checkpoint will have, before its weights are read:
+    AutoImageProcessor of the folder of its preprocessor_config.json, as from_pretrained sets it up. None where
+    there is none (the model then builds its defaults from its config) or the checkpoint has a problem (the
+    load that follows reports it)."""
+    from .auto import AutoImageProcessor
+    from .hub import resolve_checkpoint
+    try:
+        files = resolve_checkpoint(model_id)
+        if not files.preprocessor:
+            return None
+        return AutoImageProcessor.from_pretrained(os.path.dirname(os.path.abspath(files.preprocessor)))
+    except Exception:  # noqa: BLE001 - only a head start is lost; from_pretrained raises the real error
+        return None
 
-    def collect(ok, pixels):
-        good.extend(ok)
-        chunks.append(model.embed(pixels, normalize=True))
 
-    failures = run_batches(model, paths, batch_size, collect, show_progress)
+def load_while_decoding(args, paths):
+    """(model, prefetch or None): the images start decoding on a thread while the weights load."""
+    processor = early_image_processor(args.model) if paths else None
+    prefetch = ImagePrefetch(processor, paths, args.batch_size) if processor is not None else None
+    try:
+        return load_two_tower(args), prefetch
+    except BaseException:
+        if prefetch is not None:
+            prefetch.close()
+        raise
+
+
+def embed_images(model, paths, batch_size, show_progress=True, prefetch=None):
+    """(good paths, unit-norm embeddings [N, E] or None, failures) of image files, decoded one by one on a
+    thread ahead of the forward. prefetch: an ImagePrefetch of these paths and batch size started before the
+    model was loaded, used when its processor is the model's (else stopped and redone)."""
+    if prefetch is not None:
+        try:
+            reusable = same_processor(prefetch.processor, model.image_processor)
+        except BaseException:
+            prefetch.close()
+            raise
+        if not reusable:
+            prefetch.close()
+            prefetch = None
+    if prefetch is None:
+        prefetch = ImagePrefetch(model.image_processor, paths, batch_size)
+    good, chunks, failures = [], [], []
+    bar = progress(len(paths), show_progress)
+    with prefetch:
+        for chunk, ok, pixels, bad in prefetch:
+            failures.extend(bad)
+            if ok:
+                good.extend(ok)
+                chunks.append(model.embed(pixels, normalize=True))
+            bar.update(len(chunk))
+    bar.close()
     return good, np.concatenate(chunks) if chunks else None, failures
+
+
+def same_processor(a, b):
+    return type(a) is type(b) and a.to_json_string() == b.to_json_string()
 
 
 def cmd_zero_shot(args):
     """classify --labels: per image the labels by zero-shot score."""
-    model = load_two_tower(args)
+    two_tower_class(args)
     labels = [s.strip() for s in args.labels.split(",") if s.strip()]
     if not labels:
         raise CliError("--labels needs at least one label (comma-separated)")
     paths = expand_images(args.images)
     shown = os.path.basename if getattr(args, "short_names", False) else str
-    good, image, failures = embed_images(model, paths, args.batch_size, not args.json)
+    args.batch_size = args.batch_size or BATCH_SIZE
+    model, prefetch = load_while_decoding(args, paths)
+    good, image, failures = embed_images(model, paths, args.batch_size, not args.json, prefetch)
     if good:
         text = model.embed_text([args.template.format(label) for label in labels], normalize=True)
         scores = model._scores(model.logits(text, image).T)
@@ -118,9 +177,10 @@ def save_cache(path, model_key, entries):
     os.replace(tmp, path)  # whole or not at all
 
 
-def indexed_embeddings(model, model_key, paths, cache_path, batch_size, show_progress=True):
-    """(paths, embeddings, failures, reused count): cached rows where a file's size and mtime are unchanged,
-    the others embedded now (with a progress bar) and written back to the cache."""
+def indexed_embeddings(args, model_key, paths, cache_path, show_progress=True):
+    """(model, paths, embeddings, failures, reused count): cached rows where a file's size and mtime are
+    unchanged, the others embedded now (decoding while the model loads, with a progress bar) and written back to
+    the cache."""
     cache = load_cache(cache_path, model_key)
     entries, todo = {}, []
     for path in (os.path.abspath(p) for p in paths):
@@ -131,23 +191,24 @@ def indexed_embeddings(model, model_key, paths, cache_path, batch_size, show_pro
         else:
             todo.append(path)
     reused = len(entries)
-    good, emb, failures = embed_images(model, todo, batch_size, show_progress) if todo else ([], None, [])
+    model, prefetch = load_while_decoding(args, todo)
+    good, emb, failures = embed_images(model, todo, args.batch_size, show_progress, prefetch) if todo else \
+        ([], None, [])
     for path, row in zip(good, emb if emb is not None else []):
         entries[path] = (*_stamp(path), row)
     if todo or len(cache) != len(entries):
         save_cache(cache_path, model_key, entries)
     order = sorted(entries)
     matrix = np.stack([entries[p][2] for p in order]) if order else None
-    return order, matrix, failures, reused
+    return model, order, matrix, failures, reused
 
 
 def cmd_search(args):
-    model = load_two_tower(args)
+    two_tower_class(args)
     paths = expand_images(args.images)
     cache_path = args.cache or _default_cache(args.images)
     model_key = os.path.abspath(args.model) if os.path.exists(args.model) else args.model
-    order, matrix, failures, reused = indexed_embeddings(model, model_key, paths, cache_path, args.batch_size,
-                                                          not args.json)
+    model, order, matrix, failures, reused = indexed_embeddings(args, model_key, paths, cache_path, not args.json)
     print(f"vitc: {len(order)} images indexed ({reused} from {cache_path})", file=sys.stderr)
     status = report_failures(failures)
     if matrix is None:
@@ -191,7 +252,7 @@ def add_search_parser(sub, model_opts):
     p.add_argument("query", help="the text to search for")
     model_opts(p)
     p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--cache", default=None, help=f"embedding cache file (default: {CACHE_NAME} next to the images)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_search)

@@ -49,6 +49,7 @@ class _ViTBase:
     _max_cached_shapes = 2
     _always_interpolate = False  # DINOv2: every input size runs, positions resized as transformers does
     _processor_family = None  # image_processing.IMAGE_PROCESSOR_CLASSES key of a family's processor
+    _embedding_from_first_token = False  # _embedding reads only token 0: embed() runs its last layer on it alone
 
     config_class = ViTConfig
 
@@ -249,10 +250,20 @@ class _ViTBase:
         checkpoint has a pooler, else the CLS token of the final LayerNorm output). normalize=True: each row
         scaled to unit L2 norm. all_tokens=True: every token of last_hidden_state, [N, S, D]."""
         from .pipeline import pixel_values_for
-        out = self.encode(pixel_values_for(self, images))
+        pixels = pixel_values_for(self, images)
         if all_tokens:
-            return out.last_hidden_state
+            return self.encode(pixels).last_hidden_state
+        out = self._encode_first_token(pixels) if self._embedding_from_first_token else self.encode(pixels)
         return l2_normalize(self._embedding(out)) if normalize else self._embedding(out)
+
+    def _encode_first_token(self, pixel_values):
+        """encode() for _embedding alone: the last layer runs on the first token only (first_tokens.py), so
+        the output's other rows are not the model's."""
+        interpolate = self._always_interpolate
+        x = self._check_pixels(pixel_values, interpolate)
+        with self._calling():
+            bufs, _, _ = self._encode(x, False, False, interpolate, first_token_only=self._profile is None)
+            return self._outputs(bufs, x.shape[0])
 
     def _embedding(self, out):
         return out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0]
@@ -329,9 +340,10 @@ class _ViTBase:
             self._positions[key] = entry
         return entry
 
-    def _encode(self, x, output_hidden_states, output_attentions, interpolate):
+    def _encode(self, x, output_hidden_states, output_attentions, interpolate, first_token_only=False):
         """Embeddings and every encoder layer into the shape's hidden buffer [N*S, D] (before the final LN).
-        Returns (buffers, hidden_states tuple or None, attentions tuple or None)."""
+        Returns (buffers, hidden_states tuple or None, attentions tuple or None). first_token_only: the last
+        layer computes token 0 of each image alone (the other rows keep its input)."""
         cfg, isa, nt = self.config, self._isa, self._nthreads()
         b, _, h, w = x.shape
         ph, pw = cfg.patch_hw
@@ -347,13 +359,20 @@ class _ViTBase:
             prof.add("embeddings", time.perf_counter() - prof.call_start)
         hidden_states = [hidden3.copy()] if output_hidden_states else None
         attentions = [] if output_attentions else None
-        for layer in self._layers:
+        layers = self._layers
+        if first_token_only and layers and not (output_hidden_states or output_attentions) and \
+                self._mlp_kind(cfg) == "standard":
+            layers = layers[:-1]
+        for layer in layers:
             probs = np.empty((b, cfg.num_attention_heads, s, s), np.float32) if output_attentions else None
             layer.forward(nt, bufs.hidden, b, bufs.layer_ws, probs, None if prof is None else prof.layer_seconds)
             if output_hidden_states:
                 hidden_states.append(hidden3.copy())
             if output_attentions:
                 attentions.append(probs)
+        if len(layers) < len(self._layers):
+            from .first_tokens import last_layer_first_tokens
+            last_layer_first_tokens(self, self._layers[-1], bufs.hidden, b, 1, nt)
         return (bufs, tuple(hidden_states) if hidden_states is not None else None,
                 tuple(attentions) if attentions is not None else None)
 
@@ -390,6 +409,7 @@ class ViTModel(_ViTBase):
     a pooler (tanh(dense(CLS)) by default), else None. Thread-safe: see _ViTBase (calls on one object are
     serialized)."""
     _with_head = False
+    _embedding_from_first_token = True
 
     __call__ = _ViTBase.encode
     forward = __call__
@@ -403,6 +423,7 @@ class ViTForImageClassification(_ViTBase):
     """Encoder + linear classifier on the CLS token after the final LayerNorm (DeiT with teacher: the mean
     of the CLS and distillation heads). Thread-safe: see _ViTBase (calls on one object are serialized)."""
     _with_head = True
+    _embedding_from_first_token = True
 
     def __call__(self, pixel_values, output_hidden_states=False, output_attentions=False,
                  interpolate_pos_encoding=False, return_dict=True):

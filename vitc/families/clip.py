@@ -67,6 +67,7 @@ class CLIPVisionModel(_ViTBase):
     """transformers.CLIPVisionModel: last_hidden_state (encoder output, no final LayerNorm) and
     pooler_output = post_layernorm(CLS). Loads a CLIPVisionModel checkpoint or a full CLIPModel one."""
     _processor_family = "CLIP"
+    _embedding_from_first_token = True
     config_class = CLIPVisionConfig
     _head = ()
 

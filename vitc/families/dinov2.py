@@ -69,6 +69,7 @@ class Dinov2Model(_ViTBase):
     """transformers.Dinov2Model: last_hidden_state after the final LayerNorm, pooler_output = its CLS row.
     Any input size runs (positions resized as transformers does)."""
     _processor_family = "Bit"
+    _embedding_from_first_token = True
     config_class = Dinov2Config
     _always_interpolate = True
     _antialias = False
