@@ -107,7 +107,7 @@ static void pack_a(size_t mr, size_t m, size_t kc, const float *VITC_RESTRICT a,
 
 /* ---- epilogue: + bias, act, + residual on one finished tile ------------------------------------ */
 typedef struct {
-    vitc_activation_fn activation; /* the kernel set's */
+    vitc_tile_epilogue_fn tile_epilogue; /* the kernel set's */
     const float *bias;
     const float *scale;
     vitc_act act;
@@ -117,7 +117,7 @@ typedef struct {
 } epilogue_plan;
 
 static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const float *c, size_t ldc) {
-    epilogue_plan e = {vitc_kernels_for(isa)->activation, NULL, NULL, VITC_ACT_NONE, NULL, 0, 0};
+    epilogue_plan e = {vitc_kernels_for(isa)->tile_epilogue, NULL, NULL, VITC_ACT_NONE, NULL, 0, 0};
     if (!ep) return e;
     e.bias = ep->bias;
     e.scale = ep->scale;
@@ -134,26 +134,19 @@ static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const 
 /* C aliased by the residual and changed non-linearly (act, scale) before the add: see gemm_rect_fullk */
 static int needs_full_k(const epilogue_plan *e) { return e->alias && (e->act != VITC_ACT_NONE || e->scale); }
 
+/* y[rows, cols] = act(x + bias) · scale + residual for the tile at (row0, col0) of C */
+static void epilogue_rows(const epilogue_plan *e, size_t rows, size_t cols, size_t row0, size_t col0,
+                          const float *x, size_t ldx, float *y, size_t ldy, const float *residual, size_t ldr) {
+    e->tile_epilogue(rows, cols, x, ldx, y, ldy, e->bias ? e->bias + col0 : NULL, e->act,
+                     e->scale ? e->scale + col0 : NULL, residual, ldr);
+}
+
 /* the finished tile [rows, cols] at (row0, col0) of C, in place */
 static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size_t row0, size_t col0, float *tile,
                           size_t ldc) {
     if (!e->bias && e->act == VITC_ACT_NONE && !e->scale && !e->residual) return;
-    for (size_t r = 0; r < rows; r++) {
-        float *cr = tile + r * ldc;
-        if (e->bias) {
-            const float *b = e->bias + col0;
-            for (size_t j = 0; j < cols; j++) cr[j] += b[j];
-        }
-        if (e->act != VITC_ACT_NONE) e->activation(e->act, cr, cols);
-        if (e->scale) {
-            const float *s = e->scale + col0;
-            for (size_t j = 0; j < cols; j++) cr[j] *= s[j];
-        }
-        if (e->residual) {
-            const float *rr = e->residual + (row0 + r) * e->ldr + col0;
-            for (size_t j = 0; j < cols; j++) cr[j] += rr[j];
-        }
-    }
+    epilogue_rows(e, rows, cols, row0, col0, tile, ldc, tile, ldc,
+                  e->residual ? e->residual + row0 * e->ldr + col0 : NULL, e->ldr);
 }
 
 /* ---- one thread's rectangle: rows [m0, m1), panels [jp0, jp1) ---------------------------------- */
@@ -235,15 +228,8 @@ static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan
                 const size_t mr = min_size(MR, mc - ir);
                 run_tile(cfg, mr, nr, k, apack + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
                 float *ct = c + (ic + ir) * ldc + col0;
-                for (size_t r = 0; r < mr; r++) {
-                    float *row = tmp + r * NR, *cr = ct + r * ldc; /* bias + act in the stack tile, then onto C */
-                    if (e->bias)
-                        for (size_t j = 0; j < nr; j++) row[j] += e->bias[col0 + j];
-                    e->activation(e->act, row, nr);
-                    if (e->scale)
-                        for (size_t j = 0; j < nr; j++) row[j] *= e->scale[col0 + j];
-                    for (size_t j = 0; j < nr; j++) cr[j] += row[j];
-                }
+                /* bias, act, scale on the stack tile, then onto C */
+                epilogue_rows(e, mr, nr, ic + ir, col0, tmp, NR, ct, ldc, ct, ldc);
             }
         }
     }
