@@ -213,20 +213,22 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
  * time read all of B once per 14 rows: DINOv2's layer-scaled proj and fc2 run here). */
 static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, size_t m0, size_t m1,
                             size_t jp0, size_t jp1, size_t n, size_t k, const float *a, size_t lda,
-                            const float *packed, float *c, size_t ldc, float *apack) {
+                            const float *packed, float *c, size_t ldc, float *apack, const float *shared_a) {
     const size_t MR = cfg->mr, NR = cfg->nr;
     float tmp[VITC_GEMM_MR_MAX * VITC_GEMM_NR_MAX];
     const size_t fit = cfg->mc * min_size(cfg->kc, k) / k / MR * MR; /* rows of A the workspace holds */
-    const size_t mcb = block_size(m1 - m0, fit > MR ? fit : MR, MR);
+    /* A packed beforehand (k <= KC: its panels are [m/MR][k][MR]): the rectangle's rows in one block */
+    const size_t mcb = shared_a ? m1 - m0 : block_size(m1 - m0, fit > MR ? fit : MR, MR);
     for (size_t ic = m0; ic < m1; ic += mcb) {
         const size_t mc = min_size(mcb, m1 - ic);
-        pack_a(MR, mc, k, a + ic * lda, lda, apack);
+        const float *ap = shared_a ? shared_a + ic * k : apack;
+        if (!shared_a) pack_a(MR, mc, k, a + ic * lda, lda, apack);
         for (size_t jp = jp0; jp < jp1; jp++) {
             const size_t col0 = jp * NR, nr = min_size(NR, n - col0);
             const float *bn = next_micro_panel(NR, packed, k, 0, jp, jp0, jp1, ic + mcb < m1);
             for (size_t ir = 0; ir < mc; ir += MR) {
                 const size_t mr = min_size(MR, mc - ir);
-                run_tile(cfg, mr, nr, k, apack + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
+                run_tile(cfg, mr, nr, k, ap + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
                 float *ct = c + (ic + ir) * ldc + col0;
                 /* bias, act, scale on the stack tile, then onto C */
                 epilogue_rows(e, mr, nr, ic + ir, col0, tmp, NR, ct, ldc, ct, ldc);
@@ -240,7 +242,7 @@ static void gemm_run(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, si
                      size_t ldc, float *apack) {
     if (m0 >= m1 || jp0 >= jp1) return;
     if (needs_full_k(e))
-        gemm_rect_fullk(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack);
+        gemm_rect_fullk(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack, NULL);
     else
         gemm_rect(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack, NULL, 0);
 }
@@ -356,13 +358,16 @@ static float *thread_workspace(size_t floats) {
     return b->data;
 }
 
-/* Split (m_tiles × n_panels) into tm × tn rectangles, tm·tn <= nthreads, minimizing the largest one. */
+/* Split (m_tiles × n_panels) into tm × tn rectangles, tm·tn <= nthreads, minimizing the largest one: its
+ * tiles, plus one per row tile for packing its A rows (each thread packs the rows of its rectangle; packing
+ * MR rows costs about one tile). Without the packing term fc2 at batch 8 (2056 × 1536 · 1536 × 384) split N
+ * in two, and each thread packed all 12.6 MB of A. */
 static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t *tm, size_t *tn) {
     size_t best = (size_t)-1;
     *tm = *tn = 1;
     for (size_t r = 1; r <= nthreads && r <= m_tiles; r++) {
         size_t q = min_size(nthreads / r, n_panels);
-        size_t cost = div_up(m_tiles, r) * div_up(n_panels, q);
+        size_t cost = div_up(m_tiles, r) * (div_up(n_panels, q) + 1);
         if (cost < best) {
             best = cost;
             *tm = r;
@@ -403,7 +408,10 @@ static void gemm_shared_a_member(void *ctx, int tid, int nt) {
         const size_t ti = t / tn, tj = t % tn;
         const size_t m0 = ti * m_tiles / tm * MR, m1 = min_size((ti + 1) * m_tiles / tm * MR, m);
         const size_t jp0 = tj * n_panels / tn, jp1 = (tj + 1) * n_panels / tn;
-        if (m0 < m1 && jp0 < jp1)
+        if (m0 < m1 && jp0 < jp1 && needs_full_k(j->e)) /* k <= KC here */
+            gemm_rect_fullk(j->cfg, j->e, m0, m1, jp0, jp1, j->n, k, j->a, lda, j->packed, j->c, j->ldc, NULL,
+                            j->shared_a);
+        else if (m0 < m1 && jp0 < jp1)
             gemm_rect(j->cfg, j->e, m0, m1, jp0, jp1, j->n, k, j->a, lda, j->packed, j->c, j->ldc, NULL,
                       j->shared_a, m_pad);
     }
@@ -477,7 +485,9 @@ vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t
         return VITC_OK;
     }
     const size_t shared_floats = m_tiles * cfg->mr * k;
-    if (shared_floats <= SHARED_A_MAX_FLOATS && !needs_full_k(&e)) {
+    /* the full-k path (residual = C with act / scale: DINOv2's proj and fc2) shares A too when k fits one
+     * KC block, the layout it reads; it used to take static rectangles, each thread packing all of A */
+    if (shared_floats <= SHARED_A_MAX_FLOATS && (!needs_full_k(&e) || k <= cfg->kc)) {
         float *buf = thread_workspace(shared_floats + 16); /* the calling thread's cache */
         if (!buf) return VITC_ERR_NOMEM;
         gemm_shared_a(cfg, &e, (int)work, m, n, k, a, lda, packed, c, ldc,

@@ -238,6 +238,27 @@ def test_threads_and_serial_agree_bitwise(isa, m, n, k):
     check(outs[0], want, scale, what=f"isa {isa}")
 
 
+# The layer-scaled residual onto C itself (DINOv2's proj and fc2: the full-k path): A shared by the threads
+# (k <= KC), per-thread static rectangles (k > KC), and M split with N narrow (batch 8's fc2 shape, smaller).
+@pytest.mark.parametrize("m,n,k", [(257, 384, 384), (257, 97, 1536), (40, 5, 3100), (1030, 64, 1536)])
+def test_full_k_threads_and_serial_agree_bitwise(isa, m, n, k):
+    rng = np.random.default_rng(8)
+    a, b = rand(rng, m, k), rand(rng, k, n)
+    bias, res = rand(rng, 1, n)[0], rand(rng, m, n)
+    col_scale = (rand(rng, 1, n)[0] * 1e-1).astype(np.float32)
+    packed = _vitc.gemm_pack_nk(isa, np.ascontiguousarray(b.T))
+    outs = []
+    for nthreads, serial in [(1, False), (2, False), (3, False), (1, True)]:
+        out = res.copy()
+        _vitc.gemm(isa, nthreads, a, packed, n, out, bias=bias, act=GELU, residual=out, serial=serial,
+                   scale=col_scale)
+        outs.append(out)
+    for o in outs[1:]:
+        assert np.array_equal(outs[0], o), "threaded / serial results differ"
+    want, scale = reference(a, b, bias, GELU, res, col_scale)
+    check(outs[0], want, scale, what=f"isa {isa}")
+
+
 def test_isas_agree(isa):
     """Every path against the scalar one (on top of each against float64)."""
     rng = np.random.default_rng(7)
