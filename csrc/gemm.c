@@ -381,6 +381,9 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
  * (docs/performance.md), though each thread then packs all of A. */
 #define SHARED_A_MAX_FLOATS ((size_t)2 << 20)
 
+/* Teams up to this size get their rectangles from balance_grid (a small simulation per call). */
+#define BALANCE_MAX_THREADS 8
+
 /* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
  * rectangles of C from a dynamic queue: no thread packs A twice, and a thread the OS delays (the machine
  * is shared) leaves its remaining rectangles to the others instead of holding up the whole GEMM. */
@@ -417,6 +420,46 @@ static void gemm_shared_a_member(void *ctx, int tid, int nt) {
     }
 }
 
+/* Tiles of the rectangle t of a tm × tn grid (gemm_shared_a_member's cut). */
+static size_t rect_tiles(size_t m_tiles, size_t n_panels, size_t tm, size_t tn, size_t t) {
+    const size_t ti = t / tn, tj = t % tn;
+    return ((ti + 1) * m_tiles / tm - ti * m_tiles / tm) * ((tj + 1) * n_panels / tn - tj * n_panels / tn);
+}
+
+/* When the threads would finish taking the rectangles of a tm × tn grid in order, each the next one when
+ * free (tiles, plus one per rectangle for its start: B panels and A rows fetched again). */
+static size_t grid_makespan(size_t m_tiles, size_t n_panels, size_t nthreads, size_t tm, size_t tn) {
+    size_t busy[BALANCE_MAX_THREADS] = {0}, end = 0;
+    for (size_t t = 0; t < tm * tn; t++) {
+        size_t first = 0;
+        for (size_t i = 1; i < nthreads; i++)
+            if (busy[i] < busy[first]) first = i;
+        busy[first] += rect_tiles(m_tiles, n_panels, tm, tn, t) + 1;
+        if (busy[first] > end) end = busy[first];
+    }
+    return end;
+}
+
+/* The grid, from tm0 row blocks up (packed A <= 1 MB per block), with at least as many rectangles as the
+ * heuristic's tm × tn (several per thread: a thread the OS delays leaves its share to the others) and at
+ * most 8 per thread, whose dynamic schedule ends first, if it beats the heuristic's. Uneven rectangles cost
+ * DINOv2-S at batch 1: its qkv (19 × 36 tiles) in 8 of 4-5 panels ended 11% after the ideal on 2 threads,
+ * proj (19 × 12) 17%; 12 rectangles of 3 panels end at the ideal. */
+static void balance_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t tm0, size_t *tm, size_t *tn) {
+    const size_t least = *tm * *tn;
+    size_t best = grid_makespan(m_tiles, n_panels, nthreads, *tm, *tn);
+    for (size_t r = tm0; r <= m_tiles && r <= tm0 + 8; r++)
+        for (size_t q = 1; q <= n_panels && r * q <= 8 * nthreads; q++) {
+            if (r * q < least) continue;
+            const size_t span = grid_makespan(m_tiles, n_panels, nthreads, r, q);
+            if (span < best) {
+                best = span;
+                *tm = r;
+                *tn = q;
+            }
+        }
+}
+
 static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, int nthreads, size_t m,
                           size_t n, size_t k, const float *a, size_t lda, const float *packed, float *c,
                           size_t ldc, float *shared_a) {
@@ -426,12 +469,14 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
      * row block by row block, so the threads share the A rows they stream while those are in L3 (rather
      * than each reading all of A from DRAM). Then N panels, and more rows if N is narrow. */
     const size_t want = 4 * (size_t)nthreads;
-    size_t tm = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
+    const size_t tm0 = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
+    size_t tm = tm0;
     size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
     tm = min_size(m_tiles, tm > div_up(want, tn) ? tm : div_up(want, tn));
     /* a whole number of rectangles per thread: 3 × 3 on 2 threads (fc2 at batch 1) left one thread idle
      * while the other ran the ninth, ~10% of that GEMM */
     while ((tm * tn) % (size_t)nthreads && tn < n_panels) tn++;
+    if (nthreads <= BALANCE_MAX_THREADS) balance_grid(m_tiles, n_panels, (size_t)nthreads, tm0, &tm, &tn);
     shared_a_job job = {cfg, e, m, n, k, lda, ldc, m_tiles, m_pad, n_panels, kcb, k_blocks, tm, tn,
                         a, packed, c, shared_a, 0, 0};
     vitc_parallel(nthreads, gemm_shared_a_member, &job);
