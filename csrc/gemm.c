@@ -149,6 +149,18 @@ static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size
                   e->residual ? e->residual + row0 * e->ldr + col0 : NULL, e->ldr);
 }
 
+/* Asks for the lines of C tile [rows, cols] for writing, before the micro-kernel runs: its epilogue reads
+ * the stored tile back, and when C is out of cache (DINOv2-S fc1 at batch 8: 12.6 MB) those loads waited
+ * on the stores' line fills, tile after tile (fc1 + gelu_erf took 26% longer than without, at batch 1 8%). */
+static void prefetch_tile_for_write(const float *c, size_t ldc, size_t rows, size_t cols) {
+#if defined(__GNUC__)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < cols; j += 16) __builtin_prefetch(c + r * ldc + j, 1, 3);
+#else
+    (void)c, (void)ldc, (void)rows, (void)cols;
+#endif
+}
+
 /* ---- one thread's rectangle: rows [m0, m1), panels [jp0, jp1) ---------------------------------- */
 /* The micro-panel (rows pc.., kc deep) a block's tiles multiply after panel jp's: panel jp + 1, or, after
  * the last panel of [jc, jend), the first one again for the next row block; NULL when none follows. */
@@ -177,6 +189,7 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
     const size_t kcb = block_size(k, cfg->kc, 1);
     const size_t mcb = block_size(m1 - m0, cfg->mc, MR);
     const size_t ncp = block_size(jp1 - jp0, cfg->nc / NR, 1); /* panels per NC block */
+    const int epilogue = e->bias || e->act != VITC_ACT_NONE || e->scale || e->residual;
     for (size_t jc = jp0; jc < jp1; jc += ncp) {
         const size_t jend = min_size(jc + ncp, jp1);
         for (size_t pc = 0; pc < k; pc += kcb) {
@@ -197,6 +210,7 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         const size_t mr = min_size(MR, mc - ir);
                         float *ct = c + (ic + ir) * ldc + col0;
+                        if (last && epilogue) prefetch_tile_for_write(ct, ldc, mr, nr);
                         run_tile(cfg, mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate, bn, ir / MR);
                         if (last) epilogue_tile(e, mr, nr, ic + ir, col0, ct, ldc);
                     }
@@ -228,8 +242,9 @@ static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan
             const float *bn = next_micro_panel(NR, packed, k, 0, jp, jp0, jp1, ic + mcb < m1);
             for (size_t ir = 0; ir < mc; ir += MR) {
                 const size_t mr = min_size(MR, mc - ir);
-                run_tile(cfg, mr, nr, k, ap + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
                 float *ct = c + (ic + ir) * ldc + col0;
+                prefetch_tile_for_write(ct, ldc, mr, nr);
+                run_tile(cfg, mr, nr, k, ap + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
                 /* bias, act, scale on the stack tile, then onto C */
                 epilogue_rows(e, mr, nr, ic + ir, col0, tmp, NR, ct, ldc, ct, ldc);
             }
