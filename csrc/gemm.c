@@ -210,7 +210,7 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         const size_t mr = min_size(MR, mc - ir);
                         float *ct = c + (ic + ir) * ldc + col0;
-                        if (last && epilogue) prefetch_tile_for_write(ct, ldc, mr, nr);
+                        if (accumulate || (last && epilogue)) prefetch_tile_for_write(ct, ldc, mr, nr);
                         run_tile(cfg, mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate, bn, ir / MR);
                         if (last) epilogue_tile(e, mr, nr, ic + ir, col0, ct, ldc);
                     }
