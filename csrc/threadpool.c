@@ -28,7 +28,6 @@
 #if defined(VITC_HAVE_PTHREAD)
 #include <limits.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -44,10 +43,6 @@
  * (a few microseconds) and between back-to-back forwards of a serving loop, short enough that an idle
  * process gives its cores back within a millisecond. */
 #define SPIN_NS 300000
-/* After this long a waiting thread yields its core between polls: on a machine with more runnable threads
- * than cores, the thread it waits for may be queued behind it (a wait that long within a forward means that
- * thread was descheduled); on a quiet machine the waits of a forward are shorter than this. */
-#define YIELD_AFTER_NS 30000
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -103,16 +98,12 @@ static void os_sleep_reset(void) {
 static uint32_t wait_change(wait_word *w, uint32_t old) {
     uint32_t v = atomic_load_explicit(&w->value, memory_order_acquire);
     if (v != old) return v;
-    const uint64_t start = now_ns(), yield_after = start + YIELD_AFTER_NS, deadline = start + SPIN_NS;
+    const uint64_t deadline = now_ns() + SPIN_NS;
     for (unsigned i = 1;; i++) {
         cpu_relax();
         v = atomic_load_explicit(&w->value, memory_order_acquire);
         if (v != old) return v;
-        if ((i & 255) == 0) {
-            const uint64_t t = now_ns();
-            if (t > deadline) break;
-            if (t > yield_after) sched_yield();
-        }
+        if ((i & 255) == 0 && now_ns() > deadline) break;
     }
     atomic_fetch_add(&w->sleepers, 1);
     while ((v = atomic_load(&w->value)) == old) os_wait(&w->value, old);
