@@ -10,6 +10,7 @@
  *    P = softmax(S · scale) between them.
  * Masked keys (causal, key padding) get -inf scores before the softmax: probability exactly 0. */
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include "vitc.h"
 #include "kernel_table.h"
@@ -120,16 +121,23 @@ typedef struct {
     size_t ldo, slice;
     long long jobs;
     float *out, *probs, *base;
+    _Atomic long long next; /* the next unclaimed job */
 } attention_team;
 
 static void attention_member(void *ctx, int t, int nt) {
-    const attention_team *a = (const attention_team *)ctx;
+    (void)nt;
+    attention_team *a = (attention_team *)ctx;
     float *ws = a->base + (size_t)t * a->slice;
-    /* static split of the (image, head) jobs: thread t takes [j0, j1) */
-    const long long j0 = a->jobs * t / nt, j1 = a->jobs * (t + 1) / nt;
-    for (long long job = j0; job < j1; job++)
+    /* (image, head) jobs from a queue, each claimed one ahead so that its rows are prefetched meanwhile: a
+     * thread the OS delays (the machine may be shared) leaves its jobs to the others instead of holding up
+     * the layer, as a static split did */
+    long long job = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
+    while (job < a->jobs) {
+        const long long next = atomic_fetch_add_explicit(&a->next, 1, memory_order_relaxed);
         attention_job(a->kt, a->d, (size_t)job / a->d->heads, (size_t)job % a->d->heads, a->out, a->ldo, a->probs,
-                      ws, job + 1 < j1 ? job + 1 : -1);
+                      ws, next < a->jobs ? next : -1);
+        job = next;
+    }
 }
 
 void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention_desc *d, float *out, size_t ldo,
@@ -139,7 +147,7 @@ void vitc_f32_attention_general(vitc_isa isa, int nthreads, const vitc_attention
     float *base = (float *)(((uintptr_t)workspace + 63) & ~(uintptr_t)63); /* 64-byte aligned slices */
     int team = nthreads;
     if ((long long)team > jobs) team = (int)jobs;
-    attention_team a = {vitc_kernels_for(isa), d, ldo, slice, jobs, out, probs, base};
+    attention_team a = {vitc_kernels_for(isa), d, ldo, slice, jobs, out, probs, base, 0};
     vitc_parallel(team, attention_member, &a);
 }
 

@@ -107,7 +107,7 @@ static void pack_a(size_t mr, size_t m, size_t kc, const float *VITC_RESTRICT a,
 
 /* ---- epilogue: + bias, act, + residual on one finished tile ------------------------------------ */
 typedef struct {
-    vitc_activation_fn activation; /* the kernel set's */
+    vitc_tile_epilogue_fn tile_epilogue; /* the kernel set's */
     const float *bias;
     const float *scale;
     vitc_act act;
@@ -117,7 +117,7 @@ typedef struct {
 } epilogue_plan;
 
 static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const float *c, size_t ldc) {
-    epilogue_plan e = {vitc_kernels_for(isa)->activation, NULL, NULL, VITC_ACT_NONE, NULL, 0, 0};
+    epilogue_plan e = {vitc_kernels_for(isa)->tile_epilogue, NULL, NULL, VITC_ACT_NONE, NULL, 0, 0};
     if (!ep) return e;
     e.bias = ep->bias;
     e.scale = ep->scale;
@@ -134,26 +134,31 @@ static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const 
 /* C aliased by the residual and changed non-linearly (act, scale) before the add: see gemm_rect_fullk */
 static int needs_full_k(const epilogue_plan *e) { return e->alias && (e->act != VITC_ACT_NONE || e->scale); }
 
+/* y[rows, cols] = act(x + bias) · scale + residual for the tile at (row0, col0) of C */
+static void epilogue_rows(const epilogue_plan *e, size_t rows, size_t cols, size_t row0, size_t col0,
+                          const float *x, size_t ldx, float *y, size_t ldy, const float *residual, size_t ldr) {
+    e->tile_epilogue(rows, cols, x, ldx, y, ldy, e->bias ? e->bias + col0 : NULL, e->act,
+                     e->scale ? e->scale + col0 : NULL, residual, ldr);
+}
+
 /* the finished tile [rows, cols] at (row0, col0) of C, in place */
 static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size_t row0, size_t col0, float *tile,
                           size_t ldc) {
     if (!e->bias && e->act == VITC_ACT_NONE && !e->scale && !e->residual) return;
-    for (size_t r = 0; r < rows; r++) {
-        float *cr = tile + r * ldc;
-        if (e->bias) {
-            const float *b = e->bias + col0;
-            for (size_t j = 0; j < cols; j++) cr[j] += b[j];
-        }
-        if (e->act != VITC_ACT_NONE) e->activation(e->act, cr, cols);
-        if (e->scale) {
-            const float *s = e->scale + col0;
-            for (size_t j = 0; j < cols; j++) cr[j] *= s[j];
-        }
-        if (e->residual) {
-            const float *rr = e->residual + (row0 + r) * e->ldr + col0;
-            for (size_t j = 0; j < cols; j++) cr[j] += rr[j];
-        }
-    }
+    epilogue_rows(e, rows, cols, row0, col0, tile, ldc, tile, ldc,
+                  e->residual ? e->residual + row0 * e->ldr + col0 : NULL, e->ldr);
+}
+
+/* Asks for the lines of C tile [rows, cols] for writing, before the micro-kernel runs: its epilogue reads
+ * the stored tile back, and when C is out of cache (DINOv2-S fc1 at batch 8: 12.6 MB) those loads waited
+ * on the stores' line fills, tile after tile (fc1 + gelu_erf took 26% longer than without, at batch 1 8%). */
+static void prefetch_tile_for_write(const float *c, size_t ldc, size_t rows, size_t cols) {
+#if defined(__GNUC__)
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < cols; j += 16) __builtin_prefetch(c + r * ldc + j, 1, 3);
+#else
+    (void)c, (void)ldc, (void)rows, (void)cols;
+#endif
 }
 
 /* ---- one thread's rectangle: rows [m0, m1), panels [jp0, jp1) ---------------------------------- */
@@ -184,6 +189,7 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
     const size_t kcb = block_size(k, cfg->kc, 1);
     const size_t mcb = block_size(m1 - m0, cfg->mc, MR);
     const size_t ncp = block_size(jp1 - jp0, cfg->nc / NR, 1); /* panels per NC block */
+    const int epilogue = e->bias || e->act != VITC_ACT_NONE || e->scale || e->residual;
     for (size_t jc = jp0; jc < jp1; jc += ncp) {
         const size_t jend = min_size(jc + ncp, jp1);
         for (size_t pc = 0; pc < k; pc += kcb) {
@@ -204,6 +210,7 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
                     for (size_t ir = 0; ir < mc; ir += MR) {
                         const size_t mr = min_size(MR, mc - ir);
                         float *ct = c + (ic + ir) * ldc + col0;
+                        if (accumulate || (last && epilogue)) prefetch_tile_for_write(ct, ldc, mr, nr);
                         run_tile(cfg, mr, nr, kc, ap + ir * kc, bp, ct, ldc, accumulate, bn, ir / MR);
                         if (last) epilogue_tile(e, mr, nr, ic + ir, col0, ct, ldc);
                     }
@@ -220,30 +227,26 @@ static void gemm_rect(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, s
  * time read all of B once per 14 rows: DINOv2's layer-scaled proj and fc2 run here). */
 static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, size_t m0, size_t m1,
                             size_t jp0, size_t jp1, size_t n, size_t k, const float *a, size_t lda,
-                            const float *packed, float *c, size_t ldc, float *apack) {
+                            const float *packed, float *c, size_t ldc, float *apack, const float *shared_a) {
     const size_t MR = cfg->mr, NR = cfg->nr;
     float tmp[VITC_GEMM_MR_MAX * VITC_GEMM_NR_MAX];
     const size_t fit = cfg->mc * min_size(cfg->kc, k) / k / MR * MR; /* rows of A the workspace holds */
-    const size_t mcb = block_size(m1 - m0, fit > MR ? fit : MR, MR);
+    /* A packed beforehand (k <= KC: its panels are [m/MR][k][MR]): the rectangle's rows in one block */
+    const size_t mcb = shared_a ? m1 - m0 : block_size(m1 - m0, fit > MR ? fit : MR, MR);
     for (size_t ic = m0; ic < m1; ic += mcb) {
         const size_t mc = min_size(mcb, m1 - ic);
-        pack_a(MR, mc, k, a + ic * lda, lda, apack);
+        const float *ap = shared_a ? shared_a + ic * k : apack;
+        if (!shared_a) pack_a(MR, mc, k, a + ic * lda, lda, apack);
         for (size_t jp = jp0; jp < jp1; jp++) {
             const size_t col0 = jp * NR, nr = min_size(NR, n - col0);
             const float *bn = next_micro_panel(NR, packed, k, 0, jp, jp0, jp1, ic + mcb < m1);
             for (size_t ir = 0; ir < mc; ir += MR) {
                 const size_t mr = min_size(MR, mc - ir);
-                run_tile(cfg, mr, nr, k, apack + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
                 float *ct = c + (ic + ir) * ldc + col0;
-                for (size_t r = 0; r < mr; r++) {
-                    float *row = tmp + r * NR, *cr = ct + r * ldc; /* bias + act in the stack tile, then onto C */
-                    if (e->bias)
-                        for (size_t j = 0; j < nr; j++) row[j] += e->bias[col0 + j];
-                    e->activation(e->act, row, nr);
-                    if (e->scale)
-                        for (size_t j = 0; j < nr; j++) row[j] *= e->scale[col0 + j];
-                    for (size_t j = 0; j < nr; j++) cr[j] += row[j];
-                }
+                prefetch_tile_for_write(ct, ldc, mr, nr);
+                run_tile(cfg, mr, nr, k, ap + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
+                /* bias, act, scale on the stack tile, then onto C */
+                epilogue_rows(e, mr, nr, ic + ir, col0, tmp, NR, ct, ldc, ct, ldc);
             }
         }
     }
@@ -254,7 +257,7 @@ static void gemm_run(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, si
                      size_t ldc, float *apack) {
     if (m0 >= m1 || jp0 >= jp1) return;
     if (needs_full_k(e))
-        gemm_rect_fullk(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack);
+        gemm_rect_fullk(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack, NULL);
     else
         gemm_rect(cfg, e, m0, m1, jp0, jp1, n, k, a, lda, packed, c, ldc, apack, NULL, 0);
 }
@@ -370,13 +373,16 @@ static float *thread_workspace(size_t floats) {
     return b->data;
 }
 
-/* Split (m_tiles × n_panels) into tm × tn rectangles, tm·tn <= nthreads, minimizing the largest one. */
+/* Split (m_tiles × n_panels) into tm × tn rectangles, tm·tn <= nthreads, minimizing the largest one: its
+ * tiles, plus one per row tile for packing its A rows (each thread packs the rows of its rectangle; packing
+ * MR rows costs about one tile). Without the packing term fc2 at batch 8 (2056 × 1536 · 1536 × 384) split N
+ * in two, and each thread packed all 12.6 MB of A. */
 static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t *tm, size_t *tn) {
     size_t best = (size_t)-1;
     *tm = *tn = 1;
     for (size_t r = 1; r <= nthreads && r <= m_tiles; r++) {
         size_t q = min_size(nthreads / r, n_panels);
-        size_t cost = div_up(m_tiles, r) * div_up(n_panels, q);
+        size_t cost = div_up(m_tiles, r) * (div_up(n_panels, q) + 1);
         if (cost < best) {
             best = cost;
             *tm = r;
@@ -389,6 +395,9 @@ static void split_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t 
  * A has left the caches by the time it is used: per-thread packing right before use wins there
  * (docs/performance.md), though each thread then packs all of A. */
 #define SHARED_A_MAX_FLOATS ((size_t)2 << 20)
+
+/* Teams up to this size get their rectangles from balance_grid (a small simulation per call). */
+#define BALANCE_MAX_THREADS 8
 
 /* Threads pack all of A together (KC blocks one after the other, each [m_pad/MR][kc][MR]), then take
  * rectangles of C from a dynamic queue: no thread packs A twice, and a thread the OS delays (the machine
@@ -417,10 +426,53 @@ static void gemm_shared_a_member(void *ctx, int tid, int nt) {
         const size_t ti = t / tn, tj = t % tn;
         const size_t m0 = ti * m_tiles / tm * MR, m1 = min_size((ti + 1) * m_tiles / tm * MR, m);
         const size_t jp0 = tj * n_panels / tn, jp1 = (tj + 1) * n_panels / tn;
-        if (m0 < m1 && jp0 < jp1)
+        if (m0 < m1 && jp0 < jp1 && needs_full_k(j->e)) /* k <= KC here */
+            gemm_rect_fullk(j->cfg, j->e, m0, m1, jp0, jp1, j->n, k, j->a, lda, j->packed, j->c, j->ldc, NULL,
+                            j->shared_a);
+        else if (m0 < m1 && jp0 < jp1)
             gemm_rect(j->cfg, j->e, m0, m1, jp0, jp1, j->n, k, j->a, lda, j->packed, j->c, j->ldc, NULL,
                       j->shared_a, m_pad);
     }
+}
+
+/* Tiles of the rectangle t of a tm × tn grid (gemm_shared_a_member's cut). */
+static size_t rect_tiles(size_t m_tiles, size_t n_panels, size_t tm, size_t tn, size_t t) {
+    const size_t ti = t / tn, tj = t % tn;
+    return ((ti + 1) * m_tiles / tm - ti * m_tiles / tm) * ((tj + 1) * n_panels / tn - tj * n_panels / tn);
+}
+
+/* When the threads would finish taking the rectangles of a tm × tn grid in order, each the next one when
+ * free (tiles, plus one per rectangle for its start: B panels and A rows fetched again). */
+static size_t grid_makespan(size_t m_tiles, size_t n_panels, size_t nthreads, size_t tm, size_t tn) {
+    size_t busy[BALANCE_MAX_THREADS] = {0}, end = 0;
+    for (size_t t = 0; t < tm * tn; t++) {
+        size_t first = 0;
+        for (size_t i = 1; i < nthreads; i++)
+            if (busy[i] < busy[first]) first = i;
+        busy[first] += rect_tiles(m_tiles, n_panels, tm, tn, t) + 1;
+        if (busy[first] > end) end = busy[first];
+    }
+    return end;
+}
+
+/* The grid, from tm0 row blocks up (packed A <= 1 MB per block), with at least as many rectangles as the
+ * heuristic's tm × tn (several per thread: a thread the OS delays leaves its share to the others) and at
+ * most 8 per thread, whose dynamic schedule ends first, if it beats the heuristic's. Uneven rectangles cost
+ * DINOv2-S at batch 1: its qkv (19 × 36 tiles) in 8 of 4-5 panels ended 11% after the ideal on 2 threads,
+ * proj (19 × 12) 17%; 12 rectangles of 3 panels end at the ideal. */
+static void balance_grid(size_t m_tiles, size_t n_panels, size_t nthreads, size_t tm0, size_t *tm, size_t *tn) {
+    const size_t least = *tm * *tn;
+    size_t best = grid_makespan(m_tiles, n_panels, nthreads, *tm, *tn);
+    for (size_t r = tm0; r <= m_tiles && r <= tm0 + 8; r++)
+        for (size_t q = 1; q <= n_panels && r * q <= 8 * nthreads; q++) {
+            if (r * q < least) continue;
+            const size_t span = grid_makespan(m_tiles, n_panels, nthreads, r, q);
+            if (span < best) {
+                best = span;
+                *tm = r;
+                *tn = q;
+            }
+        }
 }
 
 static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *e, int nthreads, size_t m,
@@ -432,12 +484,14 @@ static void gemm_shared_a(const vitc_f32_gemm_config *cfg, const epilogue_plan *
      * row block by row block, so the threads share the A rows they stream while those are in L3 (rather
      * than each reading all of A from DRAM). Then N panels, and more rows if N is narrow. */
     const size_t want = 4 * (size_t)nthreads;
-    size_t tm = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
+    const size_t tm0 = min_size(m_tiles, div_up(m_pad * k, (size_t)1 << 18));
+    size_t tm = tm0;
     size_t tn = min_size(n_panels, div_up(want, tm) > (size_t)nthreads ? div_up(want, tm) : (size_t)nthreads);
     tm = min_size(m_tiles, tm > div_up(want, tn) ? tm : div_up(want, tn));
     /* a whole number of rectangles per thread: 3 × 3 on 2 threads (fc2 at batch 1) left one thread idle
      * while the other ran the ninth, ~10% of that GEMM */
     while ((tm * tn) % (size_t)nthreads && tn < n_panels) tn++;
+    if (nthreads <= BALANCE_MAX_THREADS) balance_grid(m_tiles, n_panels, (size_t)nthreads, tm0, &tm, &tn);
     shared_a_job job = {cfg, e, m, n, k, lda, ldc, m_tiles, m_pad, n_panels, kcb, k_blocks, tm, tn,
                         a, packed, c, shared_a, 0, 0};
     vitc_parallel(nthreads, gemm_shared_a_member, &job);
@@ -491,7 +545,9 @@ vitc_status vitc_f32_gemm(vitc_isa isa, int nthreads, size_t m, size_t n, size_t
         return VITC_OK;
     }
     const size_t shared_floats = m_tiles * cfg->mr * k;
-    if (shared_floats <= SHARED_A_MAX_FLOATS && !needs_full_k(&e)) {
+    /* the full-k path (residual = C with act / scale: DINOv2's proj and fc2) shares A too when k fits one
+     * KC block, the layout it reads; it used to take static rectangles, each thread packing all of A */
+    if (shared_floats <= SHARED_A_MAX_FLOATS && (!needs_full_k(&e) || k <= cfg->kc)) {
         float *buf = thread_workspace(shared_floats + 16); /* the calling thread's cache */
         if (!buf) return VITC_ERR_NOMEM;
         gemm_shared_a(cfg, &e, (int)work, m, n, k, a, lda, packed, c, ldc,

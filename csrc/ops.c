@@ -68,6 +68,22 @@ void vitc_f32_softmax_rows__scalar(size_t rows, size_t n, float scale, float *x,
     }
 }
 
+/* y[r, :cols] = act(x[r, :cols] + bias) · scale + residual[r, :cols] (the GEMM's tile epilogue) */
+void vitc_f32_tile_epilogue__scalar(size_t rows, size_t cols, const float *x, size_t ldx, float *y, size_t ldy,
+                                    const float *bias, vitc_act act, const float *scale, const float *residual,
+                                    size_t ldr) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx, *rr = residual ? residual + r * ldr : NULL;
+        float *yr = y + r * ldy;
+        for (size_t j = 0; j < cols; j++) {
+            float v = bias ? xr[j] + bias[j] : xr[j];
+            v = act_scalar(act, v);
+            if (scale) v *= scale[j];
+            yr[j] = rr ? v + rr[j] : v;
+        }
+    }
+}
+
 /* Two-pass in double on values shifted by x[0] (see ops_body.h for why the shift). */
 void vitc_f32_layernorm_rows__scalar(size_t rows, size_t dim, const float *x, size_t ldx, const float *gamma,
                                      const float *beta, float eps, float *y, size_t ldy) {

@@ -174,7 +174,7 @@ def test_epilogue_bias_activation(isa, act):
             check(got, want, scale, what=f"isa {isa} act={act} bias={with_bias} m={m} n={n} k={k}")
 
 
-@pytest.mark.parametrize("act", [_vitc.ACT_CODES[name] for name in ("none", "gelu_erf", "relu")])
+@pytest.mark.parametrize("act", range(len(_vitc.ACTIVATIONS)))
 def test_residual_separate_and_in_place(isa, act):
     rng = np.random.default_rng(5)
     mr, nr, kc = tile(isa)
@@ -193,7 +193,7 @@ def test_residual_separate_and_in_place(isa, act):
             check(out_s, want, scale, what=f"in-place residual serial isa {isa} act={act} m={m} n={n} k={k}")
 
 
-@pytest.mark.parametrize("act", [_vitc.ACT_CODES[name] for name in ("none", "gelu_erf")])
+@pytest.mark.parametrize("act", range(len(_vitc.ACTIVATIONS)))
 def test_layer_scale_epilogue(isa, act):
     """((a·b + bias) -> act) · scale + residual (Dinov2LayerScale's order), with a separate residual and
     with the residual being out (the full-k path), threaded and serial, on tile edges and KC blocks."""
@@ -219,9 +219,11 @@ def test_layer_scale_epilogue(isa, act):
         run_gemm(isa, a, b, scale=np.ones(n + 1, np.float32))
 
 
-# A packed once and shared by the threads (the first three), per-thread packing of an A over the 8M-float
-# shared limit (2M floats; 2800×3073), and a problem too small to thread at all.
-@pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (15, 2304, 65), (2800, 9, 3073), (3, 5, 3072)])
+# A packed once and shared by the threads (the first three; then DINOv2-S's qkv and proj at batch 1, whose
+# grids balance_grid picks), per-thread packing of an A over the 8M-float shared limit (2M floats;
+# 2800×3073), and a problem too small to thread at all.
+@pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (15, 2304, 65), (257, 1152, 384),
+                                   (257, 384, 384), (2800, 9, 3073), (3, 5, 3072)])
 def test_threads_and_serial_agree_bitwise(isa, m, n, k):
     rng = np.random.default_rng(6)
     a, b = rand(rng, m, k), rand(rng, k, n)
@@ -235,6 +237,27 @@ def test_threads_and_serial_agree_bitwise(isa, m, n, k):
     for o in outs[1:]:
         assert np.array_equal(outs[0], o), "threaded / serial results differ"
     want, scale = reference(a, b, bias, GELU, res)
+    check(outs[0], want, scale, what=f"isa {isa}")
+
+
+# The layer-scaled residual onto C itself (DINOv2's proj and fc2: the full-k path): A shared by the threads
+# (k <= KC), per-thread static rectangles (k > KC), and M split with N narrow (batch 8's fc2 shape, smaller).
+@pytest.mark.parametrize("m,n,k", [(257, 384, 384), (257, 97, 1536), (40, 5, 3100), (1030, 64, 1536)])
+def test_full_k_threads_and_serial_agree_bitwise(isa, m, n, k):
+    rng = np.random.default_rng(8)
+    a, b = rand(rng, m, k), rand(rng, k, n)
+    bias, res = rand(rng, 1, n)[0], rand(rng, m, n)
+    col_scale = (rand(rng, 1, n)[0] * 1e-1).astype(np.float32)
+    packed = _vitc.gemm_pack_nk(isa, np.ascontiguousarray(b.T))
+    outs = []
+    for nthreads, serial in [(1, False), (2, False), (3, False), (1, True)]:
+        out = res.copy()
+        _vitc.gemm(isa, nthreads, a, packed, n, out, bias=bias, act=GELU, residual=out, serial=serial,
+                   scale=col_scale)
+        outs.append(out)
+    for o in outs[1:]:
+        assert np.array_equal(outs[0], o), "threaded / serial results differ"
+    want, scale = reference(a, b, bias, GELU, res, col_scale)
     check(outs[0], want, scale, what=f"isa {isa}")
 
 

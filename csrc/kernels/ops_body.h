@@ -144,3 +144,56 @@ void VM_FN(vitc_f32_layernorm_rows)(size_t rows, size_t dim, const float *x, siz
         }
     }
 }
+
+/* The GEMM's epilogue on a finished tile: y[r, :cols] = act(x[r, :cols] + bias) · scale + residual[r, :cols],
+ * r < rows (bias, scale, residual may be NULL; y may be x, residual may be y). One pass per row with the
+ * activation inlined and the rows in one loop, so the out-of-order core overlaps the rows' dependency chains:
+ * a call of the activation per 32-column row was latency-bound (fc1 with gelu took 25% longer than without,
+ * 2.5× the cost of the same activation over the whole matrix). Same operations in the same order as the
+ * scalar epilogue: bitwise the same results. */
+static inline __attribute__((always_inline)) vm_f VM_FN(epi_vec)(vm_f v, size_t j, const float *bias,
+                                                                 const float *scale, const float *res, size_t n,
+                                                                 vm_f (*vf)(vm_f)) {
+    const int full = n == VM_LANES;
+    if (bias) v = vm_add(v, full ? vm_loadu(bias + j) : vm_load_tail(bias + j, n, 0.0f));
+    v = vf(v);
+    if (scale) v = vm_mul(v, full ? vm_loadu(scale + j) : vm_load_tail(scale + j, n, 0.0f));
+    if (res) v = vm_add(v, full ? vm_loadu(res + j) : vm_load_tail(res + j, n, 0.0f));
+    return v;
+}
+
+static inline __attribute__((always_inline)) void VM_FN(epi_rows)(size_t rows, size_t cols, const float *x,
+                                                                  size_t ldx, float *y, size_t ldy,
+                                                                  const float *bias, const float *scale,
+                                                                  const float *residual, size_t ldr,
+                                                                  vm_f (*vf)(vm_f)) {
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx, *rr = residual ? residual + r * ldr : NULL;
+        float *yr = y + r * ldy;
+        size_t j = 0;
+        for (; j + VM_LANES <= cols; j += VM_LANES)
+            vm_storeu(yr + j, VM_FN(epi_vec)(vm_loadu(xr + j), j, bias, scale, rr, VM_LANES, vf));
+        if (j < cols)
+            vm_store_tail(yr + j, cols - j,
+                          VM_FN(epi_vec)(vm_load_tail(xr + j, cols - j, 0.0f), j, bias, scale, rr, cols - j, vf));
+    }
+}
+
+static inline vm_f VM_FN(videntity)(vm_f x) { return x; }
+
+void VM_FN(vitc_f32_tile_epilogue)(size_t rows, size_t cols, const float *x, size_t ldx, float *y, size_t ldy,
+                                   const float *bias, vitc_act act, const float *scale, const float *residual,
+                                   size_t ldr) {
+#define VM_EPI(vf) VM_FN(epi_rows)(rows, cols, x, ldx, y, ldy, bias, scale, residual, ldr, VM_FN(vf))
+    switch (act) {
+    case VITC_ACT_NONE: VM_EPI(videntity); break;
+    case VITC_ACT_GELU_ERF: VM_EPI(vgelu_erf); break;
+    case VITC_ACT_GELU_TANH: VM_EPI(vgelu_tanh); break;
+    case VITC_ACT_QUICK_GELU: VM_EPI(vquick_gelu); break;
+    case VITC_ACT_RELU: VM_EPI(vrelu); break;
+    case VITC_ACT_SILU: VM_EPI(vsilu); break;
+    case VITC_ACT_TANH: VM_EPI(vtanh); break;
+    case VITC_ACT_SIGMOID: VM_EPI(vsigmoid); break;
+    }
+#undef VM_EPI
+}

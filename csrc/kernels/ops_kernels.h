@@ -9,7 +9,10 @@
     void vitc_f32_softmax_rows__##isa(size_t rows, size_t n, float scale, float *x, size_t ldx);     \
     void vitc_f32_layernorm_rows__##isa(size_t rows, size_t dim, const float *x, size_t ldx,         \
                                         const float *gamma, const float *beta, float eps, float *y,  \
-                                        size_t ldy);
+                                        size_t ldy);                                                 \
+    void vitc_f32_tile_epilogue__##isa(size_t rows, size_t cols, const float *x, size_t ldx, float *y,   \
+                                       size_t ldy, const float *bias, vitc_act act, const float *scale, \
+                                       const float *residual, size_t ldr);
 VITC_DECLARE_OPS(scalar)
 VITC_DECLARE_OPS(avx2)
 VITC_DECLARE_OPS(avx512)
