@@ -86,6 +86,18 @@ def test_lowp_embed_bit_equal_on_every_kernel_set(ckpts, monkeypatch, calls, fam
     _assert_embed_is_full_forward(model, taken, calls)
 
 
+@pytest.mark.parametrize("dtype,kernel_set", LOWP_CASES)
+def test_lowp_embed_bit_equal_where_attention_runs_in_bf16(tmp_path, monkeypatch, calls, dtype, kernel_set):
+    """head_dim 32: bf16/int8 layers on the amx kernel set take the bf16 attention (attention_lowp.c), and the
+    first-token layer must take the same one."""
+    monkeypatch.setattr(modeling, "lowp_kernel_set", lambda isa, code: _vitc.kernel_set_code(kernel_set))
+    config = transformers.ViTConfig(**dict(COMMON, hidden_size=64, num_attention_heads=2))
+    path = build(tmp_path, "ViTModel", config, seed=4, name="vit_hd32")[0]
+    model = vitc.ViTModel.from_pretrained(path, dtype=dtype, threads=2)
+    assert _vitc.bf16_attention_applies(_vitc.kernel_set_code(kernel_set), 32) == (kernel_set == "amx")
+    _assert_embed_is_full_forward(model, True, calls)
+
+
 def test_dinov2_other_input_size_and_one_thread(ckpts, calls):
     model = vitc.Dinov2Model.from_pretrained(ckpts["dinov2"], threads=1)  # positions resized: 5x3 patches + CLS
     _assert_embed_is_full_forward(model, True, calls, shapes=((2, 3, 40, 24), (1, 3, 8, 8)))

@@ -29,7 +29,12 @@ def last_layer_first_tokens(model, layer, hidden, batch, keep, nthreads):
     rows = batch * keep
     q = np.ascontiguousarray(qkv.reshape(batch, s, 3 * d)[:, :keep, :d]).reshape(rows, d)
     ctx = np.empty((rows, d), np.float32)
-    _vitc.attention_general(isa, nthreads, q, qkv[:, d:2 * d], qkv[:, 2 * d:], batch, cfg.num_attention_heads, ctx)
+    heads = cfg.num_attention_heads
+    # the attention the whole layer runs (csrc/vit.c): bf16 on AMX for bf16/int8 models where it applies
+    if w["qkv_w"].dtype != "float32" and _vitc.bf16_attention_applies(kset, d // heads):
+        _vitc.bf16_attention(kset, nthreads, q, qkv[:, d:2 * d], qkv[:, 2 * d:], batch, heads, ctx)
+    else:
+        _vitc.attention_general(isa, nthreads, q, qkv[:, d:2 * d], qkv[:, 2 * d:], batch, heads, ctx)
     first = hidden.reshape(batch, s, d)[:, :keep]
     h = np.ascontiguousarray(first).reshape(rows, d)
     _vitc.gemm_packed(kset, nthreads, ctx, w["proj_w"], h, bias=a.get("proj_b"), residual=h, scale=a.get("ls1"))
