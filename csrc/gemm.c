@@ -134,8 +134,8 @@ static epilogue_plan plan_epilogue(vitc_isa isa, const vitc_epilogue *ep, const 
 /* C aliased by the residual and changed non-linearly (act, scale) before the add: see gemm_rect_fullk */
 static int needs_full_k(const epilogue_plan *e) { return e->alias && (e->act != VITC_ACT_NONE || e->scale); }
 
-/* y[rows, cols] = act(x + bias) · scale + residual for the tile at (row0, col0) of C */
-static void epilogue_rows(const epilogue_plan *e, size_t rows, size_t cols, size_t row0, size_t col0,
+/* y[rows, cols] = act(x + bias) · scale + residual for a tile in columns col0.. of C */
+static void epilogue_rows(const epilogue_plan *e, size_t rows, size_t cols, size_t col0,
                           const float *x, size_t ldx, float *y, size_t ldy, const float *residual, size_t ldr) {
     e->tile_epilogue(rows, cols, x, ldx, y, ldy, e->bias ? e->bias + col0 : NULL, e->act,
                      e->scale ? e->scale + col0 : NULL, residual, ldr);
@@ -145,7 +145,7 @@ static void epilogue_rows(const epilogue_plan *e, size_t rows, size_t cols, size
 static void epilogue_tile(const epilogue_plan *e, size_t rows, size_t cols, size_t row0, size_t col0, float *tile,
                           size_t ldc) {
     if (!e->bias && e->act == VITC_ACT_NONE && !e->scale && !e->residual) return;
-    epilogue_rows(e, rows, cols, row0, col0, tile, ldc, tile, ldc,
+    epilogue_rows(e, rows, cols, col0, tile, ldc, tile, ldc,
                   e->residual ? e->residual + row0 * e->ldr + col0 : NULL, e->ldr);
 }
 
@@ -246,7 +246,7 @@ static void gemm_rect_fullk(const vitc_f32_gemm_config *cfg, const epilogue_plan
                 prefetch_tile_for_write(ct, ldc, mr, nr);
                 run_tile(cfg, mr, nr, k, ap + ir * k, packed + col0 * k, tmp, NR, 0, bn, ir / MR);
                 /* bias, act, scale on the stack tile, then onto C */
-                epilogue_rows(e, mr, nr, ic + ir, col0, tmp, NR, ct, ldc, ct, ldc);
+                epilogue_rows(e, mr, nr, col0, tmp, NR, ct, ldc, ct, ldc);
             }
         }
     }
