@@ -131,4 +131,28 @@ def test_model_attention_in_bf16_where_it_applies(vit_hd64, monkeypatch, kset, d
     else:
         assert cos >= 0.99, cos
     assert (not np.array_equal(got, with_maps)) == _vitc.bf16_attention_applies(want, 64)
+    assert model.attention == (f"bfloat16 ({model.kernel_set})" if _vitc.bf16_attention_applies(want, 64)
+                               else "float32")
     assert np.abs(got - with_maps).max() <= 2e-2 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("family", ["clip", "siglip"])
+def test_text_towers_report_and_take_their_attention(tmp_path, family):
+    """Text head size 32: SigLIP's text tower (no mask) takes the bf16 attention where the kernel set has it
+    and stays within the bf16 bounds of float32; CLIP's causal mask keeps it float32. `.attention` says which."""
+    import vitc
+    from text_checkpoints import build_two_tower, tokenizer_folders
+
+    path = build_two_tower(tmp_path, family, tokenizer_folders(tmp_path)[family], text={"num_attention_heads": 1})[0]
+    cls = vitc.CLIPModel if family == "clip" else vitc.SiglipModel
+    ref_model, model = cls.from_pretrained(path), cls.from_pretrained(path, dtype="bfloat16")
+    amx = _vitc.bf16_attention_applies(_vitc.kernel_set_code(model.text_model.kernel_set), 32)
+    takes_bf16 = family == "siglip" and amx
+    assert model.text_model.attention == (f"bfloat16 ({model.text_model.kernel_set})" if takes_bf16 else "float32")
+    assert ref_model.text_model.attention == "float32"
+    texts = ["a photo of a cat", "", "two dogs and a very long caption " * 4]
+    ref = ref_model.embed_text(texts).astype(np.float64)
+    got = model.embed_text(texts).astype(np.float64)
+    rel = float(np.abs(got - ref).max() / np.abs(ref).max())
+    cos = min(float(g @ r / (np.linalg.norm(g) * np.linalg.norm(r))) for g, r in zip(got, ref))
+    assert rel <= 2e-2 and cos >= 0.999, (rel, cos)

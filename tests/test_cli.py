@@ -80,6 +80,7 @@ def test_info_reports_model_and_runtime(capsys):
     fields = {k.strip(): v for k, v in (line.split(":", 1) for line in out.splitlines())}
     assert fields["hidden_size"].strip() == "64" and int(fields["parameters"]) > 0
     assert "runtime_isa" in fields and "runtime_thread_pool" in fields
+    assert fields["attention"].strip() == "float32"  # a float32 model (head_dim 16 besides)
 
 
 def test_offline_hub_model_is_a_clear_error(capsys, monkeypatch, tmp_path):

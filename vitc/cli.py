@@ -302,6 +302,7 @@ def cmd_info(args):
         "parameters": model.num_parameters(),
         "weight_bytes_float32": 4 * model.num_parameters(),
         "dtype": model.dtype, "kernel_set": model.kernel_set, "weight_bytes": model.weight_bytes(),
+        "attention": model.attention,
     }
     info.update({f"runtime_{k}": v for k, v in config().items()})
     if hasattr(model, "nonfinite_weights"):

@@ -160,6 +160,16 @@ class _ViTBase:
         """The GEMM kernel set of the encoder layers (_vitc.KERNEL_SETS; float32: the ISA)."""
         return _vitc.KERNEL_SETS[self._kset]
 
+    @property
+    def attention(self):
+        """How the encoder's attention computes Q·Kᵀ and P·V: "bfloat16 (amx)" for bf16/int8 models whose kernel
+        set has the bf16 attention and whose head size it takes (csrc/vit.c makes the same choice; asking for
+        attention maps runs the float32 one), else "float32"."""
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        if self._dtype != _vitc.dtype_code("float32") and _vitc.bf16_attention_applies(self._kset, head_dim):
+            return f"bfloat16 ({self.kernel_set})"
+        return "float32"
+
     def weight_bytes(self):
         """Bytes of the loaded weights (packed; bf16 ~1/2, int8 ~1/4 of float32 for the encoder layers)."""
         return int(self._weight_bytes)

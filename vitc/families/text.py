@@ -91,6 +91,12 @@ class _TextTower(_ViTBase):
     _unused = ()
     _tokenizer = None
 
+    @property
+    def attention(self):
+        """As _ViTBase.attention; a mask keeps attention float32: always for CLIP (causal), for SigLIP on the
+        calls that pass an attention_mask."""
+        return "float32" if self._causal else _ViTBase.attention.fget(self)
+
     def _plan(self, config, keys, shape_of, source):
         return text_plan(config, keys, shape_of, source, self._model_table, self._head, self._unused)
 
