@@ -401,11 +401,13 @@ class _ViTBase:
         out = np.empty((a.shape[0], n), np.float32)
         return _vitc.gemm(self._isa, self._nthreads(), a, weight[0], n, out, bias=weight[1], act=act)
 
+    _repr_fields = ("image_size", "patch_size")  # config fields shown after the common ones
+
     def __repr__(self):
         c = self.config
+        extra = "".join(f"{name}={getattr(c, name)}, " for name in self._repr_fields)
         return (f"{type(self).__name__}(model_type={c.model_type!r}, hidden_size={c.hidden_size}, "
-                f"layers={c.num_hidden_layers}, heads={c.num_attention_heads}, image_size={c.image_size}, "
-                f"patch_size={c.patch_size}, isa={self.isa!r})")
+                f"layers={c.num_hidden_layers}, heads={c.num_attention_heads}, {extra}isa={self.isa!r})")
 
 
 def l2_normalize(x):

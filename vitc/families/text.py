@@ -172,11 +172,7 @@ class _TextTower(_ViTBase):
     def embed(self, *args, **kwargs):
         raise TypeError(f"{type(self).__name__} is a text tower: use embed_text(texts)")
 
-    def __repr__(self):
-        c = self.config
-        return (f"{type(self).__name__}(model_type={c.model_type!r}, hidden_size={c.hidden_size}, "
-                f"layers={c.num_hidden_layers}, heads={c.num_attention_heads}, vocab_size={c.vocab_size}, "
-                f"max_positions={c.max_position_embeddings}, isa={self.isa!r})")
+    _repr_fields = ("vocab_size", "max_position_embeddings")
 
 
 class CLIPTextModel(_TextTower):
