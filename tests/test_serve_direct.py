@@ -178,11 +178,11 @@ def test_loop_side_settles_a_burst_with_one_wake_up():
         waiters = [loop.create_future() for _ in range(50)]
         waiters[7].cancel()  # its request gave up: skipped
         for w in waiters:
-            side.settle(w)  # no await in between: the drain cannot run yet
+            side.settle([w])  # no await in between: the drain cannot run yet
         await asyncio.sleep(0)
         await asyncio.sleep(0)
         assert all(w.done() for w in waiters) and side.loop.calls == 1
-        side.settle(loop.create_future())
+        side.settle([loop.create_future()])
         assert side.loop.calls == 2  # the next burst wakes the loop again
     asyncio.run(scenario())
 

@@ -126,12 +126,15 @@ def test_replica_decodes_and_preprocesses_a_batch_and_a_bad_image_fails_alone():
             return processor(images, **kw)
     models[0].image_processor = Picky()
     blobs = [random_png(3, 40, 30), b"not an image", random_png(4, 77, 20), random_png(5, 50, 60)]
-    futures = engine.submit(EMBED, blobs, prepare=Decoder(lambda i: f"input {i}", 10 ** 7))
+    job = engine.submit(EMBED, blobs, prepare=Decoder(lambda i: f"input {i}", 10 ** 7))
+    with pytest.raises(RequestError, match="input 1"):  # the first failed image, in request order
+        job.wait(30)
     direct = Direct.of("vitc-digits")
-    np.testing.assert_array_equal(futures[0].result(30), direct.embedding(blobs[0]))
-    np.testing.assert_array_equal(futures[3].result(30), direct.embedding(blobs[3]))
+    assert job.failed == [False, True, True, False]
+    np.testing.assert_array_equal(job.results[0], direct.embedding(blobs[0]))
+    np.testing.assert_array_equal(job.results[3], direct.embedding(blobs[3]))
     for i, why in ((1, "input 1"), (2, "input 2: 77 pixels wide")):
-        err = futures[i].exception(30)
+        err = job.results[i]
         assert isinstance(err, RequestError) and err.status == 400 and why in err.message, err
     assert engine.metrics.execution_count == 1  # the two good ones ran as one batch
     engine.stop(30)
@@ -142,8 +145,7 @@ def test_engine_batches_and_keeps_rows_apart():
     engine.start()
     assert wait_for(engine.ready)
     pixels = np.random.default_rng(0).standard_normal((10, 3, 32, 32)).astype(np.float32)
-    futures = engine.submit(EMBED, list(pixels))
-    rows = np.stack([f.result(30) for f in futures])
+    rows = np.stack(engine.submit(EMBED, list(pixels)).wait(30))
     model = vitc.ViTForImageClassification.from_pretrained("vitc-digits")
     np.testing.assert_array_equal(rows, model.embed(pixels))
     assert engine.metrics.inference_count == 10 and engine.metrics.execution_count >= 3  # max batch 4

@@ -64,32 +64,37 @@ def create_app(engine, metrics, settings, lifespan=None):
         except asyncio.TimeoutError:
             raise RequestError(408, f"the request body did not arrive within {settings.request_timeout_s:g} s") from None
 
-    async def run(task, blobs, what, deadline, top_k=None):
+    async def run(task, blobs, what, deadline, top_k=None, counted=True):
         """Queue encoded images (decoded by the replicas) and wait for each one's result (a list, in order)."""
         if engine.processor is None or not engine.loaded():  # a dead replica or draining: the others still serve
             raise RequestError(503, "the model is not ready")
-        return await queue_and_wait(task, blobs, deadline, top_k, Decoder(what, settings.max_image_pixels))
+        return await queue_and_wait(task, blobs, deadline, top_k, Decoder(what, settings.max_image_pixels), counted)
 
-    async def queue_and_wait(task, inputs, deadline, top_k=None, prepare=None):
+    async def queue_and_wait(task, inputs, deadline, top_k=None, prepare=None, counted=True):
         """Queue images (preprocessed, or encoded with prepare) or EMBED_TEXT strings and wait for each one's
-        result, in order; the first failed image (in request order) fails the request."""
+        result, in order; the first failed image (in request order) fails the request. counted=False: the
+        request's second job (engine.submit)."""
         if not engine.loaded():
             raise RequestError(503, "the model is not ready")
         if len(inputs) > engine.max_queue:
             raise RequestError(413, f"{len(inputs)} inputs in one request; the limit is {engine.max_queue}")
+        side = LoopSide.of(asyncio.get_running_loop())
+        waiter = side.loop.create_future()
         try:
-            futures = engine.submit(task, inputs, top_k, prepare)
+            job = engine.submit(task, inputs, top_k, prepare, side.wake, waiter, counted)
         except QueueFull as err:
             raise RequestError(429, str(err)) from None
         except NotAccepting as err:
             raise RequestError(503, str(err)) from None
         try:
-            await within(deadline, all_done(futures))
+            await within(deadline, waiter)
         except asyncio.TimeoutError:
-            for f in futures:
-                f.cancel()
+            engine.cancel(job)
             raise RequestError(503, no_result) from None
-        return [f.result() for f in futures]
+        except asyncio.CancelledError:  # the client went (or the task was cancelled otherwise)
+            engine.cancel(job)
+            raise
+        return job.outcome()
 
     def check_model(model, version=None):
         if model != name or version not in (None, "1"):
@@ -117,7 +122,7 @@ def create_app(engine, metrics, settings, lifespan=None):
         except (TypeError, ValueError) as err:
             raise RequestError(400, f"parameters: {err}") from None
         images, texts = await asyncio.gather(run(EMBED, blobs, what, deadline),
-                                             queue_and_wait(EMBED_TEXT, prompts, deadline))
+                                             queue_and_wait(EMBED_TEXT, prompts, deadline, counted=False))
         return engine.rank_labels(l2_normalize(np.stack(texts)), l2_normalize(np.stack(images)), labels, top_k)
 
     def endpoint(label, handler, openai=False):
@@ -221,7 +226,7 @@ def create_app(engine, metrics, settings, lifespan=None):
                            run(EMBED, blobs, lambda i: f"{label} {i}", deadline))
         if "label" in wanted or "score" in wanted:
             need_classifier()
-            jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k)
+            jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k, counted=not jobs)
         if len(jobs) == 1:  # no task for gather to make
             results = {task: await job for task, job in jobs.items()}
         else:
@@ -414,29 +419,11 @@ async def within(deadline, awaitable):
         raise asyncio.TimeoutError from None
 
 
-def all_done(futures):
-    """An asyncio future done when every concurrent Future is: the replica that finishes a request's last
-    image hands its waiter to LoopSide.settle (asyncio.wrap_future would wake the loop per image)."""
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-    left, lock, wake = [len(futures)], threading.Lock(), LoopSide.of(loop)
-
-    def one_done(_):
-        with lock:
-            left[0] -= 1
-            last = left[0] == 0
-        if last:
-            wake.settle(waiter)
-    for f in futures:
-        f.add_done_callback(one_done)
-    return waiter
-
-
 class LoopSide:
     """What requests share per event loop, to spare it per-request work that costs as much as a small model's:
     - waiters settled from replica threads with one call_soon_threadsafe per burst: a replica finishing a
-      batch of 16 requests wakes the loop once, not 16 times (each a write to the loop's wake-up fd and a
-      thread switch);
+      batch of 16 requests wakes the loop once (Engine calls wake once per batch), not 16 times (each a write
+      to the loop's wake-up fd and a thread switch);
     - deadlines checked every TICK_S by one timer (asyncio.timeout arms and cancels a timer per request:
       a fifth of the loop's Python work per request): a request's task is cancelled at most TICK_S late."""
     TICK_S = 0.05
@@ -453,12 +440,16 @@ class LoopSide:
             side = cls._of[loop] = cls(loop)
         return side
 
-    def settle(self, waiter):
-        """From any thread: waiter.set_result(None) on the loop, soon."""
+    def wake(self, jobs):
+        """The engine's waker (from a replica thread, once per batch): settle the jobs' waiters."""
+        self.settle([job.waiter for job in jobs])
+
+    def settle(self, waiters):
+        """From any thread: waiter.set_result(None) on the loop, soon, for each waiter."""
         with self.lock:
             first = not self.ready
-            self.ready.append(waiter)
-        if first:  # else a drain is scheduled and has not taken the list yet: it settles this one too
+            self.ready += waiters
+        if first:  # else a drain is scheduled and has not taken the list yet: it settles these too
             self.loop.call_soon_threadsafe(self.drain)
 
     def drain(self):

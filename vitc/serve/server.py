@@ -122,5 +122,8 @@ def main(args):
     config = uvicorn.Config(create_app(engine, metrics, settings, lifespan), host=args.host, port=args.port,
                             log_level=args.log_level, access_log=args.access_log, lifespan="on")
     server = Server(config)
+    # each open connection can hold one request (HTTP/1.1 answers in order): once that many are in the engine,
+    # no request can arrive before an answer goes out, and a filling batch runs at once (Engine)
+    engine.open_connections = lambda: len(server.server_state.connections)
     server.run()
     return status["code"]
