@@ -48,21 +48,25 @@ def create_app(engine, metrics, settings, lifespan=None):
     # ---- shared steps --------------------------------------------------------------------------------
     async def read_body(request, deadline):
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise RequestError(413, f"the body of {declared} bytes is over the limit of {settings.max_body_bytes}")
-
-        async def read():
-            chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > settings.max_body_bytes:
-                    raise RequestError(413, f"the body is over the limit of {settings.max_body_bytes} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
+        limit = settings.max_body_bytes
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"the body of {declared} bytes is over the limit of {limit}")
+        chunks, size, more = [], 0, True
         try:
-            return await within(deadline, read())
-        except asyncio.TimeoutError:
+            while more:  # usually one message: the whole body
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk, more = message.get("body", b""), message.get("more_body", False)
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(413, f"the body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+        except asyncio.CancelledError:
+            if not deadline.caught():
+                raise
             raise RequestError(408, f"the request body did not arrive within {settings.request_timeout_s:g} s") from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def run(task, blobs, what, deadline, top_k=None, counted=True):
         """Queue encoded images (decoded by the replicas) and wait for each one's result (a list, in order)."""
@@ -78,7 +82,7 @@ def create_app(engine, metrics, settings, lifespan=None):
             raise RequestError(503, "the model is not ready")
         if len(inputs) > engine.max_queue:
             raise RequestError(413, f"{len(inputs)} inputs in one request; the limit is {engine.max_queue}")
-        side = LoopSide.of(asyncio.get_running_loop())
+        side = deadline.side
         waiter = side.loop.create_future()
         try:
             job = engine.submit(task, inputs, top_k, prepare, side.wake, waiter, counted)
@@ -87,13 +91,12 @@ def create_app(engine, metrics, settings, lifespan=None):
         except NotAccepting as err:
             raise RequestError(503, str(err)) from None
         try:
-            await within(deadline, waiter)
-        except asyncio.TimeoutError:
+            await waiter
+        except asyncio.CancelledError:  # the deadline (see Deadline), or the task was cancelled otherwise
             engine.cancel(job)
+            if not deadline.caught():
+                raise
             raise RequestError(503, no_result) from None
-        except asyncio.CancelledError:  # the client went (or the task was cancelled otherwise)
-            engine.cancel(job)
-            raise
         return job.outcome()
 
     def check_model(model, version=None):
@@ -128,15 +131,14 @@ def create_app(engine, metrics, settings, lifespan=None):
     def endpoint(label, handler, openai=False):
         async def wrapped(request):
             started = time.monotonic()
-            deadline = Deadline(started + settings.request_timeout_s)
             clock = LoopSide.of(asyncio.get_running_loop())
+            deadline = Deadline(started + settings.request_timeout_s, clock)
             clock.watch(deadline)
             try:
                 response = await handler(request, deadline)
             except asyncio.CancelledError:
-                if not deadline.passed:
+                if not deadline.caught():  # else passed while awaiting several jobs at once (asyncio.gather)
                     raise
-                deadline.uncancel()  # passed while awaiting several jobs at once (asyncio.gather)
                 response = error_response(503, no_result, openai)
             except RequestError as err:
                 response = error_response(err.status, err.message, openai)
@@ -244,9 +246,9 @@ def create_app(engine, metrics, settings, lifespan=None):
             answer["id"] = req["id"]
         head = codec.to_json(answer)
         if not blobs_out:
-            return Response(head, media_type="application/json")
-        return Response(head + b"".join(blobs_out), media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(len(head))})
+            return Answer(head)
+        return Answer(head + b"".join(blobs_out), content_type=b"application/octet-stream",
+                      headers=[(b"inference-header-content-length", b"%d" % len(head))])
 
     async def embeddings(request, deadline):
         req = codec.parse_json(await read_body(request, deadline))
@@ -357,22 +359,11 @@ class Direct:
 
 class RawRequest:
     """What the endpoints read of a request, as starlette.requests.Request gives it: path_params, headers.get
-    and stream() (ClientDisconnect when the client goes)."""
+    and receive."""
+    __slots__ = ("receive", "path_params", "headers")
 
     def __init__(self, scope, receive, path_params):
         self.receive, self.path_params, self.headers = receive, path_params, RawHeaders(scope["headers"])
-
-    async def stream(self):
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            if message["type"] == "http.request":
-                body = message.get("body", b"")
-                if body:
-                    yield body
-                if not message.get("more_body", False):
-                    return
 
 
 class Decoder:
@@ -396,27 +387,21 @@ class Decoder:
 
 
 class Deadline:
-    """When a request must be answered by (time.monotonic()); LoopSide.sweep cancels its task once past."""
-    __slots__ = ("at", "task", "passed")
+    """When a request must be answered by (time.monotonic()); LoopSide.sweep cancels its task once past (an
+    await that sees the CancelledError with `passed` set answers 408 / 503). side: the LoopSide watching."""
+    __slots__ = ("at", "task", "passed", "side")
 
-    def __init__(self, at):
-        self.at, self.task, self.passed = at, None, False
+    def __init__(self, at, side=None):
+        self.at, self.task, self.passed, self.side = at, None, False, side
 
-    def uncancel(self):
-        """The cancellation was the deadline's and is answered (Task.uncancel, Python 3.11+)."""
+    def caught(self):
+        """In an `except CancelledError`: True when the cancellation was this deadline's, now answered (the
+        task uncancelled, Task.uncancel on Python 3.11+); False when it is to be re-raised."""
+        if not self.passed:
+            return False
         if hasattr(self.task, "uncancel"):
             self.task.uncancel()
-
-
-async def within(deadline, awaitable):
-    """Await, turning the deadline's cancellation of the request's task into asyncio.TimeoutError."""
-    try:
-        return await awaitable
-    except asyncio.CancelledError:
-        if not deadline.passed:
-            raise
-        deadline.uncancel()
-        raise asyncio.TimeoutError from None
+        return True
 
 
 class LoopSide:
@@ -482,9 +467,23 @@ class LoopSide:
         self.timer = self.loop.call_later(self.TICK_S, self.sweep) if self.deadlines else None
 
 
+class Answer:
+    """A complete response (status, body, content type and any extra headers), as starlette's Response with
+    none of its per-response header work: Direct sends it itself, Starlette calls it (ASGI)."""
+    __slots__ = ("status_code", "body", "raw_headers")
+
+    def __init__(self, body, status_code=200, content_type=b"application/json", headers=()):
+        self.status_code, self.body = status_code, body
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), (b"content-type", content_type), *headers]
+
+    async def __call__(self, scope, receive, send):
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 def json_response(value):
     """A 200 JSON answer whose float32 arrays are written fast and exactly (codec.to_json)."""
-    return Response(codec.to_json(value), media_type="application/json")
+    return Answer(codec.to_json(value))
 
 
 class RawHeaders:
@@ -502,10 +501,10 @@ class RawHeaders:
 
 
 def error_response(status, message, openai=False):
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    headers = [(b"retry-after", b"1")] if status in (429, 503) else ()
     if openai:
         body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
                           "code": status}}
     else:
         body = {"error": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return Answer(codec.to_json(body), status, headers=headers)
