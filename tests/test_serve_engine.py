@@ -171,3 +171,48 @@ def test_cli_refuses_more_threads_than_cores(capsys):
 def test_plan_cores_refuses_oversubscription(replicas, threads):
     with pytest.raises(ValueError, match="exceed|>= 1"):
         plan_cores(replicas, threads, 8)
+
+
+def test_batch_runs_early_when_every_open_connection_has_its_request_queued():
+    """A batch that could wait a minute runs as soon as every client that could send one more image has its
+    request in the engine (open_connections); each request still gets its own row."""
+    connections = [3]
+    engine = Engine(lambda t: vitc.ViTForImageClassification.from_pretrained("vitc-digits", threads=t), 1, 1,
+                    max_batch_size=64, max_queue_delay_s=60, max_queue=64, metrics=Metrics("vitc-digits"),
+                    open_connections=lambda: connections[0])
+    engine.start()
+    try:
+        assert wait_for(engine.ready)
+        executions = engine.metrics.execution_count  # the warm-up runs none through the queue
+        pixels = np.random.default_rng(1).standard_normal((5, 3, 32, 32)).astype(np.float32)
+        model = vitc.ViTForImageClassification.from_pretrained("vitc-digits")
+        want = model.embed(pixels)
+        first = engine.submit(EMBED, [pixels[0]])
+        second = engine.submit(EMBED, [pixels[1], pixels[2]])
+        assert not first.done() and not second.done()  # (a batch of 64 with a minute to fill)
+        time.sleep(0.3)
+        assert not first.done()  # a third connection could still send: the batch keeps filling
+        third = engine.submit(EMBED, [pixels[3]])  # every connection has its request in: run now
+        rows = first.wait(30) + second.wait(30) + third.wait(30)
+        np.testing.assert_array_equal(np.stack(rows), want[:4])
+        assert engine.metrics.execution_count == executions + 1  # the four images as one batch
+
+        connections[0] = 2  # a request's second job (v2 asking embedding and label) is no second client
+        one = engine.submit(EMBED, [pixels[4]])
+        also = engine.submit(EMBED, [pixels[0]], counted=False)
+        time.sleep(0.3)
+        assert not one.done() and not also.done()
+        last = engine.submit(EMBED, [pixels[1]])  # the second client's request
+        np.testing.assert_array_equal(np.stack(one.wait(30) + also.wait(30) + last.wait(30)), want[[4, 0, 1]])
+        assert engine.metrics.execution_count == executions + 2 and engine.metrics.inference_count == 7
+
+        gone = engine.submit(EMBED, [pixels[2]])
+        engine.cancel(gone)  # its request gave up: its client may send again, and its image is skipped
+        one = engine.submit(EMBED, [pixels[3]])
+        time.sleep(0.3)
+        assert not one.done()
+        last = engine.submit(EMBED, [pixels[4]])
+        np.testing.assert_array_equal(np.stack(one.wait(30) + last.wait(30)), want[[3, 4]])
+        assert not gone.done() and engine.metrics.inference_count == 9
+    finally:
+        engine.stop(30)
