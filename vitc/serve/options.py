@@ -15,7 +15,8 @@ def add_serve_arguments(p, default_model):
                    help="kernel threads per replica; replicas x threads <= cores (default: cores / replicas)")
     p.add_argument("--max-batch-size", type=int, default=8, help="images per forward (default 8)")
     p.add_argument("--max-queue-delay-ms", type=float, default=5.0,
-                   help="how long the oldest image waits for a batch to fill (default 5 ms)")
+                   help="how long the oldest image waits for a batch to fill (default 5 ms; less once every open "
+                        "connection has its request queued)")
     p.add_argument("--max-queue", type=int, default=256, help="images waiting before 429 (default 256)")
     p.add_argument("--max-body-mb", type=float, default=16.0, help="request body limit, 413 above (default 16)")
     p.add_argument("--max-image-pixels", type=int, default=40_000_000,
