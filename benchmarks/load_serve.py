@@ -249,8 +249,9 @@ def main(argv=None):
     import vitc
     from vitc.runtime import default_num_threads
     from vitc.serve.server import plan_cores
+    from vitc.serve.loading import image_gflops
     folder = model_folder(args.model)
-    replicas, threads = plan_cores(args.replicas, args.threads, default_num_threads())
+    replicas, threads = plan_cores(args.replicas, args.threads, default_num_threads(), image_gflops(folder))
     model = vitc.ViTForImageClassification.from_pretrained(folder, threads=threads)
     size = model.config.image_hw[1]
     blobs = [random_png(i, size, size) for i in range(args.images)]

@@ -160,7 +160,8 @@ def test_batch_runs_once_every_connection_waits_not_after_the_queue_delay(direct
     answered (within the client's 30 s timeout): a batch runs once every open connection has its request in
     the engine. Each answer is its own image's row, over several rounds on the same connections."""
     images = [random_png(300 + i) for i in range(4)]
-    with ServerProcess(child_env(), "--max-batch-size", "64", "--max-queue-delay-ms", "600000") as proc:
+    env = dict(child_env(), OMP_NUM_THREADS="2")  # no layout given: vitc-digits is small, one replica per core
+    with ServerProcess(env, "--max-batch-size", "64", "--max-queue-delay-ms", "600000") as proc:
         async def scenario():
             async with httpx.AsyncClient(base_url=proc.url, timeout=30) as http:
                 async def client(image):
@@ -172,4 +173,5 @@ def test_batch_runs_once_every_connection_waits_not_after_the_queue_delay(direct
             for r in responses:
                 assert r.status_code == 200, r.text
                 np.testing.assert_array_equal(np.float32(r.json()["data"][0]["embedding"]), direct.embedding(image))
-        assert metric(httpx.get(proc.url + "/metrics").text, "vitc_inference_count_total") == 12
+        page = httpx.get(proc.url + "/metrics").text
+        assert metric(page, "vitc_inference_count_total") == 12 and metric(page, "vitc_replicas_alive") == 2

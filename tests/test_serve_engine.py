@@ -1,5 +1,6 @@
 """The batching engine and app in process: readiness waits for loading and warm-up and drops when a replica
 dies (the others keep serving), a failing batch answers 500 without killing its replica, the core plan."""
+import json
 import os
 import sys
 import threading
@@ -16,8 +17,9 @@ import vitc  # noqa: E402
 from vitc.serve.app import Decoder, Settings, create_app  # noqa: E402
 from vitc.serve.codec import RequestError  # noqa: E402
 from vitc.serve.engine import EMBED, Engine  # noqa: E402
+from vitc.serve.loading import image_gflops  # noqa: E402
 from vitc.serve.metrics import Metrics  # noqa: E402
-from vitc.serve.server import plan_cores  # noqa: E402
+from vitc.serve.server import SMALL_MODEL_GFLOPS, plan_cores  # noqa: E402
 
 
 class Flaky:
@@ -159,6 +161,31 @@ def test_engine_batches_and_keeps_rows_apart():
 ])
 def test_plan_cores(replicas, threads, cores, want):
     assert plan_cores(replicas, threads, cores) == want
+
+
+@pytest.mark.parametrize("gflops, want", [(0.02, (8, 1)), (0.99, (8, 1)), (1.0, (1, 8)), (35.0, (1, 8)), (None, (1, 8))])
+def test_plan_cores_default_by_model_cost(gflops, want):
+    """Left to choose, a model under SMALL_MODEL_GFLOPS per image gets a single-threaded replica per core, a
+    larger or unknown one a replica with every core; a layout given is kept whatever the model."""
+    assert SMALL_MODEL_GFLOPS == 1.0
+    assert plan_cores(None, None, 8, gflops) == want
+    assert plan_cores(2, None, 8, gflops) == (2, 4) and plan_cores(None, 4, 8, gflops) == (2, 4)
+
+
+def test_image_gflops_from_config(tmp_path):
+    """The estimate from config.json: the bundled vitc-digits, a two-tower config (its vision tower, image and
+    patch sizes as lists), and None where the config lacks a field or cannot be read."""
+    h, inter, layers, tokens = 64, 128, 4, (32 // 4) ** 2 + 1  # vitc-digits
+    want = layers * tokens * (2 * (4 * h * h + 2 * h * inter) + 4 * tokens * h) / 1e9
+    assert image_gflops("vitc-digits") == pytest.approx(want) and want < SMALL_MODEL_GFLOPS
+    vision = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "image_size": [224, 224],
+              "patch_size": [16, 16]}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip", "vision_config": vision}))
+    assert image_gflops(str(tmp_path)) == pytest.approx(34.9, abs=0.1)  # ViT-B/16: about 17.5 GMACs
+    del vision["intermediate_size"]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit", **vision}))
+    assert image_gflops(str(tmp_path)) is None
+    assert image_gflops(str(tmp_path / "missing")) is None
 
 
 def test_cli_refuses_more_threads_than_cores(capsys):
