@@ -14,11 +14,11 @@ import threading
 log = logging.getLogger("vitc.serve")
 
 
-# Below this many GFLOPs per image the default is one single-threaded replica per
-# core, above it one replica with every core. A forward this short spends more on waking and joining its
-# kernel threads than it gains from them: vitc-digits (0.02 GFLOPs) took 0.78 ms CPU per image in 1 x 2 against
-# 0.37 in 2 x 1 (served: 570 against 1300 images/s at 32 clients); ViT-Ti/16 (2.5 GFLOPs) 22.4 against 21.1
-# ms, where one replica keeps half the latency for 6 % more CPU (2 cores, docs/deploy.md).
+# Below this many GFLOPs per image the default is one single-threaded replica per core, above it one replica
+# with every core. A forward this short spends more on waking and joining its kernel threads than they save:
+# vitc-digits (0.02 GFLOPs) took 0.64-0.78 ms CPU per image in 1 x 2 against 0.36-0.39 in 2 x 1 (served at 32
+# clients: 940-1240 against 1450-1620 images/s); ViT-Ti/16 (2.5 GFLOPs) 22.4 against 21.1 ms, where one
+# replica keeps half the latency for 6 % more CPU (2 cores, docs/deploy.md).
 SMALL_MODEL_GFLOPS = 1.0
 
 
