@@ -163,7 +163,8 @@ def test_plan_cores(replicas, threads, cores, want):
     assert plan_cores(replicas, threads, cores) == want
 
 
-@pytest.mark.parametrize("gflops, want", [(0.02, (8, 1)), (0.99, (8, 1)), (1.0, (1, 8)), (35.0, (1, 8)), (None, (1, 8))])
+@pytest.mark.parametrize("gflops, want", [(0.02, (8, 1)), (0.99, (8, 1)), (1.0, (1, 8)), (35.0, (1, 8)),
+                                           (None, (1, 8))])
 def test_plan_cores_default_by_model_cost(gflops, want):
     """Left to choose, a model under SMALL_MODEL_GFLOPS per image gets a single-threaded replica per core, a
     larger or unknown one a replica with every core; a layout given is kept whatever the model."""
