@@ -10,7 +10,7 @@ def add_serve_arguments(p, default_model):
     p.add_argument("--dtype", default=None, choices=("float32", "fp32", "bfloat16", "bf16", "int8"),
                    help="weights of the encoder layers: float32 (default), bfloat16 or int8")
     p.add_argument("--replicas", type=int, default=None,
-                   help="model copies, each with its own threads (default: fits the cores with --threads)")
+                   help="model copies, each with its own threads (default: fits the cores with --threads; neither given: one per core for a model under 1 GFLOP per image, else one)")
     p.add_argument("--threads", type=int, default=None,
                    help="kernel threads per replica; replicas x threads <= cores (default: cores / replicas)")
     p.add_argument("--max-batch-size", type=int, default=8, help="images per forward (default 8)")
