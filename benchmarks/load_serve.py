@@ -17,7 +17,9 @@ the same cores as the server.
 On a shared machine the wall-clock ratio swings with the neighbours (the served side, with more threads
 runnable, can even get a larger share of the cores than the in-process side): the CPU-time ratio, the
 in-process CPU time per image over the served one (server loop + replicas + client), is what the
-throughput ratio would be on cores this test had alone, and moves much less.
+throughput ratio would be on cores this test had alone, and moves much less. "Server alone" leaves the
+client's CPU out (in-process over server loop + replicas; its ceiling: over in-process + the no-op server's),
+as when clients run on other machines.
 """
 import argparse
 import asyncio
@@ -247,8 +249,9 @@ def main(argv=None):
     import vitc
     from vitc.runtime import default_num_threads
     from vitc.serve.server import plan_cores
+    from vitc.serve.loading import image_gflops
     folder = model_folder(args.model)
-    replicas, threads = plan_cores(args.replicas, args.threads, default_num_threads())
+    replicas, threads = plan_cores(args.replicas, args.threads, default_num_threads(), image_gflops(folder))
     model = vitc.ViTForImageClassification.from_pretrained(folder, threads=threads)
     size = model.config.image_hw[1]
     blobs = [random_png(i, size, size) for i in range(args.images)]
@@ -279,8 +282,9 @@ def main(argv=None):
                                round=round_ + 1, in_process_images_per_s=baseline,
                                in_process_cpu_ms=1e3 * baseline_cpu, ratio=row["images_per_s"] / baseline,
                                replicas=replicas, threads=threads)
-                    row["cpu_ratio"] = row["in_process_cpu_ms"] / (
-                        row["cpu_ms_server_loop"] + row["cpu_ms_server_replicas"] + row["cpu_ms_client"])
+                    server_cpu = row["cpu_ms_server_loop"] + row["cpu_ms_server_replicas"]
+                    row["cpu_ratio"] = row["in_process_cpu_ms"] / (server_cpu + row["cpu_ms_client"])
+                    row["server_cpu_ratio"] = row["in_process_cpu_ms"] / server_cpu  # the client elsewhere
                     if noop is not None:
                         lat, wall, answers, _, cpu = asyncio.run(load(noop.url, payloads, clients, args.requests,
                                                                       args.max_seconds, noop.proc.pid, 10 ** 9,
@@ -289,8 +293,11 @@ def main(argv=None):
                         # a request's HTTP work and the model's share the cores: 1 / (1/noop + 1/in_process)
                         row["bound_ratio"] = 1 / (1 + baseline / row["noop_requests_per_s"])
                         row["noop_cpu_ms"] = 1e3 * sum(cpu) / max(len(lat), 1)  # client + no-op server
+                        row["noop_cpu_ms_client"] = 1e3 * cpu[0] / max(len(lat), 1)
                         row["cpu_bound_ratio"] = row["in_process_cpu_ms"] / (row["in_process_cpu_ms"]
                                                                              + row["noop_cpu_ms"])
+                        row["server_cpu_bound_ratio"] = row["in_process_cpu_ms"] / (
+                            row["in_process_cpu_ms"] + row["noop_cpu_ms"] - row["noop_cpu_ms_client"])
                     results.append(row)
                     errors += row["errors"]
                     print_row(row)
@@ -330,12 +337,13 @@ def print_row(row):
             f"p99 {row['p99_ms']:.1f} ms; avg batch {row['avg_batch']:.1f}; RSS {row['rss_mb_before']:.0f} -> "
             f"{row['rss_mb_after']:.0f} MB; CPU ms per image: server loop {row['cpu_ms_server_loop']:.3f}, "
             f"replicas {row['cpu_ms_server_replicas']:.3f}, client {row['cpu_ms_client']:.3f} (in process "
-            f"{row['in_process_cpu_ms']:.3f}: {row['cpu_ratio']:.2f}x)")
+            f"{row['in_process_cpu_ms']:.3f}: {row['cpu_ratio']:.2f}x; server alone {row['server_cpu_ratio']:.2f}x)")
     if "noop_requests_per_s" in row:
         line += (f"\n  {'':9s} {row['clients']:3d} clients, no-op endpoint (the HTTP ceiling, same client and "
                  f"bodies): {row['noop_requests_per_s']:.1f} requests/s; HTTP + model on the same cores: at most "
-                 f"{row['bound_ratio']:.2f}x in process; {row['noop_cpu_ms']:.3f} ms CPU per request (client + "
-                 f"server): at most {row['cpu_bound_ratio']:.2f}x in CPU time")
+                 f"{row['bound_ratio']:.2f}x in process; {row['noop_cpu_ms']:.3f} ms CPU per request (client "
+                 f"{row['noop_cpu_ms_client']:.3f} + server {row['noop_cpu_ms'] - row['noop_cpu_ms_client']:.3f}): "
+                 f"at most {row['cpu_bound_ratio']:.2f}x in CPU time, {row['server_cpu_bound_ratio']:.2f}x server alone")
     print(line, flush=True)
 
 
@@ -351,8 +359,11 @@ def summarize(results):
                if isinstance(rows[0][k], float) and k != "load_average"}
         bound = f", ceiling {med['bound_ratio']:.2f}x" if "bound_ratio" in med else ""
         cpu_bound = f", ceiling {med['cpu_bound_ratio']:.2f}x" if "cpu_bound_ratio" in med else ""
+        alone = f", ceiling {med['server_cpu_bound_ratio']:.2f}x" if "server_cpu_bound_ratio" in med else ""
         print(f"  {protocol:9s} {clients:3d} clients: wall {med['ratio']:.2f}x in process{bound} (rounds: "
-              + ", ".join(f"{r['ratio']:.2f}" for r in rows) + f"); CPU time {med['cpu_ratio']:.2f}x{cpu_bound} "
+              + ", ".join(f"{r['ratio']:.2f}" for r in rows) + f"); CPU time {med['cpu_ratio']:.2f}x{cpu_bound} ("
+              + ", ".join(f"{r['cpu_ratio']:.2f}" for r in rows) + f"), server alone "
+              f"{med['server_cpu_ratio']:.2f}x{alone} "
               f"(server loop {med['cpu_ms_server_loop']:.3f} + replicas {med['cpu_ms_server_replicas']:.3f} + "
               f"client {med['cpu_ms_client']:.3f} ms vs {med['in_process_cpu_ms']:.3f}); p50 {med['p50_ms']:.1f} ms, "
               f"p99 {med['p99_ms']:.1f} ms, avg batch {med['avg_batch']:.1f}", flush=True)

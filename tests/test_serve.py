@@ -153,3 +153,25 @@ def test_concurrent_clients_get_their_own_rows(server, direct):
         assert metric(after, "vitc_request_duration_seconds_count", endpoint=endpoint) == \
             sum(metric(after, "vitc_requests_total", endpoint=endpoint, code=c) for c in (200, 400, 404, 413, 429, 503))
     assert metric(after, "vitc_ready") == 1 and metric(after, "vitc_replicas_alive") == 2
+
+
+def test_batch_runs_once_every_connection_waits_not_after_the_queue_delay(direct):
+    """With a queue delay of ten minutes and batches of 64, concurrent clients on keep-alive connections are
+    answered (within the client's 30 s timeout): a batch runs once every open connection has its request in
+    the engine. Each answer is its own image's row, over several rounds on the same connections."""
+    images = [random_png(300 + i) for i in range(4)]
+    env = dict(child_env(), OMP_NUM_THREADS="2")  # no layout given: vitc-digits is small, one replica per core
+    with ServerProcess(env, "--max-batch-size", "64", "--max-queue-delay-ms", "600000") as proc:
+        async def scenario():
+            async with httpx.AsyncClient(base_url=proc.url, timeout=30) as http:
+                async def client(image):
+                    return [await http.post("/v1/embeddings", json={"input": [b64(image)]}) for _ in range(3)]
+                return await asyncio.gather(*(client(x) for x in images))
+
+        answers = asyncio.run(scenario())
+        for image, responses in zip(images, answers):
+            for r in responses:
+                assert r.status_code == 200, r.text
+                np.testing.assert_array_equal(np.float32(r.json()["data"][0]["embedding"]), direct.embedding(image))
+        page = httpx.get(proc.url + "/metrics").text
+        assert metric(page, "vitc_inference_count_total") == 12 and metric(page, "vitc_replicas_alive") == 2

@@ -1,5 +1,6 @@
 """The batching engine and app in process: readiness waits for loading and warm-up and drops when a replica
 dies (the others keep serving), a failing batch answers 500 without killing its replica, the core plan."""
+import json
 import os
 import sys
 import threading
@@ -16,8 +17,9 @@ import vitc  # noqa: E402
 from vitc.serve.app import Decoder, Settings, create_app  # noqa: E402
 from vitc.serve.codec import RequestError  # noqa: E402
 from vitc.serve.engine import EMBED, Engine  # noqa: E402
+from vitc.serve.loading import image_gflops  # noqa: E402
 from vitc.serve.metrics import Metrics  # noqa: E402
-from vitc.serve.server import plan_cores  # noqa: E402
+from vitc.serve.server import SMALL_MODEL_GFLOPS, plan_cores  # noqa: E402
 
 
 class Flaky:
@@ -126,12 +128,15 @@ def test_replica_decodes_and_preprocesses_a_batch_and_a_bad_image_fails_alone():
             return processor(images, **kw)
     models[0].image_processor = Picky()
     blobs = [random_png(3, 40, 30), b"not an image", random_png(4, 77, 20), random_png(5, 50, 60)]
-    futures = engine.submit(EMBED, blobs, prepare=Decoder(lambda i: f"input {i}", 10 ** 7))
+    job = engine.submit(EMBED, blobs, prepare=Decoder(lambda i: f"input {i}", 10 ** 7))
+    with pytest.raises(RequestError, match="input 1"):  # the first failed image, in request order
+        job.wait(30)
     direct = Direct.of("vitc-digits")
-    np.testing.assert_array_equal(futures[0].result(30), direct.embedding(blobs[0]))
-    np.testing.assert_array_equal(futures[3].result(30), direct.embedding(blobs[3]))
+    assert job.failed == [False, True, True, False]
+    np.testing.assert_array_equal(job.results[0], direct.embedding(blobs[0]))
+    np.testing.assert_array_equal(job.results[3], direct.embedding(blobs[3]))
     for i, why in ((1, "input 1"), (2, "input 2: 77 pixels wide")):
-        err = futures[i].exception(30)
+        err = job.results[i]
         assert isinstance(err, RequestError) and err.status == 400 and why in err.message, err
     assert engine.metrics.execution_count == 1  # the two good ones ran as one batch
     engine.stop(30)
@@ -142,8 +147,7 @@ def test_engine_batches_and_keeps_rows_apart():
     engine.start()
     assert wait_for(engine.ready)
     pixels = np.random.default_rng(0).standard_normal((10, 3, 32, 32)).astype(np.float32)
-    futures = engine.submit(EMBED, list(pixels))
-    rows = np.stack([f.result(30) for f in futures])
+    rows = np.stack(engine.submit(EMBED, list(pixels)).wait(30))
     model = vitc.ViTForImageClassification.from_pretrained("vitc-digits")
     np.testing.assert_array_equal(rows, model.embed(pixels))
     assert engine.metrics.inference_count == 10 and engine.metrics.execution_count >= 3  # max batch 4
@@ -159,6 +163,32 @@ def test_plan_cores(replicas, threads, cores, want):
     assert plan_cores(replicas, threads, cores) == want
 
 
+@pytest.mark.parametrize("gflops, want", [(0.02, (8, 1)), (0.99, (8, 1)), (1.0, (1, 8)), (35.0, (1, 8)),
+                                           (None, (1, 8))])
+def test_plan_cores_default_by_model_cost(gflops, want):
+    """Left to choose, a model under SMALL_MODEL_GFLOPS per image gets a single-threaded replica per core, a
+    larger or unknown one a replica with every core; a layout given is kept whatever the model."""
+    assert SMALL_MODEL_GFLOPS == 1.0
+    assert plan_cores(None, None, 8, gflops) == want
+    assert plan_cores(2, None, 8, gflops) == (2, 4) and plan_cores(None, 4, 8, gflops) == (2, 4)
+
+
+def test_image_gflops_from_config(tmp_path):
+    """The estimate from config.json: the bundled vitc-digits, a two-tower config (its vision tower, image and
+    patch sizes as lists), and None where the config lacks a field or cannot be read."""
+    h, inter, layers, tokens = 64, 128, 4, (32 // 4) ** 2 + 1  # vitc-digits
+    want = layers * tokens * (2 * (4 * h * h + 2 * h * inter) + 4 * tokens * h) / 1e9
+    assert image_gflops("vitc-digits") == pytest.approx(want) and want < SMALL_MODEL_GFLOPS
+    vision = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "image_size": [224, 224],
+              "patch_size": [16, 16]}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "clip", "vision_config": vision}))
+    assert image_gflops(str(tmp_path)) == pytest.approx(34.9, abs=0.1)  # ViT-B/16: about 17.5 GMACs
+    del vision["intermediate_size"]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit", **vision}))
+    assert image_gflops(str(tmp_path)) is None
+    assert image_gflops(str(tmp_path / "missing")) is None
+
+
 def test_cli_refuses_more_threads_than_cores(capsys):
     from vitc import cli
     assert cli.main(["serve", "--model", "vitc-digits", "--replicas", "1000", "--threads", "1000"]) == 1
@@ -169,3 +199,48 @@ def test_cli_refuses_more_threads_than_cores(capsys):
 def test_plan_cores_refuses_oversubscription(replicas, threads):
     with pytest.raises(ValueError, match="exceed|>= 1"):
         plan_cores(replicas, threads, 8)
+
+
+def test_batch_runs_early_when_every_open_connection_has_its_request_queued():
+    """A batch that could wait a minute runs as soon as every client that could send one more image has its
+    request in the engine (open_connections); each request still gets its own row."""
+    connections = [3]
+    engine = Engine(lambda t: vitc.ViTForImageClassification.from_pretrained("vitc-digits", threads=t), 1, 1,
+                    max_batch_size=64, max_queue_delay_s=60, max_queue=64, metrics=Metrics("vitc-digits"),
+                    open_connections=lambda: connections[0])
+    engine.start()
+    try:
+        assert wait_for(engine.ready)
+        executions = engine.metrics.execution_count  # the warm-up runs none through the queue
+        pixels = np.random.default_rng(1).standard_normal((5, 3, 32, 32)).astype(np.float32)
+        model = vitc.ViTForImageClassification.from_pretrained("vitc-digits")
+        want = model.embed(pixels)
+        first = engine.submit(EMBED, [pixels[0]])
+        second = engine.submit(EMBED, [pixels[1], pixels[2]])
+        assert not first.done() and not second.done()  # (a batch of 64 with a minute to fill)
+        time.sleep(0.3)
+        assert not first.done()  # a third connection could still send: the batch keeps filling
+        third = engine.submit(EMBED, [pixels[3]])  # every connection has its request in: run now
+        rows = first.wait(30) + second.wait(30) + third.wait(30)
+        np.testing.assert_array_equal(np.stack(rows), want[:4])
+        assert engine.metrics.execution_count == executions + 1  # the four images as one batch
+
+        connections[0] = 2  # a request's second job (v2 asking embedding and label) is no second client
+        one = engine.submit(EMBED, [pixels[4]])
+        also = engine.submit(EMBED, [pixels[0]], counted=False)
+        time.sleep(0.3)
+        assert not one.done() and not also.done()
+        last = engine.submit(EMBED, [pixels[1]])  # the second client's request
+        np.testing.assert_array_equal(np.stack(one.wait(30) + also.wait(30) + last.wait(30)), want[[4, 0, 1]])
+        assert engine.metrics.execution_count == executions + 2 and engine.metrics.inference_count == 7
+
+        gone = engine.submit(EMBED, [pixels[2]])
+        engine.cancel(gone)  # its request gave up: its client may send again, and its image is skipped
+        one = engine.submit(EMBED, [pixels[3]])
+        time.sleep(0.3)
+        assert not one.done()
+        last = engine.submit(EMBED, [pixels[4]])
+        np.testing.assert_array_equal(np.stack(one.wait(30) + last.wait(30)), want[[3, 4]])
+        assert not gone.done() and engine.metrics.inference_count == 9
+    finally:
+        engine.stop(30)

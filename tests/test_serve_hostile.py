@@ -203,11 +203,14 @@ def test_clients_disconnecting_mid_request(server, direct):
 
 
 def test_full_queue_429_and_deadline_503(tmp_path):
-    """A queue of 4 images whose batch waits 2.5 s (max batch 64 never fills) behind a 1 s deadline."""
+    """A queue of 4 images whose batch waits 2.5 s (max batch 64 never fills; an idle open connection could
+    still send one, so the batch does not run early) behind a 1 s deadline."""
     proc = ServerProcess(child_env(), "--max-queue", "4", "--max-batch-size", "64", "--max-queue-delay-ms", "2500",
                          "--request-timeout-s", "1")
+    idle = None
     try:
         proc.wait_ready()
+        idle = socket.create_connection(("127.0.0.1", proc.port))
 
         async def scenario():
             async with httpx.AsyncClient(base_url=proc.url, timeout=30) as http:
@@ -227,13 +230,17 @@ def test_full_queue_429_and_deadline_503(tmp_path):
         assert metric(page, "vitc_requests_total", endpoint="embeddings", code=503) == 1
         assert metric(page, "vitc_requests_total", endpoint="embeddings", code=413) == 1
     finally:
+        if idle is not None:
+            idle.close()
         proc.stop()
 
 
 def test_sigterm_drains_in_flight_requests_then_exits(direct):
     proc = ServerProcess(child_env(), "--max-batch-size", "64", "--max-queue-delay-ms", "1500")
+    idle = None
     try:
         proc.wait_ready()
+        idle = socket.create_connection(("127.0.0.1", proc.port))  # a client that could still send: no early batch
         images = [random_png(200 + i) for i in range(6)]
 
         async def scenario():
@@ -250,6 +257,8 @@ def test_sigterm_drains_in_flight_requests_then_exits(direct):
             np.testing.assert_array_equal(np.float32(r.json()["data"][0]["embedding"]), direct.embedding(image))
         assert proc.proc.wait(timeout=30) == 0  # drained cleanly: status 0, not "killed by SIGTERM"
     finally:
+        if idle is not None:
+            idle.close()
         proc.stop()
 
 

@@ -48,48 +48,56 @@ def create_app(engine, metrics, settings, lifespan=None):
     # ---- shared steps --------------------------------------------------------------------------------
     async def read_body(request, deadline):
         declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_body_bytes:
-            raise RequestError(413, f"the body of {declared} bytes is over the limit of {settings.max_body_bytes}")
-
-        async def read():
-            chunks, size = [], 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > settings.max_body_bytes:
-                    raise RequestError(413, f"the body is over the limit of {settings.max_body_bytes} bytes")
-                chunks.append(chunk)
-            return b"".join(chunks)
+        limit = settings.max_body_bytes
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestError(413, f"the body of {declared} bytes is over the limit of {limit}")
+        chunks, size, more = [], 0, True
         try:
-            return await within(deadline, read())
-        except asyncio.TimeoutError:
+            while more:  # usually one message: the whole body
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk, more = message.get("body", b""), message.get("more_body", False)
+                size += len(chunk)
+                if size > limit:
+                    raise RequestError(413, f"the body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+        except asyncio.CancelledError:
+            if not deadline.caught():
+                raise
             raise RequestError(408, f"the request body did not arrive within {settings.request_timeout_s:g} s") from None
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def run(task, blobs, what, deadline, top_k=None):
+    async def run(task, blobs, what, deadline, top_k=None, counted=True):
         """Queue encoded images (decoded by the replicas) and wait for each one's result (a list, in order)."""
         if engine.processor is None or not engine.loaded():  # a dead replica or draining: the others still serve
             raise RequestError(503, "the model is not ready")
-        return await queue_and_wait(task, blobs, deadline, top_k, Decoder(what, settings.max_image_pixels))
+        return await queue_and_wait(task, blobs, deadline, top_k, Decoder(what, settings.max_image_pixels), counted)
 
-    async def queue_and_wait(task, inputs, deadline, top_k=None, prepare=None):
+    async def queue_and_wait(task, inputs, deadline, top_k=None, prepare=None, counted=True):
         """Queue images (preprocessed, or encoded with prepare) or EMBED_TEXT strings and wait for each one's
-        result, in order; the first failed image (in request order) fails the request."""
+        result, in order; the first failed image (in request order) fails the request. counted=False: the
+        request's second job (engine.submit)."""
         if not engine.loaded():
             raise RequestError(503, "the model is not ready")
         if len(inputs) > engine.max_queue:
             raise RequestError(413, f"{len(inputs)} inputs in one request; the limit is {engine.max_queue}")
+        side = deadline.side
+        waiter = side.loop.create_future()
         try:
-            futures = engine.submit(task, inputs, top_k, prepare)
+            job = engine.submit(task, inputs, top_k, prepare, side.wake, waiter, counted)
         except QueueFull as err:
             raise RequestError(429, str(err)) from None
         except NotAccepting as err:
             raise RequestError(503, str(err)) from None
         try:
-            await within(deadline, all_done(futures))
-        except asyncio.TimeoutError:
-            for f in futures:
-                f.cancel()
+            await waiter
+        except asyncio.CancelledError:  # the deadline (see Deadline), or the task was cancelled otherwise
+            engine.cancel(job)
+            if not deadline.caught():
+                raise
             raise RequestError(503, no_result) from None
-        return [f.result() for f in futures]
+        return job.outcome()
 
     def check_model(model, version=None):
         if model != name or version not in (None, "1"):
@@ -117,21 +125,20 @@ def create_app(engine, metrics, settings, lifespan=None):
         except (TypeError, ValueError) as err:
             raise RequestError(400, f"parameters: {err}") from None
         images, texts = await asyncio.gather(run(EMBED, blobs, what, deadline),
-                                             queue_and_wait(EMBED_TEXT, prompts, deadline))
+                                             queue_and_wait(EMBED_TEXT, prompts, deadline, counted=False))
         return engine.rank_labels(l2_normalize(np.stack(texts)), l2_normalize(np.stack(images)), labels, top_k)
 
     def endpoint(label, handler, openai=False):
         async def wrapped(request):
             started = time.monotonic()
-            deadline = Deadline(started + settings.request_timeout_s)
             clock = LoopSide.of(asyncio.get_running_loop())
+            deadline = Deadline(started + settings.request_timeout_s, clock)
             clock.watch(deadline)
             try:
                 response = await handler(request, deadline)
             except asyncio.CancelledError:
-                if not deadline.passed:
+                if not deadline.caught():  # else passed while awaiting several jobs at once (asyncio.gather)
                     raise
-                deadline.uncancel()  # passed while awaiting several jobs at once (asyncio.gather)
                 response = error_response(503, no_result, openai)
             except RequestError as err:
                 response = error_response(err.status, err.message, openai)
@@ -221,7 +228,7 @@ def create_app(engine, metrics, settings, lifespan=None):
                            run(EMBED, blobs, lambda i: f"{label} {i}", deadline))
         if "label" in wanted or "score" in wanted:
             need_classifier()
-            jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k)
+            jobs[CLASSIFY] = run(CLASSIFY, blobs, lambda i: f"{label} {i}", deadline, top_k, counted=not jobs)
         if len(jobs) == 1:  # no task for gather to make
             results = {task: await job for task, job in jobs.items()}
         else:
@@ -239,9 +246,9 @@ def create_app(engine, metrics, settings, lifespan=None):
             answer["id"] = req["id"]
         head = codec.to_json(answer)
         if not blobs_out:
-            return Response(head, media_type="application/json")
-        return Response(head + b"".join(blobs_out), media_type="application/octet-stream",
-                        headers={"Inference-Header-Content-Length": str(len(head))})
+            return Answer(head)
+        return Answer(head + b"".join(blobs_out), content_type=b"application/octet-stream",
+                      headers=[(b"inference-header-content-length", b"%d" % len(head))])
 
     async def embeddings(request, deadline):
         req = codec.parse_json(await read_body(request, deadline))
@@ -352,22 +359,11 @@ class Direct:
 
 class RawRequest:
     """What the endpoints read of a request, as starlette.requests.Request gives it: path_params, headers.get
-    and stream() (ClientDisconnect when the client goes)."""
+    and receive."""
+    __slots__ = ("receive", "path_params", "headers")
 
     def __init__(self, scope, receive, path_params):
         self.receive, self.path_params, self.headers = receive, path_params, RawHeaders(scope["headers"])
-
-    async def stream(self):
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            if message["type"] == "http.request":
-                body = message.get("body", b"")
-                if body:
-                    yield body
-                if not message.get("more_body", False):
-                    return
 
 
 class Decoder:
@@ -391,52 +387,28 @@ class Decoder:
 
 
 class Deadline:
-    """When a request must be answered by (time.monotonic()); LoopSide.sweep cancels its task once past."""
-    __slots__ = ("at", "task", "passed")
+    """When a request must be answered by (time.monotonic()); LoopSide.sweep cancels its task once past (an
+    await that sees the CancelledError with `passed` set answers 408 / 503). side: the LoopSide watching."""
+    __slots__ = ("at", "task", "passed", "side")
 
-    def __init__(self, at):
-        self.at, self.task, self.passed = at, None, False
+    def __init__(self, at, side=None):
+        self.at, self.task, self.passed, self.side = at, None, False, side
 
-    def uncancel(self):
-        """The cancellation was the deadline's and is answered (Task.uncancel, Python 3.11+)."""
+    def caught(self):
+        """In an `except CancelledError`: True when the cancellation was this deadline's, now answered (the
+        task uncancelled, Task.uncancel on Python 3.11+); False when it is to be re-raised."""
+        if not self.passed:
+            return False
         if hasattr(self.task, "uncancel"):
             self.task.uncancel()
-
-
-async def within(deadline, awaitable):
-    """Await, turning the deadline's cancellation of the request's task into asyncio.TimeoutError."""
-    try:
-        return await awaitable
-    except asyncio.CancelledError:
-        if not deadline.passed:
-            raise
-        deadline.uncancel()
-        raise asyncio.TimeoutError from None
-
-
-def all_done(futures):
-    """An asyncio future done when every concurrent Future is: the replica that finishes a request's last
-    image hands its waiter to LoopSide.settle (asyncio.wrap_future would wake the loop per image)."""
-    loop = asyncio.get_running_loop()
-    waiter = loop.create_future()
-    left, lock, wake = [len(futures)], threading.Lock(), LoopSide.of(loop)
-
-    def one_done(_):
-        with lock:
-            left[0] -= 1
-            last = left[0] == 0
-        if last:
-            wake.settle(waiter)
-    for f in futures:
-        f.add_done_callback(one_done)
-    return waiter
+        return True
 
 
 class LoopSide:
     """What requests share per event loop, to spare it per-request work that costs as much as a small model's:
     - waiters settled from replica threads with one call_soon_threadsafe per burst: a replica finishing a
-      batch of 16 requests wakes the loop once, not 16 times (each a write to the loop's wake-up fd and a
-      thread switch);
+      batch of 16 requests wakes the loop once (Engine calls wake once per batch), not 16 times (each a write
+      to the loop's wake-up fd and a thread switch);
     - deadlines checked every TICK_S by one timer (asyncio.timeout arms and cancels a timer per request:
       a fifth of the loop's Python work per request): a request's task is cancelled at most TICK_S late."""
     TICK_S = 0.05
@@ -453,12 +425,16 @@ class LoopSide:
             side = cls._of[loop] = cls(loop)
         return side
 
-    def settle(self, waiter):
-        """From any thread: waiter.set_result(None) on the loop, soon."""
+    def wake(self, jobs):
+        """The engine's waker (from a replica thread, once per batch): settle the jobs' waiters."""
+        self.settle([job.waiter for job in jobs])
+
+    def settle(self, waiters):
+        """From any thread: waiter.set_result(None) on the loop, soon, for each waiter."""
         with self.lock:
             first = not self.ready
-            self.ready.append(waiter)
-        if first:  # else a drain is scheduled and has not taken the list yet: it settles this one too
+            self.ready += waiters
+        if first:  # else a drain is scheduled and has not taken the list yet: it settles these too
             self.loop.call_soon_threadsafe(self.drain)
 
     def drain(self):
@@ -491,9 +467,23 @@ class LoopSide:
         self.timer = self.loop.call_later(self.TICK_S, self.sweep) if self.deadlines else None
 
 
+class Answer:
+    """A complete response (status, body, content type and any extra headers), as starlette's Response with
+    none of its per-response header work: Direct sends it itself, Starlette calls it (ASGI)."""
+    __slots__ = ("status_code", "body", "raw_headers")
+
+    def __init__(self, body, status_code=200, content_type=b"application/json", headers=()):
+        self.status_code, self.body = status_code, body
+        self.raw_headers = [(b"content-length", b"%d" % len(body)), (b"content-type", content_type), *headers]
+
+    async def __call__(self, scope, receive, send):
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 def json_response(value):
     """A 200 JSON answer whose float32 arrays are written fast and exactly (codec.to_json)."""
-    return Response(codec.to_json(value), media_type="application/json")
+    return Answer(codec.to_json(value))
 
 
 class RawHeaders:
@@ -511,10 +501,10 @@ class RawHeaders:
 
 
 def error_response(status, message, openai=False):
-    headers = {"Retry-After": "1"} if status in (429, 503) else None
+    headers = [(b"retry-after", b"1")] if status in (429, 503) else ()
     if openai:
         body = {"error": {"message": message, "type": "invalid_request_error" if status < 500 else "server_error",
                           "code": status}}
     else:
         body = {"error": message}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return Answer(codec.to_json(body), status, headers=headers)

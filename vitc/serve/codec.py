@@ -151,7 +151,7 @@ def v2_images(request, binary, text=False):
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
                                                for d in shape):
         raise RequestError(400, f"{what}: shape must be an array of non-negative integers, got {shape!r}")
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # 1 for a scalar shape []
     params = tensor.get("parameters") or {}
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:

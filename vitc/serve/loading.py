@@ -35,3 +35,20 @@ def can_zero_shot(model):
 def can_classify(model):
     """A classifier with its own labels (config.id2label)."""
     return callable(getattr(model, "classify", None)) and not can_zero_shot(model)
+
+
+def image_gflops(name_or_path):
+    """About how many GFLOPs one image's encoder forward takes, from config.json (the vision tower's of a
+    two-tower model): 2 x layers x tokens x (4 h^2 + 2 h x intermediate) for the matmuls, + 4 x layers x
+    tokens^2 x h for attention. None when the config does not say (the caller keeps its default)."""
+    from ..auto import checkpoint_config
+    try:
+        config, _ = checkpoint_config(name_or_path)
+        vision = config.get("vision_config") or config
+        h, inter, layers = (int(vision[k]) for k in ("hidden_size", "intermediate_size", "num_hidden_layers"))
+        side, patch = (vision[k] for k in ("image_size", "patch_size"))
+        side, patch = (max(v) if isinstance(v, (list, tuple)) else v for v in (side, patch))
+        tokens = (int(side) // int(patch)) ** 2 + 1
+    except Exception:  # noqa: BLE001 - unreadable or unusual config: no estimate, the loader reports real errors
+        return None
+    return layers * tokens * (2 * (4 * h * h + 2 * h * inter) + 4 * tokens * h) / 1e9

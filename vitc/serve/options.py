@@ -10,12 +10,13 @@ def add_serve_arguments(p, default_model):
     p.add_argument("--dtype", default=None, choices=("float32", "fp32", "bfloat16", "bf16", "int8"),
                    help="weights of the encoder layers: float32 (default), bfloat16 or int8")
     p.add_argument("--replicas", type=int, default=None,
-                   help="model copies, each with its own threads (default: fits the cores with --threads)")
+                   help="model copies, each with its own threads (default: fits the cores with --threads; neither given: one per core for a model under 1 GFLOP per image, else one)")
     p.add_argument("--threads", type=int, default=None,
                    help="kernel threads per replica; replicas x threads <= cores (default: cores / replicas)")
     p.add_argument("--max-batch-size", type=int, default=8, help="images per forward (default 8)")
     p.add_argument("--max-queue-delay-ms", type=float, default=5.0,
-                   help="how long the oldest image waits for a batch to fill (default 5 ms)")
+                   help="how long the oldest image waits for a batch to fill (default 5 ms; less once every open "
+                        "connection has its request queued)")
     p.add_argument("--max-queue", type=int, default=256, help="images waiting before 429 (default 256)")
     p.add_argument("--max-body-mb", type=float, default=16.0, help="request body limit, 413 above (default 16)")
     p.add_argument("--max-image-pixels", type=int, default=40_000_000,
