@@ -36,8 +36,8 @@ typedef struct {
     size_t kq_block;                   /* kq rounded up to a multiple of this (0: not rounded) */
     int tile_rows_a;                   /* packed A in 16-row tiles instead of MR-row panels */
     void (*task_begin)(void), (*task_end)(void); /* around a thread's run of micro-kernel calls */
-    /* full MR×NR tiles whose epilogue is at most bias + activation: straight into C (bf16 AMX), or NULL */
-    void (*tile_direct)(size_t kq, const void *a, const void *b, const float *bias, float *c, size_t ldc);
+    /* bf16 AMX: a tile whose accumulators start from the bias or the residual, stored into C (panel_into_c) */
+    void (*tile_c)(size_t mr, size_t kq, const void *a, const void *b, const vitc_amx_tile_c *t);
 } lowp_config;
 
 /* the float32 micro-kernels as full-k tile kernels (bf16 widened at packing) */
@@ -75,7 +75,7 @@ static const lowp_config s8_avx512vnni = {.mr = 14, .nr = 32, .kr = 4, .afmt = V
 static const lowp_config bf16_amx = {.mr = 32, .nr = 32, .kr = 2, .afmt = VITC_A_BF16, .b_elt = 2,
     .ukernel = vitc_bf16_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
     .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end,
-    .tile_direct = vitc_bf16_gemm_tile_direct__amx};
+    .tile_c = vitc_bf16_gemm_tile_c__amx};
 static const lowp_config s8_amx = {.mr = 32, .nr = 32, .kr = 4, .afmt = VITC_A_U8, .b_elt = 1,
     .ukernel = vitc_s8_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
     .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
@@ -393,28 +393,80 @@ static void pack_a_task(const lowp_run *r, size_t t) {
                    min_size(MR, r->m - row0), r->k, r->a + row0 * r->lda, r->lda, r->apack_w, r->row_scales);
 }
 
+/* Whether panel_into_c can run the epilogue: the accumulators start from the bias, or from the residual
+ * with the bias added after (no activation between them); the activation runs in place after. */
+static int epilogue_into_c(const lowp_run *r) {
+    return r->cfg->tile_c && !r->e.scale && !r->e.row_scales && !(r->e.residual && r->e.act != VITC_ACT_NONE);
+}
+
+/* The row tiles [i0, i1) of a full-width panel jp (bf16 AMX): full tiles straight into C, started from the
+ * bias or the residual (then the bias added in place), the activation in place after; a last tile of fewer
+ * than MR rows through `edge` and the epilogue. Each call prefetches a share of the next panel of this task
+ * (next_b, its first lines) into L1 and the next tile's C rows for writing (docs/performance.md). */
+static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next_b, size_t i0, size_t i1,
+                         float *edge) {
+    const lowp_config *cfg = r->cfg;
+    const size_t MR = cfg->mr, NR = cfg->nr, col0 = jp * NR;
+    const size_t panel_bytes = r->kq * NR * cfg->kr * cfg->b_elt;
+    const unsigned char *bp = r->b + jp * panel_bytes;
+    const size_t b_lines = next_b ? panel_bytes / 64 : 0, share = div_up(b_lines, div_up(i1 - i0, MR));
+    for (size_t i = i0, t = 0; i < i1; i += MR, t++) {
+        const size_t rows = min_size(MR, r->m - i), next_rows = i + MR < i1 ? min_size(MR, r->m - (i + MR)) : 0;
+        vitc_amx_tile_c tc;
+        memset(&tc, 0, sizeof(tc));
+        if (rows == MR) {
+            tc.c = r->c + i * r->ldc + col0;
+            tc.ldc = r->ldc;
+            if (r->e.residual) {
+                tc.init = r->e.residual + i * r->e.ldr + col0;
+                tc.ldi = r->e.ldr;
+            } else {
+                tc.init = r->e.bias ? r->e.bias + col0 : NULL;
+            }
+        } else {
+            tc.c = edge;
+            tc.ldc = NR;
+        }
+        if (next_rows == MR) {
+            tc.next_c = r->c + (i + MR) * r->ldc + col0;
+            tc.next_c_rows = MR;
+            tc.next_ldc = r->ldc;
+        }
+        if (t * share < b_lines) {
+            tc.next_b = next_b + t * share * 64;
+            tc.next_b_lines = min_size(share, b_lines - t * share);
+        }
+        cfg->tile_c(rows, r->kq, r->apack + i * r->kq * 4, bp, &tc);
+        if (rows < MR) {
+            cfg->epilogue(&r->e, rows, NR, i, col0, edge, NR, r->c, r->ldc);
+            continue;
+        }
+        if (r->e.residual && r->e.bias)
+            for (size_t q = 0; q < rows; q++)
+                for (size_t j = 0; j < NR; j++) tc.c[q * r->ldc + j] += r->e.bias[col0 + j];
+        if (r->e.act != VITC_ACT_NONE)
+            for (size_t q = 0; q < rows; q++) vitc_f32_activation(r->e.isa, r->e.act, tc.c + q * r->ldc, NR);
+    }
+}
+
 static void gemm_task(const lowp_run *r, size_t t) {
     const lowp_config *cfg = r->cfg;
     const size_t MR = cfg->mr, NR = cfg->nr, KR = cfg->kr;
     const size_t i0 = t / r->n_groups * r->block_tiles * MR, i1 = min_size(i0 + r->block_tiles * MR, r->m);
     const size_t jp0 = t % r->n_groups * r->group_panels, jp1 = min_size(jp0 + r->group_panels, r->n_panels);
+    const size_t panel_bytes = r->kq * NR * KR * cfg->b_elt;
     _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
     if (cfg->task_begin) cfg->task_begin();
-    /* the bias (+ activation) epilogue of full tiles goes into the tile kernel (its accumulators start from the
-     * bias; the activation runs in place on C's rows after) */
-    const int direct = cfg->tile_direct && !r->e.residual && !r->e.scale && !r->e.row_scales;
+    const int into_c = epilogue_into_c(r);
     for (size_t jp = jp0; jp < jp1; jp++) {
         const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
-        const unsigned char *bp = r->b + jp * r->kq * NR * KR * cfg->b_elt;
+        const unsigned char *bp = r->b + jp * panel_bytes;
+        if (into_c && cols == NR) {
+            panel_into_c(r, jp, jp + 1 < jp1 ? bp + panel_bytes : NULL, i0, i1, (float *)(void *)tile);
+            continue;
+        }
         for (size_t i = i0; i < i1; i += MR) {
             const size_t rows = min_size(MR, r->m - i);
-            if (direct && rows == MR && cols == NR) {
-                float *c = r->c + i * r->ldc + col0;
-                cfg->tile_direct(r->kq, r->apack + i * r->kq * 4, bp, r->e.bias ? r->e.bias + col0 : NULL, c, r->ldc);
-                if (r->e.act != VITC_ACT_NONE)
-                    for (size_t q = 0; q < rows; q++) vitc_f32_activation(r->e.isa, r->e.act, c + q * r->ldc, cols);
-                continue;
-            }
             cfg->ukernel(rows, r->kq, r->apack + i * r->kq * 4, bp, tile);
             cfg->epilogue(&r->e, rows, cols, i, col0, tile, NR, r->c, r->ldc);
         }

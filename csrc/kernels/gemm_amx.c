@@ -34,23 +34,28 @@ void vitc_amx_task_begin(void) { _tile_loadconfig(&tile_config); }
 void vitc_amx_task_end(void) { _tile_release(); }
 
 /* One 32×32 (two_halves) or 16×32 tile over kq groups; s8 picks tdpbusd over tdpbf16ps (a constant in each
- * inlined copy). Each load as late as its first use: tiles are not renamed, so a load waits for the last
- * multiply-add that reads its register. */
+ * inlined copy). The accumulators start from init (row stride ldi bytes; 0: every row from init[0..32)), else
+ * zero. Each load as late as its first use: tiles are not renamed, so a load waits for the last multiply-add
+ * that reads its register. With pf (vitc_amx_tile_c), each k step also prefetches a share of the next tile's
+ * C rows for writing (its first store would otherwise wait for the lines' reads for ownership) and of the
+ * next weight panel's lines into L1 (docs/performance.md). */
 static inline __attribute__((always_inline)) void amx_tile(const int s8, const int two_halves, size_t kq,
                                                            const unsigned char *ap, const unsigned char *bp,
-                                                           const float *init, unsigned char *cp, size_t ldc) {
+                                                           const unsigned char *init, size_t ldi,
+                                                           unsigned char *cp, size_t ldc,
+                                                           const vitc_amx_tile_c *pf) {
 #define DP(c, x, y)                      \
     do {                                 \
         if (s8) _tile_dpbusd(c, x, y);   \
         else _tile_dpbf16ps(c, x, y);    \
     } while (0)
     const size_t half = 16 * kq * 4; /* the second 16-row block of A */
-    if (init) { /* every row starts from init[0..32): a row stride of 0 */
-        _tile_loadd(0, init, 0);
-        _tile_loadd(1, init + 16, 0);
+    if (init) {
+        _tile_loadd(0, init, ldi);
+        _tile_loadd(1, init + 64, ldi);
         if (two_halves) {
-            _tile_loadd(2, init, 0);
-            _tile_loadd(3, init + 16, 0);
+            _tile_loadd(2, init + 16 * ldi, ldi);
+            _tile_loadd(3, init + 16 * ldi + 64, ldi);
         }
     } else {
         _tile_zero(0);
@@ -60,7 +65,10 @@ static inline __attribute__((always_inline)) void amx_tile(const int s8, const i
             _tile_zero(3);
         }
     }
-    for (size_t g = 0; g < kq; g += KBLOCK) {
+    /* prefetch shares per k step: c_per lines of the next tile's C (line l: row l / 2, half l % 2), b_per of B */
+    const size_t steps = kq / KBLOCK, c_lines = pf ? 2 * pf->next_c_rows : 0, b_lines = pf ? pf->next_b_lines : 0;
+    const size_t c_per = (c_lines + steps - 1) / steps, b_per = (b_lines + steps - 1) / steps;
+    for (size_t g = 0, s = 0; g < kq; g += KBLOCK, s++) {
         _tile_loadd(4, ap + g * 64, 64);
         _tile_loadd(6, bp + g * B_ROW, B_ROW);
         DP(0, 4, 6);
@@ -71,6 +79,10 @@ static inline __attribute__((always_inline)) void amx_tile(const int s8, const i
             DP(2, 5, 6);
             DP(3, 5, 7);
         }
+        for (size_t l = s * c_per; l < (s + 1) * c_per && l < c_lines; l++)
+            _m_prefetchw((unsigned char *)pf->next_c + (l / 2) * pf->next_ldc * 4 + (l % 2) * 64);
+        for (size_t l = s * b_per; l < (s + 1) * b_per && l < b_lines; l++)
+            _mm_prefetch((const char *)pf->next_b + l * 64, _MM_HINT_T0);
     }
 #undef DP
     _tile_stored(0, cp, ldc);
@@ -85,9 +97,9 @@ static inline __attribute__((always_inline)) void amx_ukernel(const int s8, size
                                                               const void *b, void *tile) {
     if (mr < 1 || mr > 32 || kq % KBLOCK) __builtin_trap();
     if (mr > 16)
-        amx_tile(s8, 1, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, (unsigned char *)tile, C_ROW);
+        amx_tile(s8, 1, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW, NULL);
     else
-        amx_tile(s8, 0, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, (unsigned char *)tile, C_ROW);
+        amx_tile(s8, 0, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW, NULL);
 }
 
 void vitc_bf16_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a,
@@ -100,11 +112,16 @@ void vitc_s8_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_REST
     amx_ukernel(1, mr, kq, a, b, tile);
 }
 
-/* A full 32×32 bf16 tile straight into C (row stride ldc floats), its accumulators started from bias[0..32)
- * (or zero): the epilogue's copy of the stack tile (~15% of a bf16 GEMM) is gone for layers whose epilogue
- * is only a bias (qkv) or a bias and an activation applied in place afterwards (fc1). */
-void vitc_bf16_gemm_tile_direct__amx(size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
-                                     const float *bias, float *c, size_t ldc) {
-    if (kq % KBLOCK) __builtin_trap();
-    amx_tile(0, 1, kq, (const unsigned char *)a, (const unsigned char *)b, bias, (unsigned char *)c, ldc * 4);
+/* A bf16 tile of mr <= 32 rows over all of k, its accumulators started from t->init and stored to t->c
+ * (vitc_amx_tile_c): C's own rows for full tiles, so the epilogue's copy of a stack tile (~15% of a bf16
+ * GEMM) is gone; it prefetches what the next call needs. */
+void vitc_bf16_gemm_tile_c__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
+                                const vitc_amx_tile_c *t) {
+    if (mr < 1 || mr > 32 || kq % KBLOCK) __builtin_trap();
+    const unsigned char *init = (const unsigned char *)t->init;
+    unsigned char *c = (unsigned char *)t->c;
+    if (mr > 16)
+        amx_tile(0, 1, kq, (const unsigned char *)a, (const unsigned char *)b, init, t->ldi * 4, c, t->ldc * 4, t);
+    else
+        amx_tile(0, 0, kq, (const unsigned char *)a, (const unsigned char *)b, init, t->ldi * 4, c, t->ldc * 4, t);
 }
