@@ -522,10 +522,19 @@ vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const voi
      * ~4 tasks per thread over N so a thread the OS delays leaves its share to the others */
     const size_t m_tiles = div_up(m, cfg->mr), tile_bytes = cfg->mr * r.kq * 4;
     const size_t a_limit = m_tiles * tile_bytes <= A_WHOLE_BYTES ? m_tiles * tile_bytes : A_BLOCK_BYTES;
-    r.block_tiles = min_size(m_tiles, a_limit / tile_bytes > 0 ? a_limit / tile_bytes : 1);
-    const size_t m_blocks = div_up(m_tiles, r.block_tiles);
+    const size_t m_blocks = div_up(m_tiles, min_size(m_tiles, a_limit / tile_bytes > 0 ? a_limit / tile_bytes : 1));
+    r.block_tiles = div_up(m_tiles, m_blocks); /* blocks of equal size (50 tiles: 17+17+16, not 21+21+8) */
+    /* and a task count that is a multiple of the thread count where the panels allow (9 equal tasks on 2
+     * threads leave one thread idle for a ninth of the time) */
     const size_t want = nthreads > 1 ? 4 * (size_t)nthreads : 1;
     r.n_groups = min_size(r.n_panels, div_up(want, m_blocks));
+    for (size_t g = r.n_groups; g <= r.n_panels && g < 2 * r.n_groups; g++) {
+        const size_t groups = div_up(r.n_panels, div_up(r.n_panels, g));
+        if (m_blocks * groups % (size_t)nthreads == 0) {
+            r.n_groups = g;
+            break;
+        }
+    }
     r.group_panels = div_up(r.n_panels, r.n_groups);
     r.n_groups = div_up(r.n_panels, r.group_panels);
     parallel_for(nthreads, m_blocks * r.n_groups, gemm_task, &r);
