@@ -23,6 +23,7 @@
 #include "gemm_internal.h"
 #include "gemm_lowp_convert.h"
 #include "gemm_lowp_internal.h"
+#include "kernel_table.h"
 #include "threadpool.h"
 
 typedef struct {
@@ -409,6 +410,7 @@ static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next
     const size_t MR = cfg->mr, NR = cfg->nr, col0 = jp * NR;
     const size_t panel_bytes = r->kq * NR * cfg->kr * cfg->b_elt;
     const unsigned char *bp = r->b + jp * panel_bytes;
+    const vitc_tile_epilogue_fn tile_epilogue = vitc_kernels_for(r->e.isa)->tile_epilogue;
     const size_t b_lines = next_b ? panel_bytes / 64 : 0, share = div_up(b_lines, div_up(i1 - i0, MR));
     for (size_t i = i0, t = 0; i < i1; i += MR, t++) {
         const size_t rows = min_size(MR, r->m - i), next_rows = i + MR < i1 ? min_size(MR, r->m - (i + MR)) : 0;
@@ -441,11 +443,10 @@ static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next
             cfg->epilogue(&r->e, rows, NR, i, col0, edge, NR, r->c, r->ldc);
             continue;
         }
-        if (r->e.residual && r->e.bias)
-            for (size_t q = 0; q < rows; q++)
-                for (size_t j = 0; j < NR; j++) tc.c[q * r->ldc + j] += r->e.bias[col0 + j];
-        if (r->e.act != VITC_ACT_NONE)
-            for (size_t q = 0; q < rows; q++) vitc_f32_activation(r->e.isa, r->e.act, tc.c + q * r->ldc, NR);
+        /* in place over the whole tile (one call per tile: per 32-float row it was latency-bound, gemm.c) */
+        const float *bias_after = r->e.residual && r->e.bias ? r->e.bias + col0 : NULL;
+        if (bias_after || r->e.act != VITC_ACT_NONE)
+            tile_epilogue(rows, NR, tc.c, r->ldc, tc.c, r->ldc, bias_after, r->e.act, NULL, NULL, 0);
     }
 }
 
