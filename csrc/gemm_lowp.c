@@ -39,6 +39,7 @@ typedef struct {
     void (*task_begin)(void), (*task_end)(void); /* around a thread's run of micro-kernel calls */
     /* bf16 AMX: a tile whose accumulators start from the bias or the residual, stored into C (panel_into_c) */
     void (*tile_c)(size_t mr, size_t kq, const void *a, const void *b, const vitc_amx_tile_c *t);
+    int (*tile_c_finishes)(vitc_act act); /* whether tile_c can finish the previous tile with this activation */
 } lowp_config;
 
 /* the float32 micro-kernels as full-k tile kernels (bf16 widened at packing) */
@@ -76,7 +77,7 @@ static const lowp_config s8_avx512vnni = {.mr = 14, .nr = 32, .kr = 4, .afmt = V
 static const lowp_config bf16_amx = {.mr = 32, .nr = 32, .kr = 2, .afmt = VITC_A_BF16, .b_elt = 2,
     .ukernel = vitc_bf16_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
     .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end,
-    .tile_c = vitc_bf16_gemm_tile_c__amx};
+    .tile_c = vitc_bf16_gemm_tile_c__amx, .tile_c_finishes = vitc_amx_finishes};
 static const lowp_config s8_amx = {.mr = 32, .nr = 32, .kr = 4, .afmt = VITC_A_U8, .b_elt = 1,
     .ukernel = vitc_s8_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
     .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
@@ -400,18 +401,33 @@ static int epilogue_into_c(const lowp_run *r) {
     return r->cfg->tile_c && !r->e.scale && !r->e.row_scales && !(r->e.residual && r->e.act != VITC_ACT_NONE);
 }
 
+/* A full tile in C still to finish in place: x = act(x + bias) (bias: after a residual start, else NULL). */
+typedef struct {
+    float *c;
+    const float *bias;
+} pending_tile;
+
+static void finish_now(const lowp_run *r, pending_tile *p) {
+    if (p->c)
+        vitc_kernels_for(r->e.isa)->tile_epilogue(r->cfg->mr, r->cfg->nr, p->c, r->ldc, p->c, r->ldc, p->bias,
+                                                  r->e.act, NULL, NULL, 0);
+    p->c = NULL;
+}
+
 /* The row tiles [i0, i1) of a full-width panel jp (bf16 AMX): full tiles straight into C, started from the
  * bias or the residual (then the bias added in place), the activation in place after; a last tile of fewer
- * than MR rows through `edge` and the epilogue. Each call prefetches a share of the next panel of this task
- * (next_b, its first lines) into L1 and the next tile's C rows for writing (docs/performance.md). */
+ * than MR rows through `edge` and the epilogue. A full tile's bias-after / activation runs during the next
+ * tile call (its vector work overlaps that call's tile multiply-adds; *pend carries it to the next panel).
+ * Each call also prefetches a share of the next panel of this task (next_b) into L1 and the next tile's C
+ * rows for writing (docs/performance.md). */
 static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next_b, size_t i0, size_t i1,
-                         float *edge) {
+                         float *edge, pending_tile *pend) {
     const lowp_config *cfg = r->cfg;
     const size_t MR = cfg->mr, NR = cfg->nr, col0 = jp * NR;
     const size_t panel_bytes = r->kq * NR * cfg->kr * cfg->b_elt;
     const unsigned char *bp = r->b + jp * panel_bytes;
-    const vitc_tile_epilogue_fn tile_epilogue = vitc_kernels_for(r->e.isa)->tile_epilogue;
     const size_t b_lines = next_b ? panel_bytes / 64 : 0, share = div_up(b_lines, div_up(i1 - i0, MR));
+    const int overlap = cfg->tile_c_finishes(r->e.act);
     for (size_t i = i0, t = 0; i < i1; i += MR, t++) {
         const size_t rows = min_size(MR, r->m - i), next_rows = i + MR < i1 ? min_size(MR, r->m - (i + MR)) : 0;
         vitc_amx_tile_c tc;
@@ -438,15 +454,25 @@ static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next
             tc.next_b = next_b + t * share * 64;
             tc.next_b_lines = min_size(share, b_lines - t * share);
         }
+        if (pend->c) {
+            tc.prev = pend->c;
+            tc.prev_rows = MR;
+            tc.prev_ldc = r->ldc;
+            tc.prev_bias = pend->bias;
+            tc.act = r->e.act;
+            pend->c = NULL;
+        }
         cfg->tile_c(rows, r->kq, r->apack + i * r->kq * 4, bp, &tc);
         if (rows < MR) {
             cfg->epilogue(&r->e, rows, NR, i, col0, edge, NR, r->c, r->ldc);
             continue;
         }
-        /* in place over the whole tile (one call per tile: per 32-float row it was latency-bound, gemm.c) */
         const float *bias_after = r->e.residual && r->e.bias ? r->e.bias + col0 : NULL;
-        if (bias_after || r->e.act != VITC_ACT_NONE)
-            tile_epilogue(rows, NR, tc.c, r->ldc, tc.c, r->ldc, bias_after, r->e.act, NULL, NULL, 0);
+        if (bias_after || r->e.act != VITC_ACT_NONE) {
+            pend->c = tc.c;
+            pend->bias = bias_after;
+            if (!overlap) finish_now(r, pend);
+        }
     }
 }
 
@@ -459,11 +485,12 @@ static void gemm_task(const lowp_run *r, size_t t) {
     _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
     if (cfg->task_begin) cfg->task_begin();
     const int into_c = epilogue_into_c(r);
+    pending_tile pend = {NULL, NULL};
     for (size_t jp = jp0; jp < jp1; jp++) {
         const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
         const unsigned char *bp = r->b + jp * panel_bytes;
         if (into_c && cols == NR) {
-            panel_into_c(r, jp, jp + 1 < jp1 ? bp + panel_bytes : NULL, i0, i1, (float *)(void *)tile);
+            panel_into_c(r, jp, jp + 1 < jp1 ? bp + panel_bytes : NULL, i0, i1, (float *)(void *)tile, &pend);
             continue;
         }
         for (size_t i = i0; i < i1; i += MR) {
@@ -472,6 +499,7 @@ static void gemm_task(const lowp_run *r, size_t t) {
             cfg->epilogue(&r->e, rows, cols, i, col0, tile, NR, r->c, r->ldc);
         }
     }
+    finish_now(r, &pend);
     if (cfg->task_end) cfg->task_end();
 }
 

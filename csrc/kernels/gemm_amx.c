@@ -9,6 +9,7 @@
 #include <stdint.h>
 #define VITC_LOWP_SFX amx
 #include "gemm_lowp_body.h"
+#include "vmath_avx512.h"
 
 #define NR 32
 #define KBLOCK 16           /* k groups per tile step: 16 rows of a B tile, 64 bytes of an A row */
@@ -33,6 +34,24 @@ void vitc_amx_task_begin(void) { _tile_loadconfig(&tile_config); }
 
 void vitc_amx_task_end(void) { _tile_release(); }
 
+/* Rows [r0, r1) of the previous tile: x = act(x + bias), the activation a constant in each inlined copy;
+ * the same operations as the tile epilogue (ops_body.h), so the same bits. */
+static inline __attribute__((always_inline)) void finish_rows(const vitc_act act, float *p, size_t ldp, size_t r0,
+                                                              size_t r1, const float *bias) {
+    for (size_t r = r0; r < r1; r++)
+        for (size_t h = 0; h < NR; h += 16) {
+            __m512 v = _mm512_loadu_ps(p + r * ldp + h);
+            if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + h));
+            switch (act) {
+            case VITC_ACT_GELU_ERF: v = vgelu_erf__avx512(v); break;
+            case VITC_ACT_GELU_TANH: v = vgelu_tanh__avx512(v); break;
+            case VITC_ACT_QUICK_GELU: v = vquick_gelu__avx512(v); break;
+            default: break;
+            }
+            _mm512_storeu_ps(p + r * ldp + h, v);
+        }
+}
+
 /* One 32×32 (two_halves) or 16×32 tile over kq groups; s8 picks tdpbusd over tdpbf16ps (a constant in each
  * inlined copy). The accumulators start from init (row stride ldi bytes; 0: every row from init[0..32)), else
  * zero. Each load as late as its first use: tiles are not renamed, so a load waits for the last multiply-add
@@ -43,7 +62,7 @@ static inline __attribute__((always_inline)) void amx_tile(const int s8, const i
                                                            const unsigned char *ap, const unsigned char *bp,
                                                            const unsigned char *init, size_t ldi,
                                                            unsigned char *cp, size_t ldc,
-                                                           const vitc_amx_tile_c *pf) {
+                                                           const vitc_amx_tile_c *pf, const vitc_act act) {
 #define DP(c, x, y)                      \
     do {                                 \
         if (s8) _tile_dpbusd(c, x, y);   \
@@ -68,6 +87,7 @@ static inline __attribute__((always_inline)) void amx_tile(const int s8, const i
     /* prefetch shares per k step: c_per lines of the next tile's C (line l: row l / 2, half l % 2), b_per of B */
     const size_t steps = kq / KBLOCK, c_lines = pf ? 2 * pf->next_c_rows : 0, b_lines = pf ? pf->next_b_lines : 0;
     const size_t c_per = (c_lines + steps - 1) / steps, b_per = (b_lines + steps - 1) / steps;
+    const size_t p_rows = pf && pf->prev ? pf->prev_rows : 0, p_per = (p_rows + steps - 1) / steps;
     for (size_t g = 0, s = 0; g < kq; g += KBLOCK, s++) {
         _tile_loadd(4, ap + g * 64, 64);
         _tile_loadd(6, bp + g * B_ROW, B_ROW);
@@ -83,6 +103,9 @@ static inline __attribute__((always_inline)) void amx_tile(const int s8, const i
             _m_prefetchw((unsigned char *)pf->next_c + (l / 2) * pf->next_ldc * 4 + (l % 2) * 64);
         for (size_t l = s * b_per; l < (s + 1) * b_per && l < b_lines; l++)
             _mm_prefetch((const char *)pf->next_b + l * 64, _MM_HINT_T0);
+        if (s * p_per < p_rows)
+            finish_rows(act, pf->prev, pf->prev_ldc, s * p_per, (s + 1) * p_per < p_rows ? (s + 1) * p_per : p_rows,
+                        pf->prev_bias);
     }
 #undef DP
     _tile_stored(0, cp, ldc);
@@ -97,9 +120,9 @@ static inline __attribute__((always_inline)) void amx_ukernel(const int s8, size
                                                               const void *b, void *tile) {
     if (mr < 1 || mr > 32 || kq % KBLOCK) __builtin_trap();
     if (mr > 16)
-        amx_tile(s8, 1, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW, NULL);
+        amx_tile(s8, 1, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW, NULL, VITC_ACT_NONE);
     else
-        amx_tile(s8, 0, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW, NULL);
+        amx_tile(s8, 0, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW, NULL, VITC_ACT_NONE);
 }
 
 void vitc_bf16_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a,
@@ -112,16 +135,33 @@ void vitc_s8_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_REST
     amx_ukernel(1, mr, kq, a, b, tile);
 }
 
+int vitc_amx_finishes(vitc_act act) {
+    return act == VITC_ACT_NONE || act == VITC_ACT_GELU_ERF || act == VITC_ACT_GELU_TANH || act == VITC_ACT_QUICK_GELU;
+}
+
+/* an instance of amx_tile per (halves, activation of the previous tile) */
+#define TILE_C(halves, act)                                                                                     \
+    amx_tile(0, halves, kq, (const unsigned char *)a, (const unsigned char *)b, (const unsigned char *)t->init, \
+             t->ldi * 4, (unsigned char *)t->c, t->ldc * 4, t, act)
+#define TILE_C_ACT(halves)                                                    \
+    do {                                                                      \
+        switch (t->prev ? t->act : VITC_ACT_NONE) {                           \
+        case VITC_ACT_GELU_ERF: TILE_C(halves, VITC_ACT_GELU_ERF); break;     \
+        case VITC_ACT_GELU_TANH: TILE_C(halves, VITC_ACT_GELU_TANH); break;   \
+        case VITC_ACT_QUICK_GELU: TILE_C(halves, VITC_ACT_QUICK_GELU); break; \
+        default: TILE_C(halves, VITC_ACT_NONE); break;                        \
+        }                                                                     \
+    } while (0)
+
 /* A bf16 tile of mr <= 32 rows over all of k, its accumulators started from t->init and stored to t->c
  * (vitc_amx_tile_c): C's own rows for full tiles, so the epilogue's copy of a stack tile (~15% of a bf16
- * GEMM) is gone; it prefetches what the next call needs. */
+ * GEMM) is gone; it prefetches what the next call needs and
+ * finishes the previous tile. */
 void vitc_bf16_gemm_tile_c__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
                                 const vitc_amx_tile_c *t) {
-    if (mr < 1 || mr > 32 || kq % KBLOCK) __builtin_trap();
-    const unsigned char *init = (const unsigned char *)t->init;
-    unsigned char *c = (unsigned char *)t->c;
+    if (mr < 1 || mr > 32 || kq % KBLOCK || (t->prev && !vitc_amx_finishes(t->act))) __builtin_trap();
     if (mr > 16)
-        amx_tile(0, 1, kq, (const unsigned char *)a, (const unsigned char *)b, init, t->ldi * 4, c, t->ldc * 4, t);
+        TILE_C_ACT(1);
     else
-        amx_tile(0, 0, kq, (const unsigned char *)a, (const unsigned char *)b, init, t->ldi * 4, c, t->ldc * 4, t);
+        TILE_C_ACT(0);
 }
