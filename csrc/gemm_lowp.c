@@ -13,7 +13,8 @@
  * tasks = (row block of packed A: all of it up to 1.5 MB, else 1 MB) × (group of NR panels) computes each
  * MR×NR tile over all of k and runs the epilogue on it: panel by panel (its B micro-panel stays in L1), the block's row tiles inner
  * (measured against rows outer / panels inner: better at batch 1, worse by ~15% at 1576×768·768×2304). Each parallel region is one loop whose body is a function of (run, index)
- * (parallel_for): the only place that knows about threads.
+ * (parallel_for): the only place that knows about threads. bf16 on AMX writes full tiles straight into C
+ * (panel_into_c: accumulators from the bias or the residual, the activation overlapped with the next tile).
  */
 #include <stdlib.h>
 #include <string.h>
