@@ -417,7 +417,7 @@ static void finish_now(const lowp_run *r, pending_tile *p) {
 
 /* The row tiles [i0, i1) of a full-width panel jp (bf16 AMX): full tiles straight into C, started from the
  * bias or the residual (then the bias added in place), the activation in place after; a last tile of fewer
- * than MR rows through `edge` and the epilogue. A full tile's bias-after / activation runs during the next
+ * than MR rows the same way through `edge`. A full tile's bias-after / activation runs during the next
  * tile call (its vector work overlaps that call's tile multiply-adds; *pend carries it to the next panel).
  * Each call also prefetches a share of the next panel of this task (next_b) into L1 and the next tile's C
  * rows for writing (docs/performance.md). */
@@ -442,9 +442,18 @@ static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next
             } else {
                 tc.init = r->e.bias ? r->e.bias + col0 : NULL;
             }
-        } else {
+        } else { /* the same start in `edge` (a row's result must not depend on where M ends) */
             tc.c = edge;
             tc.ldc = NR;
+            if (r->e.residual) {
+                for (size_t q = 0; q < rows; q++)
+                    memcpy(edge + q * NR, r->e.residual + (i + q) * r->e.ldr + col0, NR * sizeof(float));
+                memset(edge + rows * NR, 0, (MR - rows) * NR * sizeof(float));
+                tc.init = edge;
+                tc.ldi = NR;
+            } else {
+                tc.init = r->e.bias ? r->e.bias + col0 : NULL;
+            }
         }
         if (next_rows == MR) {
             tc.next_c = r->c + (i + MR) * r->ldc + col0;
@@ -464,11 +473,12 @@ static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next
             pend->c = NULL;
         }
         cfg->tile_c(rows, r->kq, r->apack + i * r->kq * 4, bp, &tc);
-        if (rows < MR) {
-            cfg->epilogue(&r->e, rows, NR, i, col0, edge, NR, r->c, r->ldc);
+        const float *bias_after = r->e.residual && r->e.bias ? r->e.bias + col0 : NULL;
+        if (rows < MR) { /* finished from `edge` into C now, with the operations finish_rows uses */
+            vitc_kernels_for(r->e.isa)->tile_epilogue(rows, NR, edge, NR, r->c + i * r->ldc + col0, r->ldc,
+                                                      bias_after, r->e.act, NULL, NULL, 0);
             continue;
         }
-        const float *bias_after = r->e.residual && r->e.bias ? r->e.bias + col0 : NULL;
         if (bias_after || r->e.act != VITC_ACT_NONE) {
             pend->c = tc.c;
             pend->bias = bias_after;

@@ -197,3 +197,23 @@ def test_mismatch_and_validation_errors(kset):
         _vitc.dtype_code("float16")
     with pytest.raises(ValueError, match="apack"):
         _vitc.gemm_packed_a(kset, 1, 5, np.empty(3, np.uint8), None, pw, out)
+
+
+@pytest.mark.parametrize("epilogue", ["bias", "gelu", "residual"])
+def test_a_rows_result_does_not_depend_on_m(kset, epilogue):
+    """Rows [r0, r1) computed alone give the bits they get inside a larger A (a model's first-token path runs
+    the last layer's rows alone): on AMX a row in a full 32-row tile and the same row in a last, shorter tile
+    start their accumulators the same way."""
+    rng = np.random.default_rng(17)
+    m, n, k = 83, 96, 200
+    a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
+    pw = _vitc.gemm_pack_weight(kset, BF16, w)
+    ep = {"bias": bias, "act": 1 if epilogue == "gelu" else 0}
+
+    def gemm(rows):
+        out = res[rows].copy()
+        return _vitc.gemm_packed(kset, 2, a[rows], pw, out, residual=out if epilogue == "residual" else None, **ep)
+
+    full = gemm(slice(0, m))
+    for r0, r1 in [(0, 1), (0, 5), (31, 33), (32, 47), (40, 83), (82, 83)]:
+        assert np.array_equal(gemm(slice(r0, r1)), full[r0:r1]), f"rows {r0}:{r1}"

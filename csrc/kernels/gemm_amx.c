@@ -3,6 +3,8 @@
  * (32 bf16 / 64 int8 values) per step: two A tiles (16 rows × 64 bytes, 1 KB of packed A each, tmm4-5)
  * and two B tiles (16 groups × 16 columns of the same panels vdpbf16ps / vpdpbusd use, tmm6-7) feed four
  * tile multiply-adds. A has at most 32 rows; with 16 or fewer the second row half is skipped.
+ * vitc_bf16_gemm_tile_c__amx is the bf16 variant gemm_lowp.c's panel_into_c calls: accumulators from the bias
+ * or the residual, stored into C, with prefetching and the previous tile's activation interleaved.
  * The tile configuration is per thread: vitc_amx_task_begin loads it before a task's calls,
  * vitc_amx_task_end releases the tiles (other libraries in the process configure their own). */
 #include <immintrin.h>
@@ -120,9 +122,11 @@ static inline __attribute__((always_inline)) void amx_ukernel(const int s8, size
                                                               const void *b, void *tile) {
     if (mr < 1 || mr > 32 || kq % KBLOCK) __builtin_trap();
     if (mr > 16)
-        amx_tile(s8, 1, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW, NULL, VITC_ACT_NONE);
+        amx_tile(s8, 1, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW,
+                 NULL, VITC_ACT_NONE);
     else
-        amx_tile(s8, 0, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW, NULL, VITC_ACT_NONE);
+        amx_tile(s8, 0, kq, (const unsigned char *)a, (const unsigned char *)b, NULL, 0, (unsigned char *)tile, C_ROW,
+                 NULL, VITC_ACT_NONE);
 }
 
 void vitc_bf16_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a,
@@ -155,8 +159,7 @@ int vitc_amx_finishes(vitc_act act) {
 
 /* A bf16 tile of mr <= 32 rows over all of k, its accumulators started from t->init and stored to t->c
  * (vitc_amx_tile_c): C's own rows for full tiles, so the epilogue's copy of a stack tile (~15% of a bf16
- * GEMM) is gone; it prefetches what the next call needs and
- * finishes the previous tile. */
+ * GEMM) is gone; meanwhile it prefetches what the next call needs and finishes the previous tile. */
 void vitc_bf16_gemm_tile_c__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
                                 const vitc_amx_tile_c *t) {
     if (mr < 1 || mr > 32 || kq % KBLOCK || (t->prev && !vitc_amx_finishes(t->act))) __builtin_trap();
