@@ -13,7 +13,8 @@
  * tasks = (row block of packed A: all of it up to 1.5 MB, else 1 MB) × (group of NR panels) computes each
  * MR×NR tile over all of k and runs the epilogue on it: panel by panel (its B micro-panel stays in L1), the block's row tiles inner
  * (measured against rows outer / panels inner: better at batch 1, worse by ~15% at 1576×768·768×2304). Each parallel region is one loop whose body is a function of (run, index)
- * (parallel_for): the only place that knows about threads.
+ * (parallel_for): the only place that knows about threads. bf16 on AMX writes full tiles straight into C
+ * (panel_into_c: accumulators from the bias or the residual, the activation overlapped with the next tile).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,7 @@
 #include "gemm_internal.h"
 #include "gemm_lowp_convert.h"
 #include "gemm_lowp_internal.h"
+#include "kernel_table.h"
 #include "threadpool.h"
 
 typedef struct {
@@ -36,8 +38,9 @@ typedef struct {
     size_t kq_block;                   /* kq rounded up to a multiple of this (0: not rounded) */
     int tile_rows_a;                   /* packed A in 16-row tiles instead of MR-row panels */
     void (*task_begin)(void), (*task_end)(void); /* around a thread's run of micro-kernel calls */
-    /* full MR×NR tiles whose epilogue is at most bias + activation: straight into C (bf16 AMX), or NULL */
-    void (*tile_direct)(size_t kq, const void *a, const void *b, const float *bias, float *c, size_t ldc);
+    /* bf16 AMX: a tile whose accumulators start from the bias or the residual, stored into C (panel_into_c) */
+    void (*tile_c)(size_t mr, size_t kq, const void *a, const void *b, const vitc_amx_tile_c *t);
+    int (*tile_c_finishes)(vitc_act act); /* whether tile_c can finish the previous tile with this activation */
 } lowp_config;
 
 /* the float32 micro-kernels as full-k tile kernels (bf16 widened at packing) */
@@ -75,7 +78,7 @@ static const lowp_config s8_avx512vnni = {.mr = 14, .nr = 32, .kr = 4, .afmt = V
 static const lowp_config bf16_amx = {.mr = 32, .nr = 32, .kr = 2, .afmt = VITC_A_BF16, .b_elt = 2,
     .ukernel = vitc_bf16_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
     .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end,
-    .tile_direct = vitc_bf16_gemm_tile_direct__amx};
+    .tile_c = vitc_bf16_gemm_tile_c__amx, .tile_c_finishes = vitc_amx_finishes};
 static const lowp_config s8_amx = {.mr = 32, .nr = 32, .kr = 4, .afmt = VITC_A_U8, .b_elt = 1,
     .ukernel = vitc_s8_gemm_ukernel_32x32__amx, .pack_a = vitc_lowp_pack_a__amx, .epilogue = vitc_lowp_epilogue__amx,
     .kq_block = 16, .tile_rows_a = 1, .task_begin = vitc_amx_task_begin, .task_end = vitc_amx_task_end};
@@ -393,32 +396,121 @@ static void pack_a_task(const lowp_run *r, size_t t) {
                    min_size(MR, r->m - row0), r->k, r->a + row0 * r->lda, r->lda, r->apack_w, r->row_scales);
 }
 
+/* Whether panel_into_c can run the epilogue: the accumulators start from the bias, or from the residual
+ * with the bias added after (no activation between them); the activation runs in place after. */
+static int epilogue_into_c(const lowp_run *r) {
+    return r->cfg->tile_c && !r->e.scale && !r->e.row_scales && !(r->e.residual && r->e.act != VITC_ACT_NONE);
+}
+
+/* A full tile in C still to finish in place: x = act(x + bias) (bias: after a residual start, else NULL). */
+typedef struct {
+    float *c;
+    const float *bias;
+} pending_tile;
+
+static void finish_now(const lowp_run *r, pending_tile *p) {
+    if (p->c)
+        vitc_kernels_for(r->e.isa)->tile_epilogue(r->cfg->mr, r->cfg->nr, p->c, r->ldc, p->c, r->ldc, p->bias,
+                                                  r->e.act, NULL, NULL, 0);
+    p->c = NULL;
+}
+
+/* The row tiles [i0, i1) of a full-width panel jp (bf16 AMX): full tiles straight into C, started from the
+ * bias or the residual (then the bias added in place), the activation in place after; a last tile of fewer
+ * than MR rows the same way through `edge`. A full tile's bias-after / activation runs during the next
+ * tile call (its vector work overlaps that call's tile multiply-adds; *pend carries it to the next panel).
+ * Each call also prefetches a share of the next panel of this task (next_b) into L1 and the next tile's C
+ * rows for writing (docs/performance.md). */
+static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next_b, size_t i0, size_t i1,
+                         float *edge, pending_tile *pend) {
+    const lowp_config *cfg = r->cfg;
+    const size_t MR = cfg->mr, NR = cfg->nr, col0 = jp * NR;
+    const size_t panel_bytes = r->kq * NR * cfg->kr * cfg->b_elt;
+    const unsigned char *bp = r->b + jp * panel_bytes;
+    const size_t b_lines = next_b ? panel_bytes / 64 : 0, share = div_up(b_lines, div_up(i1 - i0, MR));
+    const int overlap = cfg->tile_c_finishes(r->e.act);
+    for (size_t i = i0, t = 0; i < i1; i += MR, t++) {
+        const size_t rows = min_size(MR, r->m - i), next_rows = i + MR < i1 ? min_size(MR, r->m - (i + MR)) : 0;
+        vitc_amx_tile_c tc;
+        memset(&tc, 0, sizeof(tc));
+        if (rows == MR) {
+            tc.c = r->c + i * r->ldc + col0;
+            tc.ldc = r->ldc;
+            if (r->e.residual) {
+                tc.init = r->e.residual + i * r->e.ldr + col0;
+                tc.ldi = r->e.ldr;
+            } else {
+                tc.init = r->e.bias ? r->e.bias + col0 : NULL;
+            }
+        } else { /* the same start in `edge` (a row's result must not depend on where M ends) */
+            tc.c = edge;
+            tc.ldc = NR;
+            if (r->e.residual) {
+                for (size_t q = 0; q < rows; q++)
+                    memcpy(edge + q * NR, r->e.residual + (i + q) * r->e.ldr + col0, NR * sizeof(float));
+                memset(edge + rows * NR, 0, (MR - rows) * NR * sizeof(float));
+                tc.init = edge;
+                tc.ldi = NR;
+            } else {
+                tc.init = r->e.bias ? r->e.bias + col0 : NULL;
+            }
+        }
+        if (next_rows == MR) {
+            tc.next_c = r->c + (i + MR) * r->ldc + col0;
+            tc.next_c_rows = MR;
+            tc.next_ldc = r->ldc;
+        }
+        if (t * share < b_lines) {
+            tc.next_b = next_b + t * share * 64;
+            tc.next_b_lines = min_size(share, b_lines - t * share);
+        }
+        if (pend->c) {
+            tc.prev = pend->c;
+            tc.prev_rows = MR;
+            tc.prev_ldc = r->ldc;
+            tc.prev_bias = pend->bias;
+            tc.act = r->e.act;
+            pend->c = NULL;
+        }
+        cfg->tile_c(rows, r->kq, r->apack + i * r->kq * 4, bp, &tc);
+        const float *bias_after = r->e.residual && r->e.bias ? r->e.bias + col0 : NULL;
+        if (rows < MR) { /* finished from `edge` into C now, with the operations finish_rows uses */
+            vitc_kernels_for(r->e.isa)->tile_epilogue(rows, NR, edge, NR, r->c + i * r->ldc + col0, r->ldc,
+                                                      bias_after, r->e.act, NULL, NULL, 0);
+            continue;
+        }
+        if (bias_after || r->e.act != VITC_ACT_NONE) {
+            pend->c = tc.c;
+            pend->bias = bias_after;
+            if (!overlap) finish_now(r, pend);
+        }
+    }
+}
+
 static void gemm_task(const lowp_run *r, size_t t) {
     const lowp_config *cfg = r->cfg;
     const size_t MR = cfg->mr, NR = cfg->nr, KR = cfg->kr;
     const size_t i0 = t / r->n_groups * r->block_tiles * MR, i1 = min_size(i0 + r->block_tiles * MR, r->m);
     const size_t jp0 = t % r->n_groups * r->group_panels, jp1 = min_size(jp0 + r->group_panels, r->n_panels);
+    const size_t panel_bytes = r->kq * NR * KR * cfg->b_elt;
     _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
     if (cfg->task_begin) cfg->task_begin();
-    /* the bias (+ activation) epilogue of full tiles goes into the tile kernel (its accumulators start from the
-     * bias; the activation runs in place on C's rows after) */
-    const int direct = cfg->tile_direct && !r->e.residual && !r->e.scale && !r->e.row_scales;
+    const int into_c = epilogue_into_c(r);
+    pending_tile pend = {NULL, NULL};
     for (size_t jp = jp0; jp < jp1; jp++) {
         const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
-        const unsigned char *bp = r->b + jp * r->kq * NR * KR * cfg->b_elt;
+        const unsigned char *bp = r->b + jp * panel_bytes;
+        if (into_c && cols == NR) {
+            panel_into_c(r, jp, jp + 1 < jp1 ? bp + panel_bytes : NULL, i0, i1, (float *)(void *)tile, &pend);
+            continue;
+        }
         for (size_t i = i0; i < i1; i += MR) {
             const size_t rows = min_size(MR, r->m - i);
-            if (direct && rows == MR && cols == NR) {
-                float *c = r->c + i * r->ldc + col0;
-                cfg->tile_direct(r->kq, r->apack + i * r->kq * 4, bp, r->e.bias ? r->e.bias + col0 : NULL, c, r->ldc);
-                if (r->e.act != VITC_ACT_NONE)
-                    for (size_t q = 0; q < rows; q++) vitc_f32_activation(r->e.isa, r->e.act, c + q * r->ldc, cols);
-                continue;
-            }
             cfg->ukernel(rows, r->kq, r->apack + i * r->kq * 4, bp, tile);
             cfg->epilogue(&r->e, rows, cols, i, col0, tile, NR, r->c, r->ldc);
         }
     }
+    finish_now(r, &pend);
     if (cfg->task_end) cfg->task_end();
 }
 
@@ -470,10 +562,19 @@ vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const voi
      * ~4 tasks per thread over N so a thread the OS delays leaves its share to the others */
     const size_t m_tiles = div_up(m, cfg->mr), tile_bytes = cfg->mr * r.kq * 4;
     const size_t a_limit = m_tiles * tile_bytes <= A_WHOLE_BYTES ? m_tiles * tile_bytes : A_BLOCK_BYTES;
-    r.block_tiles = min_size(m_tiles, a_limit / tile_bytes > 0 ? a_limit / tile_bytes : 1);
-    const size_t m_blocks = div_up(m_tiles, r.block_tiles);
+    const size_t m_blocks = div_up(m_tiles, min_size(m_tiles, a_limit / tile_bytes > 0 ? a_limit / tile_bytes : 1));
+    r.block_tiles = div_up(m_tiles, m_blocks); /* blocks of equal size (50 tiles: 17+17+16, not 21+21+8) */
+    /* and a task count that is a multiple of the thread count where the panels allow (9 equal tasks on 2
+     * threads leave one thread idle for a ninth of the time) */
     const size_t want = nthreads > 1 ? 4 * (size_t)nthreads : 1;
     r.n_groups = min_size(r.n_panels, div_up(want, m_blocks));
+    for (size_t g = r.n_groups; g <= r.n_panels && g < 2 * r.n_groups; g++) {
+        const size_t groups = div_up(r.n_panels, div_up(r.n_panels, g));
+        if (m_blocks * groups % (size_t)nthreads == 0) {
+            r.n_groups = g;
+            break;
+        }
+    }
     r.group_panels = div_up(r.n_panels, r.n_groups);
     r.n_groups = div_up(r.n_panels, r.group_panels);
     parallel_for(nthreads, m_blocks * r.n_groups, gemm_task, &r);

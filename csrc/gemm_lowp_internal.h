@@ -26,6 +26,27 @@
 #define VITC_LOWP_MR_MAX 32
 #define VITC_LOWP_NR_MAX 32
 
+/* AMX bf16, one tile written where the epilogue wants it: accumulators from init (row stride ldi floats; 0:
+ * every row from init[0..32); NULL: zero), stored to c (row stride ldc floats). While it runs, it prefetches
+ * next_c_rows rows of the next tile's C (row stride next_ldc floats) for writing and next_b_lines 64-byte
+ * lines from next_b into L1 (0: none), and finishes the previous tile in place (its vector work overlaps this
+ * tile's tile multiply-adds): prev[r][j] = act(prev[r][j] + prev_bias[j]) for r < prev_rows (row stride
+ * prev_ldc; prev_bias may be NULL). */
+typedef struct {
+    const float *init;
+    size_t ldi;
+    float *c;
+    size_t ldc;
+    const float *next_c;
+    size_t next_c_rows, next_ldc;
+    const void *next_b;
+    size_t next_b_lines;
+    float *prev;
+    size_t prev_rows, prev_ldc;
+    const float *prev_bias;
+    vitc_act act;
+} vitc_amx_tile_c;
+
 /* How A is converted while it is packed (the "A-conversion step" of a configuration). */
 typedef enum {
     VITC_A_BF16 = 0,     /* f32 -> bf16, round to nearest even; pairs */
@@ -89,10 +110,10 @@ void vitc_bf16_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RE
                                        const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
 void vitc_s8_gemm_ukernel_32x32__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a,
                                      const void *VITC_RESTRICT b, void *VITC_RESTRICT tile);
-/* bf16: a full 32×32 tile into C itself (row stride ldc floats), the accumulators started from bias[0..32)
- * (NULL: zero) — the tile with its bias and no epilogue pass. */
-void vitc_bf16_gemm_tile_direct__amx(size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
-                                     const float *bias, float *c, size_t ldc);
+void vitc_bf16_gemm_tile_c__amx(size_t mr, size_t kq, const void *VITC_RESTRICT a, const void *VITC_RESTRICT b,
+                                const vitc_amx_tile_c *t);
+/* Whether vitc_bf16_gemm_tile_c__amx can finish a previous tile with this activation (else prev must be NULL) */
+int vitc_amx_finishes(vitc_act act);
 void vitc_amx_task_begin(void);
 void vitc_amx_task_end(void);
 #endif

@@ -70,3 +70,36 @@ def test_forked_child_computes_the_same():
     os.close(read)
     os.waitpid(pid, 0)
     assert got == b"1"
+
+
+def bf16_bits(x):
+    """float32 -> bf16 bits: nearest even, a NaN kept quiet (its top bits | 0x40), as csrc/gemm_lowp_convert.h
+    defines it."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    nan = (u & 0x7FFFFFFF) > 0x7F800000
+    return np.where(nan, (u >> 16) | 0x40, rounded).astype(np.uint16)
+
+
+@needs_amx
+@pytest.mark.parametrize("m,k", [(1, 1), (17, 33), (37, 65), (45, 300), (33, 768)])
+def test_packed_a_is_bf16_bits_in_16_row_tiles(m, k):
+    """AMX's bf16 A conversion (vectorized, straight into the tiles): every element's bits are the
+    nearest-even rounding (ties, NaN, infinities, overflow to infinity, subnormals, -0 included), rows in
+    16-row tiles of 32 k values a row, and the padding rows and k values past k zero."""
+    rng = np.random.default_rng(30 + m)
+    a = rand(rng, m, k)
+    specials = np.array([0x3F808000, 0x3F818000, 0x7FC00001, 0xFF800001, 0x7F800000, 0xFF800000, 0x80000000,
+                         0x7F7FFFFF, 0x00000001, 0x00008000, 0x00018000, 0x807FFFFF], np.uint32).view(np.float32)
+    flat = a.reshape(-1)
+    flat[rng.choice(flat.size, min(flat.size, 3 * specials.size), replace=False)] = np.resize(specials, min(
+        flat.size, 3 * specials.size))
+    apack = np.full(_vitc.gemm_packed_a_bytes(AMX, BF16, m, k), 0xAB, np.uint8)
+    for r0, r1 in [(0, min(m, 5)), (min(m, 5), m)]:
+        if r1 > r0:
+            _vitc.gemm_pack_a(AMX, BF16, a[r0:r1], apack, row0=r0)
+    kq = apack.size // 4 // (-(-m // 32) * 32)
+    tiles = apack.view(np.uint16).reshape(-1, kq // 16, 16, 32).transpose(0, 2, 1, 3).reshape(-1, 2 * kq)
+    want = np.zeros_like(tiles)
+    want[:m, :k] = bf16_bits(a)
+    assert np.array_equal(tiles, want)

@@ -102,16 +102,40 @@ def test_residual_separate_and_in_place(kset, act):
             check(out, want, scale, 1e-5, what=f"in place, {nthreads} threads")
 
 
+@pytest.mark.parametrize("act", [0, 1])
 @pytest.mark.parametrize("with_residual", [True, False])
 @pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (3, 5, 3072)])
-def test_threads_agree_bitwise(kset, m, n, k, with_residual):
+def test_threads_agree_bitwise(kset, m, n, k, with_residual, act):
     rng = np.random.default_rng(15)
     a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
     res = res if with_residual else None
     pw = _vitc.gemm_pack_weight(kset, BF16, w)
-    outs = [_vitc.gemm_packed(kset, t, a, pw, np.empty((m, n), np.float32), bias=bias, act=1, residual=res)
+    outs = [_vitc.gemm_packed(kset, t, a, pw, np.empty((m, n), np.float32), bias=bias, act=act, residual=res)
             for t in (1, 2, 3)]
     assert all(np.array_equal(outs[0], o) for o in outs[1:]), "1/2/3 threads differ"
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_residual_many_tiles_and_panels(kset, with_bias):
+    """out = a·Wᵀ (+ bias) + residual over shapes with many full tiles per task and several panels per task
+    (AMX: the accumulators start from the residual, the bias is added after, and each tile prefetches the
+    next one's C rows and the next panel), an edge row tile and an edge panel; residual separate (its own
+    row stride) and in place, 1 and 2 threads giving the same bits."""
+    rng = np.random.default_rng(16)
+    for m, n, k in [(197, 768, 768), (229, 131, 3072), (1576, 96, 62)]:
+        a, w, res = rand(rng, m, k), rand(rng, n, k), rand(rng, m, n, ld=n + 7)
+        bias = rand(rng, 1, n)[0] if with_bias else None
+        want, scale = reference(a, w, bias, 0, res)
+        pw = _vitc.gemm_pack_weight(kset, BF16, w)
+        outs = []
+        for nthreads in (1, 2):
+            sep = _vitc.gemm_packed(kset, nthreads, a, pw, np.empty((m, n), np.float32), bias=bias, residual=res)
+            check(sep, want, scale, 1e-5, what=f"separate m={m} n={n} k={k}")
+            out = np.ascontiguousarray(res)
+            _vitc.gemm_packed(kset, nthreads, a, pw, out, bias=bias, residual=out)
+            check(out, want, scale, 1e-5, what=f"in place m={m} n={n} k={k}")
+            outs += [sep, out]
+        assert all(np.array_equal(outs[0], o) for o in outs[1:]), "threads or in place / separate differ"
 
 
 def test_pack_a_row_blocks_then_gemm(kset):
@@ -173,3 +197,23 @@ def test_mismatch_and_validation_errors(kset):
         _vitc.dtype_code("float16")
     with pytest.raises(ValueError, match="apack"):
         _vitc.gemm_packed_a(kset, 1, 5, np.empty(3, np.uint8), None, pw, out)
+
+
+@pytest.mark.parametrize("epilogue", ["bias", "gelu", "residual"])
+def test_a_rows_result_does_not_depend_on_m(kset, epilogue):
+    """Rows [r0, r1) computed alone give the bits they get inside a larger A (a model's first-token path runs
+    the last layer's rows alone): on AMX a row in a full 32-row tile and the same row in a last, shorter tile
+    start their accumulators the same way."""
+    rng = np.random.default_rng(17)
+    m, n, k = 83, 96, 200
+    a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
+    pw = _vitc.gemm_pack_weight(kset, BF16, w)
+    ep = {"bias": bias, "act": 1 if epilogue == "gelu" else 0}
+
+    def gemm(rows):
+        out = res[rows].copy()
+        return _vitc.gemm_packed(kset, 2, a[rows], pw, out, residual=out if epilogue == "residual" else None, **ep)
+
+    full = gemm(slice(0, m))
+    for r0, r1 in [(0, 1), (0, 5), (31, 33), (32, 47), (40, 83), (82, 83)]:
+        assert np.array_equal(gemm(slice(r0, r1)), full[r0:r1]), f"rows {r0}:{r1}"

@@ -86,9 +86,49 @@ VITC_LOWP_INLINE void lowp_write_groups(size_t mr, size_t lane0, size_t n, size_
 /* A for tile kernels: rows in blocks of 16, each block k-block by k-block (16 groups of every row, 64 bytes a
  * row), so one A tile is 1 KB of consecutive memory: byte (g%16)·4 of row r at
  * ((r/16)·kq + (g/16)·16 + r%16)·64. Each row is converted LOWP_CHUNK elements (whole k blocks) at a time. */
+#if defined(__AVX512F__)
+/* lowp_bf16_bits of 16 floats, as 32-bit lanes */
+VITC_LOWP_INLINE __m512i lowp_bf16_bits16(__m512 x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    const __m512i biased = _mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb);
+    const __m512i rounded = _mm512_srli_epi32(biased, 16);
+    const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                                  _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_or_epi32(rounded, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+}
+
+/* bf16 A in 16-row tiles (see lowp_pack_a_tiles) without the stack row: each 32-value k block of a row is two
+ * loads, the rounding above and one 64-byte store in place (values past k are zero). */
+VITC_LOWP_INLINE void lowp_pack_a_tiles_bf16(size_t mr, size_t kq, size_t row0, size_t rows, size_t k,
+                                             const float *a, size_t lda, unsigned char *ap) {
+    const size_t end = row0 + rows, pad_end = (end + mr - 1) / mr * mr;
+    for (size_t r = row0; r < pad_end; r++) {
+        const float *src = a + (r - row0) * lda;
+        unsigned char *row = ap + ((r / 16) * kq + r % 16) * 64;
+        for (size_t b = 0; b < kq / 16; b++) {
+            const size_t p = b * 32, have = r >= end || p >= k ? 0 : k - p < 32 ? k - p : 32;
+            const __mmask16 m0 = (__mmask16)(have >= 16 ? 0xffffu : (1u << have) - 1u);
+            const __mmask16 m1 = (__mmask16)(have <= 16 ? 0u : have >= 32 ? 0xffffu : (1u << (have - 16)) - 1u);
+            const __m512i lo = lowp_bf16_bits16(_mm512_maskz_loadu_ps(m0, src + p));
+            const __m512i hi = lowp_bf16_bits16(_mm512_maskz_loadu_ps(m1, src + p + 16));
+            const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(lo)),
+                                                    _mm512_cvtepi32_epi16(hi), 1);
+            _mm512_storeu_si512((void *)(row + b * 16 * 64), both);
+        }
+    }
+}
+#endif
+
 VITC_LOWP_INLINE void lowp_pack_a_tiles(vitc_lowp_afmt fmt, size_t mr, size_t kq, size_t row0, size_t rows,
                                         size_t k, const float *a, size_t lda, unsigned char *ap,
                                         float *row_scales) {
+#if defined(__AVX512F__)
+    if (fmt == VITC_A_BF16) {
+        lowp_pack_a_tiles_bf16(mr, kq, row0, rows, k, a, lda, ap);
+        return;
+    }
+#endif
     const size_t kr = lowp_kr(fmt), end = row0 + rows, pad_end = (end + mr - 1) / mr * mr;
     const int quantized = fmt == VITC_A_U8 || fmt == VITC_A_U16;
     _Alignas(64) unsigned char tmp[LOWP_CHUNK * 4];
