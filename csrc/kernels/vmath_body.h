@@ -124,19 +124,23 @@ static inline vm_f VM_FN(vgelu_erf)(vm_f x) {
     vm_f a = vm_min(vm_set1(VITC_GELU_ERF_TAIL), vm_abs(x)); /* NaN passes (2nd operand) */
     vm_f ha = vm_mul(a, vm_set1(-0.5f));                    /* exact */
     vm_f yh = vm_mul(ha, a), yl = vm_fms(ha, a, yh);        /* yh + yl = -a^2/2 exactly, yh >= -86.5 */
-    /* k = round(yh 2^B / ln2): t = k + 1.5 2^23 holds k in its low mantissa bits (the table index) */
-    vm_f t = vm_fma(yh, vm_set1(VM_EXP_TBL_SCALE), vm_set1(12582912.0f));
+    /* k ~ round(-a^2/2 2^B / ln2) (any integer near it will do: it only picks the reduction point, off
+     * yh's critical path): t = k + 1.5 2^23 holds k in its low mantissa bits (the table index) */
+    vm_f t = vm_fma(a, vm_mul(a, vm_set1(-0.5f * VM_EXP_TBL_SCALE)), vm_set1(12582912.0f));
     vm_f k = vm_sub(t, vm_set1(12582912.0f));
-    vm_f r = vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_HI), yh); /* exact (FMA; k has <= 11 bits) */
-    r = vm_add(vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_LO), r), vm_add(yl, vm_exp2_tbl_lnfix(t)));
-    /* e^r = 1 + r u, |r| <= ln2 / 2^(B+1): minimax, rel. error 2e-9 */
+    /* r = yh + yl - k ln2/2^B, with the table entry's rounding folded in: the first term is exact (FMA, k
+     * has <= 11 bits), the small ones are summed beside it */
+    vm_f r = vm_add(vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_HI), yh),
+                    vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_LO), vm_add(yl, vm_exp2_tbl_lnfix(t))));
+    /* e^r - 1 = r + r^2 c(r), |r| <= ln2 / 2^(B+1): minimax, rel. error 2e-9 */
 #if VM_EXP_TBL_BITS == 4
-    vm_f u = vm_fma(r, vm_set1(0.16666817665100098f), vm_set1(0.5000168085098267f));
+    vm_f c = vm_fma(r, vm_set1(0.16666817665100098f), vm_set1(0.5000168085098267f));
 #else
-    vm_f u = vm_fma(r, vm_set1(0.04166017472743988f), vm_set1(0.16668079793453217f));
-    u = vm_fma(u, r, vm_set1(0.5f));
+    vm_f c = vm_fma(r, vm_set1(0.04166017472743988f), vm_set1(0.16668079793453217f));
+    c = vm_fma(c, r, vm_set1(0.5f));
 #endif
-    u = vm_fma(u, r, vm_set1(1.0f));
+    vm_f em1 = vm_fma(vm_mul(r, r), c, r);
+    /* the rational, with its division, runs beside the exponential's longer chain */
     vm_f num = vm_set1(VM_GELU_P4);
     num = vm_fma(num, a, vm_set1(VM_GELU_P3));
     num = vm_fma(num, a, vm_set1(VM_GELU_P2));
@@ -148,9 +152,10 @@ static inline vm_f VM_FN(vgelu_erf)(vm_f x) {
     den = vm_fma(den, a, vm_set1(VM_GELU_Q2));
     den = vm_fma(den, a, vm_set1(VM_GELU_Q1));
     den = vm_fma(den, a, vm_set1(1.0f));
+    vm_f ar = vm_mul(a, vm_div(num, den));
     vm_f tbl = vm_exp2_tbl(t);
-    vm_f m = vm_mul(vm_mul(a, num), vm_fma(tbl, vm_mul(r, u), tbl)); /* a P 2^(frac) e^r */
-    vm_f s = vm_scale2n_floor_where(vm_lt(a, vm_set1(VITC_GELU_ERF_TAIL)), vm_div(m, den),
+    vm_f m = vm_mul(vm_fma(tbl, em1, tbl), ar); /* a R(a) 2^(frac) e^r */
+    vm_f s = vm_scale2n_floor_where(vm_lt(a, vm_set1(VITC_GELU_ERF_TAIL)), m,
                                     vm_mul(k, vm_set1(1.0f / (1 << VM_EXP_TBL_BITS))));
     return vm_sub(vm_max(vm_set1(-0.0f), x), s);
 }
