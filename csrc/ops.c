@@ -30,8 +30,8 @@ static float act_scalar(vitc_act act, float v) {
     if (isnan(x)) return v;
     switch (act) {
     case VITC_ACT_NONE: return v;
-    case VITC_ACT_GELU_ERF:
-        if (x == -INFINITY) return -0.0f;
+    case VITC_ACT_GELU_ERF: /* below -TAIL the result would be subnormal: -0 (as the SIMD paths) */
+        if (x <= -VITC_GELU_ERF_TAIL) return -0.0f;
         return (float)(0.5 * x * erfc(-x * 0.70710678118654752440));
     case VITC_ACT_GELU_TANH: {
         if (x == -INFINITY) return -0.0f;

@@ -66,8 +66,20 @@ def sweep():
     return np.concatenate([dense, mags, -mags, specials])
 
 
-# allowed ulps per activation (measured maxima are reported by test_activation_report)
-ULP_TOL = {"gelu_erf": 6, "gelu_tanh": 6, "quick_gelu": 4, "relu": 0, "silu": 4, "tanh": 3, "sigmoid": 3}
+GELU_ERF_TAIL = float(np.float32(13.146238))  # csrc/kernels/ops_kernels.h: flushed beyond (no subnormals)
+
+
+def flushed_gelu_erf_ok(x, got, ref):
+    """Where gelu_erf flushes (x <= -TAIL, |x| Phi(-|x|) < 1.0002 FLT_MIN): exactly -0 is right."""
+    tail = x <= -GELU_ERF_TAIL
+    assert (np.abs(ref[tail]) < 1.0002 * F32_MIN).all()
+    return tail & (got == 0) & np.signbit(got)
+
+
+# allowed ulps per activation (measured maxima are reported by test_activation_report). gelu_erf: float
+# Horner of its degree-4/5 rational alone errs up to ~5 ulps (measured max over this sweep plus 4M random
+# normals x4: 6.04, the 2026-12 exp form before it 6.23)
+ULP_TOL = {"gelu_erf": 6.5, "gelu_tanh": 6, "quick_gelu": 4, "relu": 0, "silu": 4, "tanh": 3, "sigmoid": 3}
 
 
 @pytest.mark.parametrize("name", [n for n in _vitc.ACTIVATIONS if n != "none"])
@@ -75,6 +87,8 @@ def test_activation_ulps(isa, name):
     x = sweep()
     got = _vitc.activation(isa, ACT[name], x.copy())
     err = ulp_error(got, reference(name, x))
+    if name == "gelu_erf":
+        err = np.where(flushed_gelu_erf_ok(x, got, reference(name, x)), 0.0, err)
     tol = ULP_TOL[name]
     bad = err > tol
     assert not bad.any(), (f"{name}: {bad.sum()} inputs over tolerance, worst x={x[np.argmax(err)]!r} "
@@ -89,6 +103,8 @@ def test_activation_report(isa, capsys):
         got = _vitc.activation(isa, ACT[name], x.copy())
         ref = reference(name, x)
         err = ulp_error(got, ref)
+        if name == "gelu_erf":
+            err = np.where(flushed_gelu_erf_ok(x, got, ref), 0.0, err)
         dense = np.abs(x) <= 20
         rel = np.abs(got[dense] - ref[dense]) / np.maximum(np.abs(ref[dense]), 1e-30)
         with capsys.disabled():
@@ -110,6 +126,30 @@ def test_activation_lengths_and_neighbours(isa, n):
         single = np.array([_vitc.activation(isa, ACT[name], np.array([v], np.float32))[0] for v in x])
         np.testing.assert_array_equal(out, single)
         assert (ulp_error(out, reference(name, x)) <= ULP_TOL[name]).all()
+
+
+def test_gelu_erf_huge_inputs_never_subnormal(isa):
+    """|x| up to 1e30 and +-inf: gelu = x exactly above the tail, -0 below it, never a subnormal (they cost
+    microcode assists: fc1 ran 2.2x slower on such inputs); NaN in -> NaN out (as torch). torch gives NaN
+    at +-inf too; vitc keeps the limits +inf and -0."""
+    mags = np.concatenate([np.linspace(12, 16, 40_001), np.logspace(1, 30, 2001),
+                           [GELU_ERF_TAIL, np.nextafter(np.float32(GELU_ERF_TAIL), np.float32(0)), 3.4e38]])
+    x = np.concatenate([mags, -mags, [np.inf, -np.inf, np.nan, -np.nan]]).astype(np.float32)
+    got = _vitc.activation(isa, ACT["gelu_erf"], x.copy())
+    assert not ((got != 0) & (np.abs(got) < F32_MIN)).any(), "subnormal results"
+    big = x >= GELU_ERF_TAIL
+    np.testing.assert_array_equal(got[big], x[big])
+    small = x <= -GELU_ERF_TAIL
+    assert (got[small] == 0).all() and np.signbit(got[small]).all()
+    assert np.isnan(got[np.isnan(x)]).all()
+    inside = np.abs(x) < GELU_ERF_TAIL
+    assert (ulp_error(got[inside], reference("gelu_erf", x[inside])) <= ULP_TOL["gelu_erf"]).all()
+    # the GEMM tile epilogue (fc1 + bias + gelu) takes the same path: pre-activations of +-1e30 and +-inf
+    pre = x[::97].reshape(-1, 1)
+    out = _vitc.gemm(isa, 1, pre, _vitc.gemm_pack_kn(isa, np.ones((1, 3), np.float32)), 3,
+                     np.empty((pre.shape[0], 3), np.float32), act=ACT["gelu_erf"])
+    ref_rows = _vitc.activation(isa, ACT["gelu_erf"], pre[:, 0].copy())
+    np.testing.assert_array_equal(out, np.repeat(ref_rows[:, None], 3, axis=1))
 
 
 def test_activation_none_is_identity(isa):

@@ -4,6 +4,10 @@
 #define VITC_OPS_KERNELS_H
 #include "../vitc.h"
 
+/* gelu_erf: beyond |x| = this, |x| Phi(-|x|) < 1.0001 FLT_MIN and is flushed (gelu = x, or -0 below):
+ * no subnormal results, which cost microcode assists (ops.c, kernels/vmath_body.h) */
+#define VITC_GELU_ERF_TAIL 13.146238f
+
 #define VITC_DECLARE_OPS(isa)                                                                        \
     void vitc_f32_activation__##isa(vitc_act act, float *x, size_t n);                               \
     void vitc_f32_softmax_rows__##isa(size_t rows, size_t n, float scale, float *x, size_t ldx);     \

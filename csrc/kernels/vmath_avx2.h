@@ -38,6 +38,22 @@ static inline vm_f vm_scale2n__avx2(vm_f v, vm_f n) {
     return _mm256_mul_ps(_mm256_mul_ps(v, f1), f2);
 }
 #define vm_scale2n(v, n) vm_scale2n__avx2(v, n)
+/* m ? v * 2^floor(n) : 0 */
+#define vm_scale2n_floor_where(m, v, n) _mm256_and_ps(m, vm_scale2n__avx2(v, _mm256_floor_ps(n)))
+/* 2^(j/8), j = the low 3 bits of t's bit pattern (vgelu_erf's table exponential), and
+ * ln(2^(j/8) / float(2^(j/8))): the table's rounding, folded into the reduced argument */
+#define VM_EXP_TBL_BITS 3
+#define vm_exp2_tbl(t)                                                                                   \
+    _mm256_permutevar8x32_ps(_mm256_setr_ps(1.0f, 1.0905077457427979f, 1.1892070770263672f,              \
+                                            1.2968395948410034f, 1.4142135381698608f, 1.5422108173370361f, \
+                                            1.6817928552627563f, 1.8340080976486206f),                   \
+                             _mm256_castps_si256(t))
+#define vm_exp2_tbl_lnfix(t)                                                                             \
+    _mm256_permutevar8x32_ps(_mm256_setr_ps(0.0f, -1.199215748926008e-08f, 3.1934181521364735e-08f,      \
+                                            -3.0990722876822474e-08f, 1.7114270889351246e-08f,           \
+                                            5.233334210430485e-09f, -1.4719605978541495e-08f,            \
+                                            -6.128259677495862e-09f),                                    \
+                             _mm256_castps_si256(t))
 #define vm_loadu(p) _mm256_loadu_ps(p)
 #define vm_storeu(p, v) _mm256_storeu_ps(p, v)
 

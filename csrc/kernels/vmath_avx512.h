@@ -29,6 +29,28 @@ typedef __mmask16 vm_m;
 #define vm_round(a) _mm512_roundscale_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 /* v * 2^n for integral n (as float), one rounding even into the subnormal range */
 #define vm_scale2n(v, n) _mm512_scalef_ps(v, n)
+/* m ? v * 2^floor(n) : 0 (masked-off lanes compute nothing) */
+#define vm_scale2n_floor_where(m, v, n) _mm512_maskz_scalef_ps(m, v, n)
+/* 2^(j/16), j = the low 4 bits of t's bit pattern (vgelu_erf's table exponential), and
+ * ln(2^(j/16) / float(2^(j/16))): the table's rounding, folded into the reduced argument */
+#define VM_EXP_TBL_BITS 4
+#define vm_exp2_tbl(t)                                                                                   \
+    _mm512_permutexvar_ps(_mm512_castps_si512(t),                                                        \
+                          _mm512_setr_ps(1.0f, 1.0442737340927124f, 1.0905077457427979f, 1.1387885808944702f, \
+                                         1.1892070770263672f, 1.2418577671051025f, 1.2968395948410034f,  \
+                                         1.3542555570602417f, 1.4142135381698608f, 1.4768261909484863f,  \
+                                         1.5422108173370361f, 1.610490322113037f, 1.6817928552627563f,   \
+                                         1.7562521696090698f, 1.8340080976486206f, 1.9152065515518188f))
+#define vm_exp2_tbl_lnfix(t)                                                                             \
+    _mm512_permutexvar_ps(_mm512_castps_si512(t),                                                        \
+                          _mm512_setr_ps(0.0f, 4.6285471455576044e-08f, -1.199215748926008e-08f,          \
+                                         4.7297820771063925e-08f, 3.1934181521364735e-08f,               \
+                                         3.621057231839586e-08f, -3.0990722876822474e-08f,               \
+                                         -7.475213337215791e-09f, 1.7114270889351246e-08f,               \
+                                         -3.047683350132502e-08f, 5.233334210430485e-09f,                \
+                                         6.10759176566944e-09f, -1.4719605978541495e-08f,                \
+                                         -5.258795177098818e-09f, -6.128259677495862e-09f,               \
+                                         5.140609271592211e-09f))
 #define vm_loadu(p) _mm512_loadu_ps(p)
 #define vm_storeu(p, v) _mm512_storeu_ps(p, v)
 #define vm_hmax(v) _mm512_reduce_max_ps(v)

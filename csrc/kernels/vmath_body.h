@@ -1,11 +1,12 @@
 /* vmath_body.h — vector math written once against the vm_* macro layer; included ONLY by
  * vmath_avx512.h / vmath_avx2.h (which define vm_f, vm_m, VM_FN and the vm_* operations).
  * Static inline only. Accuracy (float64 reference, see tests/test_ops.py): a few ulps over the
- * whole float range, gradual underflow included; NaN in -> NaN out.
+ * whole float range, gradual underflow included (gelu_erf flushes its tail, see there); NaN in -> NaN out.
  *
  * Building block: vexp_parts(yh, yl, &n) returns p with e^(yh + yl) = p * 2^n, p in ~[0.7, 1.42].
  * Callers fold their other factors into p and apply 2^n last (vm_scale2n), so results that end up
  * subnormal are rounded once instead of being built from an already-underflowed exp. */
+#include "ops_kernels.h" /* VITC_GELU_ERF_TAIL */
 
 /* exp: Cody–Waite reduction r = y - n ln2 (FMA makes n*LN2_HI exact), e^r = 1 + r + r^2 q(r),
  * q minimax on [-ln2/2, ln2/2] (rel. error 3e-9, fitted for vitc). */
@@ -87,27 +88,59 @@ static inline vm_f VM_FN(vgelu_tanh)(vm_f x) {
     return VM_FN(vmul_sigmoid)(xs, vm_xor(uh, flip), vm_xor(ul, flip), vm_ge0(xs));
 }
 
-/* R(a) = P(a)/Q(a) ~ Phi(-a) e^(a^2/2) on [0, 15], rel. error 4e-8 with these float coefficients */
-#define VM_GELU_P0 0.5f
-#define VM_GELU_P1 0.43928274512290955f
-#define VM_GELU_P2 0.18396861851215363f
-#define VM_GELU_P3 0.040880944579839706f
-#define VM_GELU_P4 0.004153200425207615f
-#define VM_GELU_Q1 1.676450490951538f
-#define VM_GELU_Q2 1.2055461406707764f
-#define VM_GELU_Q3 0.47140729427337646f
-#define VM_GELU_Q4 0.10247944295406342f
-#define VM_GELU_Q5 0.010410417802631855f
+/* the table exponential's constants: 2^B / ln 2 and ln 2 / 2^B = HI + LO (HI with 24 bits) */
+#if VM_EXP_TBL_BITS == 4
+#define VM_EXP_TBL_SCALE 23.083120346069336f
+#define VM_EXP_TBL_LN2_HI 0.043321698904037476f
+#define VM_EXP_TBL_LN2_LO -1.1904088825787085e-10f
+#else
+#define VM_EXP_TBL_SCALE 11.541560173034668f
+#define VM_EXP_TBL_LN2_HI 0.08664339780807495f
+#define VM_EXP_TBL_LN2_LO -2.380817765157417e-10f
+#endif
 
-/* gelu(x) = x Phi(x). With a = |x|: Phi(-a) = e^(-a^2/2) R(a), R = P/Q rational (rel. error 4e-8 on
- * [0, 15], fitted for vitc); a^2/2 is carried exactly (FMA remainder) so the exponential sees no
- * rounding of its argument. s = x Phi(-a):  x < 0: gelu = s;  x >= 0: gelu = x - s (s <= x/2). */
+/* R(a) = P(a)/Q(a) ~ Phi(-a) e^(a^2/2) on [0, VITC_GELU_ERF_TAIL], rel. error 2e-8 with these float
+ * coefficients (minimax fitted for vitc, each rounded to float and the rest refitted) */
+#define VM_GELU_P0 0.5f
+#define VM_GELU_P1 0.4346368908882141f
+#define VM_GELU_P2 0.180509552359581f
+#define VM_GELU_P3 0.039709609001874924f
+#define VM_GELU_P4 0.003977671731263399f
+#define VM_GELU_Q1 1.667158603668213f
+#define VM_GELU_Q2 1.1912158727645874f
+#define VM_GELU_Q3 0.4622703492641449f
+#define VM_GELU_Q4 0.09954491257667542f
+#define VM_GELU_Q5 0.009970393031835556f
+
+/* gelu(x) = x Phi(x) = max(x, -0) - s, s = a Phi(-a), a = |x| (x >= 0: x - s; x < 0: -s), written so
+ * that -0, NaN and +-inf need no select. Phi(-a) = e^(-a^2/2) R(a), R = P/Q rational; -a^2/2 is carried
+ * exactly (FMA remainder) so the exponential sees no rounding of its argument. The exponential is
+ * 2^(k / 2^B) e^r with the 2^(k / 2^B) fraction from a 2^B-entry table (a permute) and a short polynomial
+ * for e^r: cheaper than vexp_parts (no round instruction, lower degree). Beyond a = VITC_GELU_ERF_TAIL, s
+ * would be subnormal (microcode assists: fc1 2.2x slower on such inputs): a is clamped there and s
+ * flushed to 0, so gelu = x for large x and -0 for large negative x; no result is ever subnormal unless
+ * x itself is tiny (|x| < 2 FLT_MIN). */
 static inline vm_f VM_FN(vgelu_erf)(vm_f x) {
-    vm_f xs = vm_min(vm_set1(15.0f), vm_max(vm_set1(-15.0f), x)); /* beyond, |x| Phi(-|x|) < 2^-150 */
-    vm_f a = vm_abs(xs);
-    vm_f hx = vm_mul(xs, vm_set1(-0.5f));           /* exact */
-    vm_f yh = vm_mul(hx, xs), yl = vm_fms(hx, xs, yh); /* yh + yl = -x^2/2 exactly, yh >= -112.5 */
-    vm_f n, p = VM_FN(vexp_parts_inrange)(yh, yl, &n);
+    vm_f a = vm_min(vm_set1(VITC_GELU_ERF_TAIL), vm_abs(x)); /* NaN passes (2nd operand) */
+    vm_f ha = vm_mul(a, vm_set1(-0.5f));                    /* exact */
+    vm_f yh = vm_mul(ha, a), yl = vm_fms(ha, a, yh);        /* yh + yl = -a^2/2 exactly, yh >= -86.5 */
+    /* k ~ round(-a^2/2 2^B / ln2) (any integer near it will do: it only picks the reduction point, off
+     * yh's critical path): t = k + 1.5 2^23 holds k in its low mantissa bits (the table index) */
+    vm_f t = vm_fma(a, vm_mul(a, vm_set1(-0.5f * VM_EXP_TBL_SCALE)), vm_set1(12582912.0f));
+    vm_f k = vm_sub(t, vm_set1(12582912.0f));
+    /* r = yh + yl - k ln2/2^B, with the table entry's rounding folded in: the first term is exact (FMA, k
+     * has <= 11 bits), the small ones are summed beside it */
+    vm_f r = vm_add(vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_HI), yh),
+                    vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_LO), vm_add(yl, vm_exp2_tbl_lnfix(t))));
+    /* e^r - 1 = r + r^2 c(r), |r| <= ln2 / 2^(B+1): minimax, rel. error 2e-9 */
+#if VM_EXP_TBL_BITS == 4
+    vm_f c = vm_fma(r, vm_set1(0.16666817665100098f), vm_set1(0.5000168085098267f));
+#else
+    vm_f c = vm_fma(r, vm_set1(0.04166017472743988f), vm_set1(0.16668079793453217f));
+    c = vm_fma(c, r, vm_set1(0.5f));
+#endif
+    vm_f em1 = vm_fma(vm_mul(r, r), c, r);
+    /* the rational, with its division, runs beside the exponential's longer chain */
     vm_f num = vm_set1(VM_GELU_P4);
     num = vm_fma(num, a, vm_set1(VM_GELU_P3));
     num = vm_fma(num, a, vm_set1(VM_GELU_P2));
@@ -119,8 +152,12 @@ static inline vm_f VM_FN(vgelu_erf)(vm_f x) {
     den = vm_fma(den, a, vm_set1(VM_GELU_Q2));
     den = vm_fma(den, a, vm_set1(VM_GELU_Q1));
     den = vm_fma(den, a, vm_set1(1.0f));
-    vm_f s = vm_scale2n(vm_div(vm_mul(vm_mul(xs, p), num), den), n);
-    return vm_sel(vm_ge0(x), vm_sub(x, s), s);
+    vm_f ar = vm_mul(a, vm_div(num, den));
+    vm_f tbl = vm_exp2_tbl(t);
+    vm_f m = vm_mul(vm_fma(tbl, em1, tbl), ar); /* a R(a) 2^(frac) e^r */
+    vm_f s = vm_scale2n_floor_where(vm_lt(a, vm_set1(VITC_GELU_ERF_TAIL)), m,
+                                    vm_mul(k, vm_set1(1.0f / (1 << VM_EXP_TBL_BITS))));
+    return vm_sub(vm_max(vm_set1(-0.0f), x), s);
 }
 
 /* tanh: |x| < 0.55: x + x^3 T(x^2) (minimax, no cancellation near 0);
