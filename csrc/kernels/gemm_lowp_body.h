@@ -99,7 +99,10 @@ VITC_LOWP_INLINE __m512i lowp_bf16_bits16(__m512 x) {
 }
 
 /* bf16 A in 16-row tiles (see lowp_pack_a_tiles) without the stack row: each 32-value k block of a row is two
- * loads, the rounding above and one 64-byte store in place (values past k are zero). */
+ * loads, the rounding above and one 64-byte store in place (values past k are zero). Each row is prefetched
+ * 2 KB ahead into L1: fc2's A at batch 8 (fc1's 19 MB output) comes from L3, and the hardware streamer
+ * restarts at each 4 KB page of its 12 KB rows (fc2 b8, 1 thread: -6%; docs/performance.md). */
+#define A_PF_FLOATS 512
 VITC_LOWP_INLINE void lowp_pack_a_tiles_bf16(size_t mr, size_t kq, size_t row0, size_t rows, size_t k,
                                              const float *a, size_t lda, unsigned char *ap) {
     const size_t end = row0 + rows, pad_end = (end + mr - 1) / mr * mr;
@@ -110,6 +113,8 @@ VITC_LOWP_INLINE void lowp_pack_a_tiles_bf16(size_t mr, size_t kq, size_t row0, 
             const size_t p = b * 32, have = r >= end || p >= k ? 0 : k - p < 32 ? k - p : 32;
             const __mmask16 m0 = (__mmask16)(have >= 16 ? 0xffffu : (1u << have) - 1u);
             const __mmask16 m1 = (__mmask16)(have <= 16 ? 0u : have >= 32 ? 0xffffu : (1u << (have - 16)) - 1u);
+            _mm_prefetch((const char *)(src + p + A_PF_FLOATS), _MM_HINT_T0);
+            _mm_prefetch((const char *)(src + p + A_PF_FLOATS + 16), _MM_HINT_T0);
             const __m512i lo = lowp_bf16_bits16(_mm512_maskz_loadu_ps(m0, src + p));
             const __m512i hi = lowp_bf16_bits16(_mm512_maskz_loadu_ps(m1, src + p + 16));
             const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(lo)),
