@@ -46,7 +46,10 @@ class Metrics:
     def request(self, endpoint, code, seconds):
         with self._lock:
             self.requests[(endpoint, code)] = self.requests.get((endpoint, code), 0) + 1
-            self.latency.setdefault(endpoint, _Histogram()).observe(seconds)
+            hist = self.latency.get(endpoint)
+            if hist is None:  # not setdefault: that builds a histogram per request to throw away
+                hist = self.latency[endpoint] = _Histogram()
+            hist.observe(seconds)
 
     def batch(self, size, queue_seconds, compute_seconds):
         with self._lock:

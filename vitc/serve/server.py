@@ -131,8 +131,11 @@ def main(args):
             if status.get("interrupted"):
                 signal.raise_signal(signal.SIGINT)
 
+    # X-Forwarded-For is read only for the access log (the app never uses the client's address): without it,
+    # uvicorn's proxy-headers middleware is one more coroutine per request; no "server: uvicorn" header either
     config = uvicorn.Config(create_app(engine, metrics, settings, lifespan), host=args.host, port=args.port,
-                            log_level=args.log_level, access_log=args.access_log, lifespan="on")
+                            log_level=args.log_level, access_log=args.access_log, lifespan="on",
+                            proxy_headers=args.access_log, server_header=False)
     server = Server(config)
     # each open connection can hold one request (HTTP/1.1 answers in order): once that many are in the engine,
     # no request can arrive before an answer goes out, and a filling batch runs at once (Engine)
