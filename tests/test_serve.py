@@ -42,6 +42,12 @@ def test_health_and_metadata(server):
     assert httpx.get(f"{server.url}/v2/models/other/ready").status_code == 404
 
 
+def test_answers_carry_a_date_and_no_server_header(server):
+    r = httpx.post(server.url + "/v1/embeddings", json={"input": b64(random_png(3))})
+    assert r.status_code == 200 and "date" in r.headers and "server" not in r.headers
+    assert int(r.headers["content-length"]) == len(r.content)
+
+
 def test_tritonclient_binary_and_json(server, direct):
     client = triton.InferenceServerClient(url=server.url.removeprefix("http://"))
     assert client.is_server_live() and client.is_server_ready() and client.is_model_ready(MODEL)
