@@ -73,58 +73,81 @@ BF16_FN void cvt_row32(const float *x, size_t n, uint16_t *d) {
     _mm512_storeu_si512(d, cvt32(_mm512_maskz_loadu_ps(m0, x), _mm512_maskz_loadu_ps(m1, x + 16)));
 }
 
-/* Softmax of one row of scores in float32 (max, exp and sum as vitc_f32_softmax_rows), written as bf16 to
- * p[0, n_pad) (zeros past n); s is overwritten by the unnormalized exponentials. */
-BF16_FN void softmax_row_bf16(float *s, size_t n, size_t n_pad, float scale, uint16_t *p) {
-    const __m512 vs = _mm512_set1_ps(scale);
+/* One row of scores s[0, n) to the unnormalized probabilities e_j = exp(scale · s_j - max_j scale · s_j),
+ * in float32 (vexp_tbl_nonpos), written as bf16 to p[0, n_pad) (zeros past n); returns 1 / Σ_j e_j (float32
+ * sum of the unrounded e_j). The max of the raw scores gives the same shift (scale > 0, rounding is
+ * monotone). One pass for the exponentials, their sum and the rounding: the normalization waits for the
+ * output rows (a 32-wide row of O instead of a seq-wide row of P). */
+BF16_FN float softmax_row_bf16(const float *s, size_t n, size_t n_pad, float scale, uint16_t *p) {
     __m512 vmax = _mm512_set1_ps(-INFINITY);
     size_t i;
-    for (i = 0; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_mul_ps(_mm512_loadu_ps(s + i), vs));
-    const __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
-    if (i < n) vmax = _mm512_mask_max_ps(vmax, tail, vmax, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, s + i), vs));
-    const __m512 vneg = _mm512_set1_ps(-_mm512_reduce_max_ps(vmax));
-    __m512 sum = _mm512_setzero_ps();
-    for (i = 0; i + 16 <= n; i += 16) {
-        const __m512 e = vexp__avx512(_mm512_fmadd_ps(_mm512_loadu_ps(s + i), vs, vneg));
-        _mm512_storeu_ps(s + i, e);
-        sum = _mm512_add_ps(sum, e);
-    }
-    if (i < n) {
-        const __m512 e = _mm512_maskz_mov_ps(tail, vexp__avx512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, s + i), vs, vneg)));
-        _mm512_mask_storeu_ps(s + i, tail, e);
-        sum = _mm512_add_ps(sum, e);
-    }
-    const __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
-    for (i = 0; i < n_pad; i += 32) {
-        const size_t left = i < n ? n - i : 0;
-        const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
-        const __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
-        const __m512 e0 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m0, s + i), inv);
-        const __m512 e1 = _mm512_mul_ps(_mm512_maskz_loadu_ps(m1, s + i + 16), inv);
+    for (i = 0; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + i));
+    if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, (__mmask16)((1u << (n - i)) - 1u), s + i));
+    const __m512 vs = _mm512_set1_ps(scale), vneg = _mm512_set1_ps(-(_mm512_reduce_max_ps(vmax) * scale));
+    __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
+    for (i = 0; i + 32 <= n; i += 32) {
+        const __m512 e0 = vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(_mm512_loadu_ps(s + i), vs, vneg));
+        const __m512 e1 = vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(_mm512_loadu_ps(s + i + 16), vs, vneg));
+        sum0 = _mm512_add_ps(sum0, e0);
+        sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_si512(p + i, cvt32(e0, e1));
     }
+    for (; i < n_pad; i += 32) { /* the tail: masked-off lanes (keys past n) are 0 */
+        const size_t left = i < n ? n - i : 0;
+        const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
+        const __mmask16 m1 = left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
+        const __m512 e0 = _mm512_maskz_mov_ps(m0, vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, s + i), vs, vneg)));
+        const __m512 e1 = _mm512_maskz_mov_ps(m1, vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, s + i + 16), vs, vneg)));
+        sum0 = _mm512_add_ps(sum0, e0);
+        sum1 = _mm512_add_ps(sum1, e1);
+        _mm512_storeu_si512(p + i, cvt32(e0, e1));
+    }
+    return 1.0f / _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
+}
+
+/* dst[16 rows] = the 16 × 16 transpose of r's 32-bit lanes, in place: four steps, each swapping the
+ * off-diagonal b × b blocks (b = 8, 4, 2, 1) between rows i and i + b with two-source permutes */
+BF16_FN void transpose16_epi32(__m512i r[16]) {
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int b = 8; b >= 1; b /= 2) {
+        const __mmask16 high = _mm512_test_epi32_mask(iota, _mm512_set1_epi32(b)); /* lanes c with bit b */
+        const __m512i flip = _mm512_xor_si512(iota, _mm512_set1_epi32(b)), other = _mm512_set1_epi32(16);
+        /* row i (bit b clear) keeps its lanes without bit b and takes row i+b's lane c-b at c, and back */
+        const __m512i lo = _mm512_mask_blend_epi32(high, iota, _mm512_or_si512(flip, other));
+        const __m512i hi = _mm512_mask_blend_epi32(high, flip, _mm512_or_si512(iota, other));
+        for (int i = 0; i < 16; i++)
+            if (!(i & b)) {
+                const __m512i a = r[i], c = r[i + b];
+                r[i] = _mm512_permutex2var_epi32(a, lo, c);
+                r[i + b] = _mm512_permutex2var_epi32(a, hi, c);
+            }
+    }
+}
+
+/* K_h to Kp, 16 keys × 16 groups at a time: each key's 32 values rounded to bf16 pairs (one vector of 16
+ * groups), the 16 vectors transposed to 16 rows of Kp (one group, 16 keys each); keys past seq_kv zero */
+BF16_FN void pack_k(const float *k, size_t ldk, size_t seq_kv, size_t seq_pad, size_t hd, uint32_t *kp) {
+    for (size_t j0 = 0; j0 < seq_pad; j0 += 16)
+        for (size_t c = 0; c < hd; c += 32) {
+            __m512i r[16];
+            for (size_t i = 0; i < 16; i++)
+                r[i] = j0 + i < seq_kv ? cvt32(_mm512_loadu_ps(k + (j0 + i) * ldk + c), _mm512_loadu_ps(k + (j0 + i) * ldk + c + 16))
+                                       : _mm512_setzero_si512();
+            transpose16_epi32(r);
+            for (size_t g = 0; g < 16; g++) _mm512_store_si512(kp + (c / 2 + g) * seq_pad + j0, r[g]);
+        }
 }
 
 __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const vitc_bf16_head_args *h, unsigned char *ws) {
     const size_t seq_q = h->seq_q, seq_kv = h->seq_kv, hd = h->head_dim, seq_pad = (seq_kv + 31) / 32 * 32;
-    const size_t groups_hd = hd / 2, groups_kv = seq_pad / 2;
+    const size_t groups_kv = seq_pad / 2;
     size_t off[5];
     vitc_bf16_attention_layout(seq_kv, hd, off);
     uint32_t *kp = (uint32_t *)(void *)(ws + off[0]), *vp = (uint32_t *)(void *)(ws + off[1]);
     uint16_t *qb = (uint16_t *)(void *)(ws + off[2]), *pb = (uint16_t *)(void *)(ws + off[4]);
     float *s = (float *)(void *)(ws + off[3]);
 
-    /* K_h: each key's hd values to bf16 pairs (in order), scattered one group per row of Kp */
-    for (size_t j = 0; j < seq_pad; j++) {
-        _Alignas(64) uint32_t pairs[VITC_BF16_ATTENTION_MAX_HD / 2];
-        for (size_t c = 0; c < hd; c += 32) {
-            if (j < seq_kv)
-                cvt_row32(h->k + j * h->ldk + c, 32, (uint16_t *)(pairs + c / 2));
-            else
-                memset(pairs + c / 2, 0, 64);
-        }
-        for (size_t g = 0; g < groups_hd; g++) kp[g * seq_pad + j] = pairs[g];
-    }
+    pack_k(h->k, h->ldk, seq_kv, seq_pad, hd, kp);
     /* V_h: rows 2g and 2g + 1 interleaved column by column (vpermw of the two rows' bf16) */
     static const uint16_t interleave_idx[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
                                                 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
@@ -139,7 +162,7 @@ __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const v
         }
     }
 
-    _Alignas(64) float edge[32 * 32];
+    _Alignas(64) float ob[32 * 32];
     const size_t blocks = (seq_q + 31) / 32;
     for (size_t i0 = 0; i0 < seq_q; i0 += 32) {
         /* the next head's rows into L2, a share per block: their rows are KBs apart (a stride the hardware
@@ -170,26 +193,28 @@ __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const v
                 tile_2x2(0, hd / 32, (const unsigned char *)qb, 64, hd * 2, 0, b, 16 * seq_pad * 4, seq_pad * 4, c,
                          seq_pad * 4);
         }
+        float inv[32];
         for (size_t r = 0; r < tile_rows; r++) {
             if (r < rows)
-                softmax_row_bf16(s + r * seq_pad, seq_kv, seq_pad, h->scale, pb + r * seq_pad);
+                inv[r] = softmax_row_bf16(s + r * seq_pad, seq_kv, seq_pad, h->scale, pb + r * seq_pad);
             else
                 memset(pb + r * seq_pad, 0, seq_pad * 2);
         }
-        /* O = P · V_h, 32 columns of hd at a time: into the output rows, or the stack at the edge */
+        /* O = P · V_h, 32 columns of hd at a time, into the stack; each row times its 1 / Σ e to the output */
         for (size_t cb = 0; cb < hd; cb += 32) {
             const unsigned char *b = (const unsigned char *)(vp + cb);
-            const int direct = rows == tile_rows;
-            unsigned char *c = direct ? (unsigned char *)(h->o + i0 * h->ldo + cb) : (unsigned char *)edge;
-            const size_t ldc = direct ? h->ldo * 4 : 32 * 4;
             if (two)
                 tile_2x2(1, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 16 * seq_pad * 2, b,
-                         16 * hd * 4, hd * 4, c, ldc);
+                         16 * hd * 4, hd * 4, (unsigned char *)ob, 32 * 4);
             else
-                tile_2x2(0, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 0, b, 16 * hd * 4, hd * 4, c,
-                         ldc);
-            if (!direct)
-                for (size_t r = 0; r < rows; r++) memcpy(h->o + (i0 + r) * h->ldo + cb, edge + r * 32, 32 * 4);
+                tile_2x2(0, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 0, b, 16 * hd * 4, hd * 4,
+                         (unsigned char *)ob, 32 * 4);
+            for (size_t r = 0; r < rows; r++) {
+                const __m512 v = _mm512_set1_ps(inv[r]);
+                float *o = h->o + (i0 + r) * h->ldo + cb;
+                _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_load_ps(ob + r * 32), v));
+                _mm512_storeu_ps(o + 16, _mm512_mul_ps(_mm512_load_ps(ob + r * 32 + 16), v));
+            }
         }
     }
 }

@@ -99,6 +99,32 @@ static inline vm_f VM_FN(vgelu_tanh)(vm_f x) {
 #define VM_EXP_TBL_LN2_LO -2.380817765157417e-10f
 #endif
 
+/* e^r - 1 = r + r^2 c(r) for the table exponential's reduced argument, |r| <= ln2 / 2^(B+1): minimax,
+ * rel. error 2e-9 */
+static inline vm_f VM_FN(vexpm1_tbl_r)(vm_f r) {
+#if VM_EXP_TBL_BITS == 4
+    vm_f c = vm_fma(r, vm_set1(0.16666817665100098f), vm_set1(0.5000168085098267f));
+#else
+    vm_f c = vm_fma(r, vm_set1(0.04166017472743988f), vm_set1(0.16668079793453217f));
+    c = vm_fma(c, r, vm_set1(0.5f));
+#endif
+    return vm_fma(vm_mul(r, r), c, r);
+}
+
+/* e^y for y <= 0 (a softmax's shifted scores), the table exponential: 2^(k / 2^B) from the table times
+ * e^r, r = y - k ln2/2^B (exact: FMA, k has <= 12 bits), 2^floor(k / 2^B) applied last (vm_scale2n: one
+ * rounding into the subnormals). Error: the polynomial's 2e-9 plus the table entry's float rounding (half
+ * an ulp; vgelu_erf folds that in, a softmax needs no better): within 2 ulps. y below -112 is clamped
+ * there (the result, < 2^-161, rounds to 0 either way); NaN passes. 12 operations to vexp's 16. */
+static inline vm_f VM_FN(vexp_tbl_nonpos)(vm_f y) {
+    y = vm_max(vm_set1(-112.0f), y); /* NaN passes (2nd operand) */
+    vm_f t = vm_fma(y, vm_set1(VM_EXP_TBL_SCALE), vm_set1(12582912.0f)); /* k in t's low mantissa bits */
+    vm_f k = vm_sub(t, vm_set1(12582912.0f));
+    vm_f r = vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_LO), vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_HI), y));
+    vm_f tbl = vm_exp2_tbl(t);
+    return vm_scale2n(vm_fma(tbl, VM_FN(vexpm1_tbl_r)(r), tbl), vm_mul(k, vm_set1(1.0f / (1 << VM_EXP_TBL_BITS))));
+}
+
 /* R(a) = P(a)/Q(a) ~ Phi(-a) e^(a^2/2) on [0, VITC_GELU_ERF_TAIL], rel. error 2e-8 with these float
  * coefficients (minimax fitted for vitc, each rounded to float and the rest refitted) */
 #define VM_GELU_P0 0.5f
@@ -132,14 +158,7 @@ static inline vm_f VM_FN(vgelu_erf)(vm_f x) {
      * has <= 11 bits), the small ones are summed beside it */
     vm_f r = vm_add(vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_HI), yh),
                     vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_LO), vm_add(yl, vm_exp2_tbl_lnfix(t))));
-    /* e^r - 1 = r + r^2 c(r), |r| <= ln2 / 2^(B+1): minimax, rel. error 2e-9 */
-#if VM_EXP_TBL_BITS == 4
-    vm_f c = vm_fma(r, vm_set1(0.16666817665100098f), vm_set1(0.5000168085098267f));
-#else
-    vm_f c = vm_fma(r, vm_set1(0.04166017472743988f), vm_set1(0.16668079793453217f));
-    c = vm_fma(c, r, vm_set1(0.5f));
-#endif
-    vm_f em1 = vm_fma(vm_mul(r, r), c, r);
+    vm_f em1 = VM_FN(vexpm1_tbl_r)(r);
     /* the rational, with its division, runs beside the exponential's longer chain */
     vm_f num = vm_set1(VM_GELU_P4);
     num = vm_fma(num, a, vm_set1(VM_GELU_P3));
