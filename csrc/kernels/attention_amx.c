@@ -138,14 +138,48 @@ BF16_FN void pack_k(const float *k, size_t ldk, size_t seq_kv, size_t seq_pad, s
         }
 }
 
+/* The next head's rows into L2, the share that goes with query row i (its Q row, its K and V rows where
+ * seq_kv = seq_q): their rows are KBs apart (a stride the hardware prefetchers don't follow), and at batch 8
+ * the qkv rows are out of cache (as attention_body.h). Spread over the softmax rows, so that the line fill
+ * buffers drain between shares instead of stalling on a block's worth at once. */
+static inline void prefetch_next_share(const vitc_bf16_head_args *h, size_t i) {
+    const size_t ns[3] = {h->seq_q, h->seq_kv, h->seq_kv}, ld[3] = {h->ldq, h->ldk, h->ldv};
+    for (int m = 0; m < 3; m++)
+        if (h->next[m])
+            for (size_t r = ns[m] * i / h->seq_q; r < ns[m] * (i + 1) / h->seq_q; r++)
+                for (size_t c = 0; c < h->head_dim; c += 16)
+                    _mm_prefetch((const char *)(h->next[m] + r * ld[m] + c), _MM_HINT_T1);
+}
+
+/* Query rows i0.. of the block (up to 32; a 16-row tile half past seq_q zero) to bf16 at qb [32, hd] */
+BF16_FN void round_q_block(const vitc_bf16_head_args *h, size_t i0, uint16_t *qb) {
+    const size_t rows = h->seq_q - i0 < 32 ? h->seq_q - i0 : 32, tile_rows = rows > 16 ? 32 : 16;
+    for (size_t r = 0; r < tile_rows; r++)
+        for (size_t c = 0; c < h->head_dim; c += 32) {
+            if (r < rows)
+                cvt_row32(h->q + (i0 + r) * h->ldq + c, 32, qb + r * h->head_dim + c);
+            else
+                memset(qb + r * h->head_dim + c, 0, 64);
+        }
+}
+
+/* Output rows i0 .. i0 + rows = the block's unnormalized O rows (ob [32, hd]) times their 1 / Σ e */
+BF16_FN void write_o_block(const vitc_bf16_head_args *h, size_t i0, size_t rows, const float *ob, const float *inv) {
+    for (size_t r = 0; r < rows; r++) {
+        const __m512 v = _mm512_set1_ps(inv[r]);
+        for (size_t c = 0; c < h->head_dim; c += 16)
+            _mm512_storeu_ps(h->o + (i0 + r) * h->ldo + c, _mm512_mul_ps(_mm512_load_ps(ob + r * h->head_dim + c), v));
+    }
+}
+
 __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const vitc_bf16_head_args *h, unsigned char *ws) {
     const size_t seq_q = h->seq_q, seq_kv = h->seq_kv, hd = h->head_dim, seq_pad = (seq_kv + 31) / 32 * 32;
     const size_t groups_kv = seq_pad / 2;
-    size_t off[5];
+    size_t off[VITC_BF16_ATTENTION_PARTS];
     vitc_bf16_attention_layout(seq_kv, hd, off);
     uint32_t *kp = (uint32_t *)(void *)(ws + off[0]), *vp = (uint32_t *)(void *)(ws + off[1]);
-    uint16_t *qb = (uint16_t *)(void *)(ws + off[2]), *pb = (uint16_t *)(void *)(ws + off[4]);
-    float *s = (float *)(void *)(ws + off[3]);
+    uint16_t *qbs = (uint16_t *)(void *)(ws + off[2]), *pb = (uint16_t *)(void *)(ws + off[4]);
+    float *s = (float *)(void *)(ws + off[3]), *ob = (float *)(void *)(ws + off[5]);
 
     pack_k(h->k, h->ldk, seq_kv, seq_pad, hd, kp);
     /* V_h: rows 2g and 2g + 1 interleaved column by column (vpermw of the two rows' bf16) */
@@ -162,26 +196,15 @@ __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const v
         }
     }
 
-    _Alignas(64) float ob[32 * 32];
-    const size_t blocks = (seq_q + 31) / 32;
-    for (size_t i0 = 0; i0 < seq_q; i0 += 32) {
-        /* the next head's rows into L2, a share per block: their rows are KBs apart (a stride the hardware
-         * prefetchers don't follow), and at batch 8 the qkv rows are out of cache (as attention_body.h) */
-        const size_t blk = i0 / 32, ns[3] = {seq_q, seq_kv, seq_kv}, ld[3] = {h->ldq, h->ldk, h->ldv};
-        for (int m = 0; m < 3; m++)
-            if (h->next[m])
-                for (size_t r = ns[m] * blk / blocks; r < ns[m] * (blk + 1) / blocks; r++)
-                    for (size_t c = 0; c < hd; c += 16) _mm_prefetch((const char *)(h->next[m] + r * ld[m] + c), _MM_HINT_T1);
+    /* Per block: its Q·Kᵀ runs on the tiles while the previous block's O is normalized and written out and
+     * the next block's Q rounded (vector work that doesn't wait for the tiles); then its softmax and P·V. */
+    float inv[2][32];
+    round_q_block(h, 0, qbs);
+    for (size_t i0 = 0, blk = 0; i0 < seq_q; i0 += 32, blk++) {
         const size_t rows = seq_q - i0 < 32 ? seq_q - i0 : 32;
         const int two = rows > 16;
         const size_t tile_rows = two ? 32 : 16;
-        for (size_t r = 0; r < tile_rows; r++)
-            for (size_t c = 0; c < hd; c += 32) {
-                if (r < rows)
-                    cvt_row32(h->q + (i0 + r) * h->ldq + c, 32, qb + r * hd + c);
-                else
-                    memset(qb + r * hd + c, 0, 64);
-            }
+        const uint16_t *qb = qbs + (blk & 1) * 32 * hd;
         /* S = Q_blk · K_hᵀ, 32 keys at a time */
         for (size_t kb = 0; kb < seq_pad; kb += 32) {
             const unsigned char *b = (const unsigned char *)(kp + kb);
@@ -193,28 +216,27 @@ __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const v
                 tile_2x2(0, hd / 32, (const unsigned char *)qb, 64, hd * 2, 0, b, 16 * seq_pad * 4, seq_pad * 4, c,
                          seq_pad * 4);
         }
-        float inv[32];
+        if (i0 > 0) write_o_block(h, i0 - 32, 32, ob, inv[(blk - 1) & 1]);
+        if (i0 + 32 < seq_q) round_q_block(h, i0 + 32, qbs + ((blk + 1) & 1) * 32 * hd);
+        float *iv = inv[blk & 1];
         for (size_t r = 0; r < tile_rows; r++) {
-            if (r < rows)
-                inv[r] = softmax_row_bf16(s + r * seq_pad, seq_kv, seq_pad, h->scale, pb + r * seq_pad);
-            else
+            if (r < rows) {
+                prefetch_next_share(h, i0 + r);
+                iv[r] = softmax_row_bf16(s + r * seq_pad, seq_kv, seq_pad, h->scale, pb + r * seq_pad);
+            } else
                 memset(pb + r * seq_pad, 0, seq_pad * 2);
         }
-        /* O = P · V_h, 32 columns of hd at a time, into the stack; each row times its 1 / Σ e to the output */
+        /* O = P · V_h (unnormalized), 32 columns of hd at a time */
         for (size_t cb = 0; cb < hd; cb += 32) {
             const unsigned char *b = (const unsigned char *)(vp + cb);
+            unsigned char *c = (unsigned char *)(ob + cb);
             if (two)
                 tile_2x2(1, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 16 * seq_pad * 2, b,
-                         16 * hd * 4, hd * 4, (unsigned char *)ob, 32 * 4);
+                         16 * hd * 4, hd * 4, c, hd * 4);
             else
-                tile_2x2(0, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 0, b, 16 * hd * 4, hd * 4,
-                         (unsigned char *)ob, 32 * 4);
-            for (size_t r = 0; r < rows; r++) {
-                const __m512 v = _mm512_set1_ps(inv[r]);
-                float *o = h->o + (i0 + r) * h->ldo + cb;
-                _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_load_ps(ob + r * 32), v));
-                _mm512_storeu_ps(o + 16, _mm512_mul_ps(_mm512_load_ps(ob + r * 32 + 16), v));
-            }
+                tile_2x2(0, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 0, b, 16 * hd * 4, hd * 4, c,
+                         hd * 4);
         }
+        if (i0 + 32 >= seq_q) write_o_block(h, i0, rows, ob, iv);
     }
 }
