@@ -83,11 +83,15 @@ BF16_FN float softmax_row_bf16(const float *s, size_t n, size_t n_pad, float sca
     size_t i;
     for (i = 0; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + i));
     if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, (__mmask16)((1u << (n - i)) - 1u), s + i));
-    const __m512 vs = _mm512_set1_ps(scale), vneg = _mm512_set1_ps(-(_mm512_reduce_max_ps(vmax) * scale));
+    /* y = scale · s - m (m = float(scale · max)) and, beside it, the table exponential's t from s directly */
+    const float m = _mm512_reduce_max_ps(vmax) * scale, tscale = scale * VM_LOG2E;
+    const __m512 vs = _mm512_set1_ps(scale), vneg = _mm512_set1_ps(-m), vts = _mm512_set1_ps(tscale),
+                 vtb = _mm512_set1_ps(VM_EXP_TBL_KQ_MAGIC - m * VM_LOG2E);
+#define SOFTMAX_EXP(x) vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(x, vs, vneg), _mm512_fmadd_ps(x, vts, vtb))
     __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
     for (i = 0; i + 32 <= n; i += 32) {
-        const __m512 e0 = vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(_mm512_loadu_ps(s + i), vs, vneg));
-        const __m512 e1 = vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(_mm512_loadu_ps(s + i + 16), vs, vneg));
+        const __m512 s0 = _mm512_loadu_ps(s + i), s1 = _mm512_loadu_ps(s + i + 16);
+        const __m512 e0 = SOFTMAX_EXP(s0), e1 = SOFTMAX_EXP(s1);
         sum0 = _mm512_add_ps(sum0, e0);
         sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_si512(p + i, cvt32(e0, e1));
@@ -96,12 +100,13 @@ BF16_FN float softmax_row_bf16(const float *s, size_t n, size_t n_pad, float sca
         const size_t left = i < n ? n - i : 0;
         const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
         const __mmask16 m1 = left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
-        const __m512 e0 = _mm512_maskz_mov_ps(m0, vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(m0, s + i), vs, vneg)));
-        const __m512 e1 = _mm512_maskz_mov_ps(m1, vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(_mm512_maskz_loadu_ps(m1, s + i + 16), vs, vneg)));
+        const __m512 s0 = _mm512_maskz_loadu_ps(m0, s + i), s1 = _mm512_maskz_loadu_ps(m1, s + i + 16);
+        const __m512 e0 = _mm512_maskz_mov_ps(m0, SOFTMAX_EXP(s0)), e1 = _mm512_maskz_mov_ps(m1, SOFTMAX_EXP(s1));
         sum0 = _mm512_add_ps(sum0, e0);
         sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_si512(p + i, cvt32(e0, e1));
     }
+#undef SOFTMAX_EXP
     return 1.0f / _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
 }
 

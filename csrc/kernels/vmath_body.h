@@ -111,18 +111,20 @@ static inline vm_f VM_FN(vexpm1_tbl_r)(vm_f r) {
     return vm_fma(vm_mul(r, r), c, r);
 }
 
-/* e^y for y <= 0 (a softmax's shifted scores), the table exponential: 2^(k / 2^B) from the table times
- * e^r, r = y - k ln2/2^B (exact: FMA, k has <= 12 bits), 2^floor(k / 2^B) applied last (vm_scale2n: one
- * rounding into the subnormals). Error: the polynomial's 2e-9 plus the table entry's float rounding (half
- * an ulp; vgelu_erf folds that in, a softmax needs no better): within 2 ulps. y below -112 is clamped
- * there (the result, < 2^-161, rounds to 0 either way); NaN passes. 12 operations to vexp's 16. */
-static inline vm_f VM_FN(vexp_tbl_nonpos)(vm_f y) {
-    y = vm_max(vm_set1(-112.0f), y); /* NaN passes (2nd operand) */
-    vm_f t = vm_fma(y, vm_set1(VM_EXP_TBL_SCALE), vm_set1(12582912.0f)); /* k in t's low mantissa bits */
-    vm_f k = vm_sub(t, vm_set1(12582912.0f));
-    vm_f r = vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_LO), vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_HI), y));
+/* e^y for a softmax's shifted scores (y <= 0, finite) by the table exponential, given t = y / ln 2 +
+ * VM_EXP_TBL_KQ_MAGIC rounded to float (computed beside y, from the unshifted score: its rounding only
+ * moves the reduction point). t's last place is 2^-B, so kq = t - magic = k / 2^B exactly and k mod 2^B
+ * sits in t's low mantissa bits (the table index); r = y - kq ln2 is exact (FMA; kq has <= 12 + B bits
+ * while e^y is normal) and |r| <= ln2 / 2^(B+1) up to t's rounding; 2^floor(kq) is applied last
+ * (vm_scale2n: one rounding into the subnormals; far below, kq's last place grows but e^y is 0 anyway).
+ * Errors, relative: float(ln 2)'s 2e-9 · |kq| (< 2^-24 |y|: less than y's own rounding), the polynomial's
+ * 2e-9 and the table entry's half ulp (vgelu_erf folds that in; a softmax needs no better). 9 operations. */
+#define VM_EXP_TBL_KQ_MAGIC (12582912.0f / (1 << VM_EXP_TBL_BITS)) /* 1.5 2^(23 - B) */
+static inline vm_f VM_FN(vexp_tbl_nonpos)(vm_f y, vm_f t) {
+    vm_f kq = vm_sub(t, vm_set1(VM_EXP_TBL_KQ_MAGIC));
+    vm_f r = vm_fnma(kq, vm_set1(VM_LN2_HI), y);
     vm_f tbl = vm_exp2_tbl(t);
-    return vm_scale2n(vm_fma(tbl, VM_FN(vexpm1_tbl_r)(r), tbl), vm_mul(k, vm_set1(1.0f / (1 << VM_EXP_TBL_BITS))));
+    return vm_scale2n(vm_fma(tbl, VM_FN(vexpm1_tbl_r)(r), tbl), kq);
 }
 
 /* R(a) = P(a)/Q(a) ~ Phi(-a) e^(a^2/2) on [0, VITC_GELU_ERF_TAIL], rel. error 2e-8 with these float
