@@ -120,6 +120,27 @@ def test_bf16_attention_exponentials_to_float32_rounding(kset, seq):
     assert (o[:, seq:] == 0).all()
 
 
+@pytest.mark.parametrize("kset", kernel_set_params(BF16))
+@pytest.mark.parametrize("magnitude", [1e3, 1e14], ids=["scores_1e7", "scores_1e29"])
+def test_bf16_attention_huge_scores(kset, magnitude):
+    """Scores of a broken model's size: each row's softmax is (nearly) one key; beyond the table
+    exponential's range (|scale · s| > 1e26) the row is redone with the clamped exponential."""
+    heads, hd, seq = 2, 64, 37
+    rng = np.random.default_rng(5)
+    q, k, v = [rng.standard_normal((seq, heads * hd)).astype(np.float32) for _ in range(3)]
+    q *= np.float32(magnitude)
+    k *= np.float32(magnitude)
+    out = np.empty((seq, heads * hd), np.float32)
+    if not _vitc.bf16_attention_applies(kset, hd):
+        with pytest.raises(ValueError, match="bf16_attention"):
+            _vitc.bf16_attention(kset, 1, q, k, v, 1, heads, out)
+        return
+    ref, bound = bf16_attention_ref(q, k, v, 1, heads)
+    o = _vitc.bf16_attention(kset, 1, q, k, v, 1, heads, out)
+    assert np.isfinite(o).all()
+    assert (np.abs(o - ref) <= bound).all(), f"max excess {(np.abs(o - ref) - bound).max()}"
+
+
 def test_bf16_attention_refuses_other_head_sizes():
     for kset in _vitc.kernel_sets(BF16):
         for hd in (16, 48, 288):

@@ -16,6 +16,7 @@
  * nearest even, as lowp_bf16_bits, except that it flushes denormals to zero (|x| < 2^-126: no visible
  * change to a sum of products of O(1) values).
  * The tile configuration (all tiles 16 rows × 64 bytes) is the GEMM's (vitc_amx_task_begin). */
+#include <float.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -73,25 +74,19 @@ BF16_FN void cvt_row32(const float *x, size_t n, uint16_t *d) {
     _mm512_storeu_si512(d, cvt32(_mm512_maskz_loadu_ps(m0, x), _mm512_maskz_loadu_ps(m1, x + 16)));
 }
 
-/* One row of scores s[0, n) to the unnormalized probabilities e_j = exp(scale · s_j - max_j scale · s_j),
- * in float32 (vexp_tbl_nonpos), written as bf16 to p[0, n_pad) (zeros past n); returns 1 / Σ_j e_j (float32
- * sum of the unrounded e_j). The max of the raw scores gives the same shift (scale > 0, rounding is
- * monotone). One pass for the exponentials, their sum and the rounding: the normalization waits for the
- * output rows (a 32-wide row of O instead of a seq-wide row of P). */
-BF16_FN float softmax_row_bf16(const float *s, size_t n, size_t n_pad, float scale, uint16_t *p) {
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    size_t i;
-    for (i = 0; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + i));
-    if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, (__mmask16)((1u << (n - i)) - 1u), s + i));
-    /* y = scale · s - m (m = float(scale · max)) and, beside it, the table exponential's t from s directly */
-    const float m = _mm512_reduce_max_ps(vmax) * scale, tscale = scale * VM_LOG2E;
-    const __m512 vs = _mm512_set1_ps(scale), vneg = _mm512_set1_ps(-m), vts = _mm512_set1_ps(tscale),
+/* e_j = exp(y_j), y_j = scale · s_j - m, for j < n of a row (0 for j in [n, n_pad)), written as bf16 to p;
+ * returns Σ e_j. vt, vtb: vexp_tbl_nonpos's t as fma(s, vt, vtb); exact: vexp (clamped, any y) instead. */
+BF16_FN float exp_row_bf16(const float *s, size_t n, size_t n_pad, float scale, float m, uint16_t *p, const int exact) {
+    const __m512 vs = _mm512_set1_ps(scale), vneg = _mm512_set1_ps(-m), vt = _mm512_set1_ps(scale * VM_LOG2E),
                  vtb = _mm512_set1_ps(VM_EXP_TBL_KQ_MAGIC - m * VM_LOG2E);
-#define SOFTMAX_EXP(x) vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(x, vs, vneg), _mm512_fmadd_ps(x, vts, vtb))
+#define EXP_OF(x)                                                                                        \
+    (exact ? vexp__avx512(_mm512_fmadd_ps(x, vs, vneg))                                                  \
+           : vexp_tbl_nonpos__avx512(_mm512_fmadd_ps(x, vs, vneg), _mm512_fmadd_ps(x, vt, vtb)))
     __m512 sum0 = _mm512_setzero_ps(), sum1 = _mm512_setzero_ps();
+    size_t i;
     for (i = 0; i + 32 <= n; i += 32) {
         const __m512 s0 = _mm512_loadu_ps(s + i), s1 = _mm512_loadu_ps(s + i + 16);
-        const __m512 e0 = SOFTMAX_EXP(s0), e1 = SOFTMAX_EXP(s1);
+        const __m512 e0 = EXP_OF(s0), e1 = EXP_OF(s1);
         sum0 = _mm512_add_ps(sum0, e0);
         sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_si512(p + i, cvt32(e0, e1));
@@ -101,13 +96,30 @@ BF16_FN float softmax_row_bf16(const float *s, size_t n, size_t n_pad, float sca
         const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
         const __mmask16 m1 = left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
         const __m512 s0 = _mm512_maskz_loadu_ps(m0, s + i), s1 = _mm512_maskz_loadu_ps(m1, s + i + 16);
-        const __m512 e0 = _mm512_maskz_mov_ps(m0, SOFTMAX_EXP(s0)), e1 = _mm512_maskz_mov_ps(m1, SOFTMAX_EXP(s1));
+        const __m512 e0 = _mm512_maskz_mov_ps(m0, EXP_OF(s0)), e1 = _mm512_maskz_mov_ps(m1, EXP_OF(s1));
         sum0 = _mm512_add_ps(sum0, e0);
         sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_si512(p + i, cvt32(e0, e1));
     }
-#undef SOFTMAX_EXP
-    return 1.0f / _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
+#undef EXP_OF
+    return _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
+}
+
+/* One row of scores s[0, n) to the unnormalized probabilities e_j = exp(scale · s_j - max_j scale · s_j),
+ * in float32, written as bf16 to p[0, n_pad) (zeros past n); returns 1 / Σ_j e_j (float32 sum of the
+ * unrounded e_j). The max of the raw scores gives the same shift (scale > 0, rounding is monotone). One
+ * pass for the exponentials, their sum and the rounding: the normalization waits for the output rows (a
+ * 32-wide row of O instead of a seq-wide row of P). The table exponential holds for y > -1e5 and gives 0
+ * down to ~-1e26; a row whose sum is not finite (scores beyond that, or NaN) is redone with vexp. */
+BF16_FN float softmax_row_bf16(const float *s, size_t n, size_t n_pad, float scale, uint16_t *p) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    size_t i;
+    for (i = 0; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + i));
+    if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, (__mmask16)((1u << (n - i)) - 1u), s + i));
+    const float m = _mm512_reduce_max_ps(vmax) * scale;
+    float total = exp_row_bf16(s, n, n_pad, scale, m, p, 0);
+    if (!(total <= FLT_MAX)) total = exp_row_bf16(s, n, n_pad, scale, m, p, 1);
+    return 1.0f / total;
 }
 
 /* dst[16 rows] = the 16 × 16 transpose of r's 32-bit lanes, in place: four steps, each swapping the
