@@ -29,39 +29,37 @@
 
 #define BF16_FN static inline __attribute__((always_inline, target("avx512bf16")))
 
-/* C[32 or 16 rows, 32 cols] (float32, row stride ldc bytes) = sum over steps s of A_s · B_s, where A_s is the
- * 16-row tile at a + s·a_step (row stride lda; the second 16 rows at + a_half) and B_s the two tiles of 16
- * columns at b + s·b_step and + 64 (row stride ldb). Loads as late as their first use (tiles are not
- * renamed). */
-static inline __attribute__((always_inline)) void tile_2x2(const int two_halves, size_t steps,
+/* C[32 or 16 rows, 32 or 16 cols] (float32, row stride ldc bytes) = sum over steps s of A_s · B_s, where A_s
+ * is the 16-row tile at a + s·a_step (row stride lda; the second 16 rows at + a_half) and B_s the tile of 16
+ * columns at b + s·b_step (row stride ldb; the second 16 columns at + 64). Loads as late as their first use
+ * (tiles are not renamed). */
+static inline __attribute__((always_inline)) void tile_2x2(const int two_halves, const int two_cols, size_t steps,
                                                            const unsigned char *a, size_t a_step, size_t lda,
                                                            size_t a_half, const unsigned char *b, size_t b_step,
                                                            size_t ldb, unsigned char *c, size_t ldc) {
     _tile_zero(0);
-    _tile_zero(1);
-    if (two_halves) {
-        _tile_zero(2);
-        _tile_zero(3);
-    }
+    if (two_cols) _tile_zero(1);
+    if (two_halves) _tile_zero(2);
+    if (two_halves && two_cols) _tile_zero(3);
     for (size_t s = 0; s < steps; s++) {
         const unsigned char *as = a + s * a_step, *bs = b + s * b_step;
         _tile_loadd(4, as, lda);
         _tile_loadd(6, bs, ldb);
         _tile_dpbf16ps(0, 4, 6);
-        _tile_loadd(7, bs + 64, ldb);
-        _tile_dpbf16ps(1, 4, 7);
+        if (two_cols) {
+            _tile_loadd(7, bs + 64, ldb);
+            _tile_dpbf16ps(1, 4, 7);
+        }
         if (two_halves) {
             _tile_loadd(5, as + a_half, lda);
             _tile_dpbf16ps(2, 5, 6);
-            _tile_dpbf16ps(3, 5, 7);
+            if (two_cols) _tile_dpbf16ps(3, 5, 7);
         }
     }
     _tile_stored(0, c, ldc);
-    _tile_stored(1, c + 64, ldc);
-    if (two_halves) {
-        _tile_stored(2, c + 16 * ldc, ldc);
-        _tile_stored(3, c + 16 * ldc + 64, ldc);
-    }
+    if (two_cols) _tile_stored(1, c + 64, ldc);
+    if (two_halves) _tile_stored(2, c + 16 * ldc, ldc);
+    if (two_halves && two_cols) _tile_stored(3, c + 16 * ldc + 64, ldc);
 }
 
 /* 32 floats (two vectors) to 32 bf16 in order */
@@ -96,7 +94,8 @@ BF16_FN float exp_row_bf16(const float *s, size_t n, size_t n_pad, float scale, 
         const __mmask16 m0 = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1u);
         const __mmask16 m1 = left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1u);
         const __m512 s0 = _mm512_maskz_loadu_ps(m0, s + i), s1 = _mm512_maskz_loadu_ps(m1, s + i + 16);
-        const __m512 e0 = _mm512_maskz_mov_ps(m0, EXP_OF(s0)), e1 = _mm512_maskz_mov_ps(m1, EXP_OF(s1));
+        const __m512 e0 = _mm512_maskz_mov_ps(m0, EXP_OF(s0));
+        const __m512 e1 = m1 ? _mm512_maskz_mov_ps(m1, EXP_OF(s1)) : _mm512_setzero_ps();
         sum0 = _mm512_add_ps(sum0, e0);
         sum1 = _mm512_add_ps(sum1, e1);
         _mm512_storeu_si512(p + i, cvt32(e0, e1));
@@ -222,16 +221,17 @@ __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const v
         const int two = rows > 16;
         const size_t tile_rows = two ? 32 : 16;
         const uint16_t *qb = qbs + (blk & 1) * 32 * hd;
-        /* S = Q_blk · K_hᵀ, 32 keys at a time */
+        /* S = Q_blk · K_hᵀ, 32 keys at a time (16 where no more are left: the softmax reads none past seq_kv) */
         for (size_t kb = 0; kb < seq_pad; kb += 32) {
             const unsigned char *b = (const unsigned char *)(kp + kb);
             unsigned char *c = (unsigned char *)(s + kb);
+            const int cols = seq_kv - kb > 16;
             if (two)
-                tile_2x2(1, hd / 32, (const unsigned char *)qb, 64, hd * 2, 16 * hd * 2, b, 16 * seq_pad * 4,
+                tile_2x2(1, cols, hd / 32, (const unsigned char *)qb, 64, hd * 2, 16 * hd * 2, b, 16 * seq_pad * 4,
                          seq_pad * 4, c, seq_pad * 4);
             else
-                tile_2x2(0, hd / 32, (const unsigned char *)qb, 64, hd * 2, 0, b, 16 * seq_pad * 4, seq_pad * 4, c,
-                         seq_pad * 4);
+                tile_2x2(0, cols, hd / 32, (const unsigned char *)qb, 64, hd * 2, 0, b, 16 * seq_pad * 4,
+                         seq_pad * 4, c, seq_pad * 4);
         }
         if (i0 > 0) write_o_block(h, i0 - 32, 32, ob, inv[(blk - 1) & 1]);
         if (i0 + 32 < seq_q) round_q_block(h, i0 + 32, qbs + ((blk + 1) & 1) * 32 * hd);
@@ -248,10 +248,10 @@ __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const v
             const unsigned char *b = (const unsigned char *)(vp + cb);
             unsigned char *c = (unsigned char *)(ob + cb);
             if (two)
-                tile_2x2(1, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 16 * seq_pad * 2, b,
+                tile_2x2(1, 1, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 16 * seq_pad * 2, b,
                          16 * hd * 4, hd * 4, c, hd * 4);
             else
-                tile_2x2(0, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 0, b, 16 * hd * 4, hd * 4, c,
+                tile_2x2(0, 1, seq_pad / 32, (const unsigned char *)pb, 64, seq_pad * 2, 0, b, 16 * hd * 4, hd * 4, c,
                          hd * 4);
         }
         if (i0 + 32 >= seq_q) write_o_block(h, i0, rows, ob, iv);
