@@ -121,15 +121,15 @@ def test_bf16_attention_exponentials_to_float32_rounding(kset, seq):
 
 
 @pytest.mark.parametrize("kset", kernel_set_params(BF16))
-@pytest.mark.parametrize("magnitude", [1e3, 1e14], ids=["scores_1e7", "scores_1e29"])
+@pytest.mark.parametrize("magnitude", [1e7, 1e29], ids=["scores_1e7", "scores_1e29"])
 def test_bf16_attention_huge_scores(kset, magnitude):
-    """Scores of a broken model's size: each row's softmax is (nearly) one key; beyond the table
-    exponential's range (|scale · s| > 1e26) the row is redone with the clamped exponential."""
+    """Scores of a broken model's size in every third query row (the others O(1), in the same 16-row
+    groups): those rows' softmax is (nearly) one key; beyond the table exponential's range
+    (|scale · s| > 1e26) a row is redone with the clamped exponential."""
     heads, hd, seq = 2, 64, 37
     rng = np.random.default_rng(5)
     q, k, v = [rng.standard_normal((seq, heads * hd)).astype(np.float32) for _ in range(3)]
-    q *= np.float32(magnitude)
-    k *= np.float32(magnitude)
+    q[::3] *= np.float32(magnitude)
     out = np.empty((seq, heads * hd), np.float32)
     if not _vitc.bf16_attention_applies(kset, hd):
         with pytest.raises(ValueError, match="bf16_attention"):

@@ -73,8 +73,8 @@ BF16_FN void cvt_row32(const float *x, size_t n, uint16_t *d) {
 }
 
 /* e_j = exp(y_j), y_j = scale · s_j - m, for j < n of a row (0 for j in [n, n_pad)), written as bf16 to p;
- * returns Σ e_j. vt, vtb: vexp_tbl_nonpos's t as fma(s, vt, vtb); exact: vexp (clamped, any y) instead. */
-BF16_FN float exp_row_bf16(const float *s, size_t n, size_t n_pad, float scale, float m, uint16_t *p, const int exact) {
+ * returns Σ e_j as 16 lanes. vt, vtb: vexp_tbl_nonpos's t as fma(s, vt, vtb); exact: vexp (clamped, any y). */
+BF16_FN __m512 exp_row_bf16(const float *s, size_t n, size_t n_pad, float scale, float m, uint16_t *p, const int exact) {
     const __m512 vs = _mm512_set1_ps(scale), vneg = _mm512_set1_ps(-m), vt = _mm512_set1_ps(scale * VM_LOG2E),
                  vtb = _mm512_set1_ps(VM_EXP_TBL_KQ_MAGIC - m * VM_LOG2E);
 #define EXP_OF(x)                                                                                        \
@@ -101,24 +101,85 @@ BF16_FN float exp_row_bf16(const float *s, size_t n, size_t n_pad, float scale, 
         _mm512_storeu_si512(p + i, cvt32(e0, e1));
     }
 #undef EXP_OF
-    return _mm512_reduce_add_ps(_mm512_add_ps(sum0, sum1));
+    return _mm512_add_ps(sum0, sum1);
 }
 
-/* One row of scores s[0, n) to the unnormalized probabilities e_j = exp(scale · s_j - max_j scale · s_j),
- * in float32, written as bf16 to p[0, n_pad) (zeros past n); returns 1 / Σ_j e_j (float32 sum of the
- * unrounded e_j). The max of the raw scores gives the same shift (scale > 0, rounding is monotone). One
- * pass for the exponentials, their sum and the rounding: the normalization waits for the output rows (a
- * 32-wide row of O instead of a seq-wide row of P). The table exponential holds for y > -1e5 and gives 0
- * down to ~-1e26; a row whose sum is not finite (scores beyond that, or NaN) is redone with vexp. */
-BF16_FN float softmax_row_bf16(const float *s, size_t n, size_t n_pad, float scale, uint16_t *p) {
-    __m512 vmax = _mm512_set1_ps(-INFINITY);
-    size_t i;
-    for (i = 0; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(s + i));
-    if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, (__mmask16)((1u << (n - i)) - 1u), s + i));
-    const float m = _mm512_reduce_max_ps(vmax) * scale;
-    float total = exp_row_bf16(s, n, n_pad, scale, m, p, 0);
-    if (!(total <= FLT_MAX)) total = exp_row_bf16(s, n, n_pad, scale, m, p, 1);
-    return 1.0f / total;
+/* The next head's rows into L2, the share that goes with query row i (its Q row, its K and V rows where
+ * seq_kv = seq_q): their rows are KBs apart (a stride the hardware prefetchers don't follow), and at batch 8
+ * the qkv rows are out of cache (as attention_body.h). Spread over the softmax rows, so that the line fill
+ * buffers drain between shares instead of stalling on a block's worth at once. */
+static inline void prefetch_next_share(const vitc_bf16_head_args *h, size_t i) {
+    const size_t ns[3] = {h->seq_q, h->seq_kv, h->seq_kv}, ld[3] = {h->ldq, h->ldk, h->ldv};
+    for (int m = 0; m < 3; m++)
+        if (h->next[m])
+            for (size_t r = ns[m] * i / h->seq_q; r < ns[m] * (i + 1) / h->seq_q; r++)
+                for (size_t c = 0; c < h->head_dim; c += 16)
+                    _mm_prefetch((const char *)(h->next[m] + r * ld[m] + c), _MM_HINT_T1);
+}
+
+/* lane i = the max (is_max) or the sum of v[i]'s 16 lanes: four steps (b = 8, 4, 2, 1) that each pair
+ * vectors i and i + b lane block by lane block and combine, 16 vectors to 8 to 4 to 2 to 1 (30 permutes and
+ * 15 operations for what 16 separate reductions do in ~130) */
+BF16_FN __m512 reduce16(__m512 v[16], const int is_max) {
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (int b = 8; b >= 1; b /= 2) {
+        /* lane c takes from vector i + b where c has bit b; lo: its lane without bit b, hi: with it */
+        const __mmask16 second = _mm512_test_epi32_mask(iota, _mm512_set1_epi32(b));
+        const __m512i from = _mm512_mask_mov_epi32(_mm512_setzero_si512(), second, _mm512_set1_epi32(16));
+        const __m512i lo = _mm512_or_si512(_mm512_andnot_si512(_mm512_set1_epi32(b), iota), from);
+        const __m512i hi = _mm512_or_si512(_mm512_or_si512(iota, _mm512_set1_epi32(b)), from);
+        for (int i = 0; i < b; i++) {
+            const __m512 x = _mm512_permutex2var_ps(v[i], lo, v[i + b]), y = _mm512_permutex2var_ps(v[i], hi, v[i + b]);
+            v[i] = is_max ? _mm512_max_ps(x, y) : _mm512_add_ps(x, y);
+        }
+    }
+    return v[0];
+}
+
+/* Rows r0 .. r0 + 16 of the block's scores (those below `rows`; the others' P rows zeroed) to the unnormalized
+ * probabilities e_j = exp(scale · s_j - max_j scale · s_j), in float32, written as bf16 to P[·, 0, n_pad)
+ * (zeros past n); inv[r] = 1 / Σ_j e_j (float32 sum of the unrounded e_j). The max of the raw scores gives
+ * the same shift (scale > 0, rounding is monotone). One pass for the exponentials, their sum and the
+ * rounding: the normalization waits for the output rows (a 32-wide row of O instead of a seq-wide row of
+ * P). The rows' maxes and sums are reduced 16 at a time. The table exponential holds for y > -1e5 and gives
+ * 0 down to ~-1e26; a row whose sum is not finite (scores beyond that, or NaN) is redone with vexp. */
+BF16_FN void softmax_rows_bf16(const vitc_bf16_head_args *h, size_t i0, size_t r0, size_t rows, const float *s,
+                               size_t n_pad, uint16_t *p, float *inv) {
+    const size_t n = h->seq_kv;
+    const __mmask16 tail = (__mmask16)((1u << (n % 16)) - 1u);
+    __m512 v[16];
+    for (size_t r = 0; r < 16; r++) {
+        const float *sr = s + (r0 + r) * n_pad;
+        __m512 vmax = _mm512_set1_ps(-INFINITY);
+        size_t i;
+        if (r0 + r < rows) {
+            for (i = 0; i + 16 <= n; i += 16) vmax = _mm512_max_ps(vmax, _mm512_loadu_ps(sr + i));
+            if (i < n) vmax = _mm512_max_ps(vmax, _mm512_mask_loadu_ps(vmax, tail, sr + i));
+        }
+        v[r] = vmax;
+    }
+    _Alignas(64) float m[16], total[16];
+    _mm512_store_ps(m, _mm512_mul_ps(reduce16(v, 1), _mm512_set1_ps(h->scale)));
+    for (size_t r = 0; r < 16; r++) {
+        if (r0 + r < rows) {
+            prefetch_next_share(h, i0 + r0 + r);
+            v[r] = exp_row_bf16(s + (r0 + r) * n_pad, n, n_pad, h->scale, m[r], p + (r0 + r) * n_pad, 0);
+        } else {
+            memset(p + (r0 + r) * n_pad, 0, n_pad * 2);
+            v[r] = _mm512_set1_ps(1.0f);
+        }
+    }
+    __m512 sums = reduce16(v, 0);
+    const __mmask16 bad = (__mmask16)~_mm512_cmp_ps_mask(sums, _mm512_set1_ps(FLT_MAX), _CMP_LE_OQ);
+    if (bad) {
+        _mm512_store_ps(total, sums);
+        for (size_t r = 0; r < 16; r++)
+            if (bad >> r & 1)
+                total[r] = _mm512_reduce_add_ps(
+                    exp_row_bf16(s + (r0 + r) * n_pad, n, n_pad, h->scale, m[r], p + (r0 + r) * n_pad, 1));
+        sums = _mm512_load_ps(total);
+    }
+    _mm512_storeu_ps(inv + r0, _mm512_div_ps(_mm512_set1_ps(1.0f), sums));
 }
 
 /* dst[16 rows] = the 16 × 16 transpose of r's 32-bit lanes, in place: four steps, each swapping the
@@ -152,19 +213,6 @@ BF16_FN void pack_k(const float *k, size_t ldk, size_t seq_kv, size_t seq_pad, s
             transpose16_epi32(r);
             for (size_t g = 0; g < 16; g++) _mm512_store_si512(kp + (c / 2 + g) * seq_pad + j0, r[g]);
         }
-}
-
-/* The next head's rows into L2, the share that goes with query row i (its Q row, its K and V rows where
- * seq_kv = seq_q): their rows are KBs apart (a stride the hardware prefetchers don't follow), and at batch 8
- * the qkv rows are out of cache (as attention_body.h). Spread over the softmax rows, so that the line fill
- * buffers drain between shares instead of stalling on a block's worth at once. */
-static inline void prefetch_next_share(const vitc_bf16_head_args *h, size_t i) {
-    const size_t ns[3] = {h->seq_q, h->seq_kv, h->seq_kv}, ld[3] = {h->ldq, h->ldk, h->ldv};
-    for (int m = 0; m < 3; m++)
-        if (h->next[m])
-            for (size_t r = ns[m] * i / h->seq_q; r < ns[m] * (i + 1) / h->seq_q; r++)
-                for (size_t c = 0; c < h->head_dim; c += 16)
-                    _mm_prefetch((const char *)(h->next[m] + r * ld[m] + c), _MM_HINT_T1);
 }
 
 /* Query rows i0.. of the block (up to 32; a 16-row tile half past seq_q zero) to bf16 at qb [32, hd] */
@@ -236,13 +284,7 @@ __attribute__((target("avx512bf16"))) void vitc_bf16_attention_head__amx(const v
         if (i0 > 0) write_o_block(h, i0 - 32, 32, ob, inv[(blk - 1) & 1]);
         if (i0 + 32 < seq_q) round_q_block(h, i0 + 32, qbs + ((blk + 1) & 1) * 32 * hd);
         float *iv = inv[blk & 1];
-        for (size_t r = 0; r < tile_rows; r++) {
-            if (r < rows) {
-                prefetch_next_share(h, i0 + r);
-                iv[r] = softmax_row_bf16(s + r * seq_pad, seq_kv, seq_pad, h->scale, pb + r * seq_pad);
-            } else
-                memset(pb + r * seq_pad, 0, seq_pad * 2);
-        }
+        for (size_t r0 = 0; r0 < tile_rows; r0 += 16) softmax_rows_bf16(h, i0, r0, rows, s, seq_pad, pb, iv);
         /* O = P · V_h (unnormalized), 32 columns of hd at a time */
         for (size_t cb = 0; cb < hd; cb += 32) {
             const unsigned char *b = (const unsigned char *)(vp + cb);
