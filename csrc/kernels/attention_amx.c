@@ -1,17 +1,21 @@
 /* attention_amx.c — one (image, head) of bf16 attention on AMX tiles (tdpbf16ps), for models whose Linear
- * weights are bf16: Q, K, V and the probabilities P rounded to bf16 (nearest even, as the GEMM's A), every
- * product summed in float32 in the tiles, the softmax in float32 between the two products.
+ * weights are bf16: Q, K, V and the unnormalized probabilities E rounded to bf16 (nearest even, as the GEMM's
+ * A), every product summed in float32 in the tiles, the softmax in float32 between the two products.
  *
- * Per block of 32 query rows (everything in L1):
- *   S[32, seq_pad] = Q_blk · K_hᵀ      2×2 accumulator tiles per 32 keys, hd/32 tile steps deep
- *   P = softmax(scale · S) in float32 (as vitc_f32_softmax_rows), rounded to bf16 in its normalizing pass
- *   O[32, hd]      = P · V_h          2×2 accumulator tiles per 32 columns of hd, seq_pad/32 steps deep,
- *                                      stored straight into the output rows (a stack tile at the edge block)
+ * Per block of 32 query rows (everything in L1/L2):
+ *   S[32, seq_pad] = Q_blk · K_hᵀ      2×2 accumulator tiles per 32 keys (2×1 for a last 16), hd/32 steps deep
+ *   E = exp(scale · S - row max)      float32 (a table exponential), rounded to bf16 as it is made; 1 / Σ E
+ *   O[32, hd]      = E · V_h          2×2 accumulator tiles per 32 columns of hd, seq_pad/32 steps deep, into
+ *                                      the workspace; times 1 / Σ E into the output rows a block later
+ * Software-pipelined: block i's Q·Kᵀ runs on the tiles while block i-1's O is written out and block i+1's Q
+ * rounded (vector work that needs no tile result); the next head's rows are prefetched a share per
+ * softmax row. Normalizing O instead of P: the same bf16 rounding step (of e instead of e / Σ e), a pass over
+ * 32 × hd floats instead of 32 × seq.
  * Layouts (4-byte groups of two bf16, the pairs tdpbf16ps multiplies, as the GEMM's B panels):
  *   K_h packed: group g (hd indices 2g, 2g+1) of key j at Kp[g·seq_pad + j]  -> B tiles of 16 groups × 16 keys
  *   V_h packed: group g (keys 2g, 2g+1) of column c at Vp[g·hd + c]          -> B tiles of 16 groups × 16 cols
- *   Q_blk, P:   bf16 rows (hd / seq_pad elements)                            -> A tiles of 16 rows × 32 bf16
- * Keys past seq_kv are zero in Kp, Vp and P; query rows past the block's end are zero in Q_blk and P.
+ *   Q_blk, E:   bf16 rows (hd / seq_pad elements)                            -> A tiles of 16 rows × 32 bf16
+ * Keys past seq_kv are zero in Kp, Vp and E; query rows past the block's end are zero in Q_blk and E.
  * The rounding to bf16 is vcvtne2ps2bf16's (AVX512_BF16, which every AMX CPU has; attention_lowp.c checks):
  * nearest even, as lowp_bf16_bits, except that it flushes denormals to zero (|x| < 2^-126: no visible
  * change to a sum of products of O(1) values).
@@ -136,7 +140,7 @@ BF16_FN __m512 reduce16(__m512 v[16], const int is_max) {
     return v[0];
 }
 
-/* Rows r0 .. r0 + 16 of the block's scores (those below `rows`; the others' P rows zeroed) to the unnormalized
+/* Rows r0 .. r0 + 16 of the block's scores (those below `rows`; the others' E rows zeroed) to the unnormalized
  * probabilities e_j = exp(scale · s_j - max_j scale · s_j), in float32, written as bf16 to P[·, 0, n_pad)
  * (zeros past n); inv[r] = 1 / Σ_j e_j (float32 sum of the unrounded e_j). The max of the raw scores gives
  * the same shift (scale > 0, rounding is monotone). One pass for the exponentials, their sum and the
