@@ -112,8 +112,9 @@ static inline vm_f VM_FN(vexpm1_tbl_r)(vm_f r) {
 }
 
 /* e^y for a softmax's shifted scores (y <= 0, finite) by the table exponential, given t = y / ln 2 +
- * VM_EXP_TBL_KQ_MAGIC rounded to float (computed beside y, from the unshifted score: its rounding only
- * moves the reduction point). t's last place is 2^-B, so kq = t - magic = k / 2^B exactly and k mod 2^B
+ * VM_EXP_TBL_KQ_MAGIC rounded to float (computed beside y, from the unshifted score: its rounding, up to
+ * ~2^-24 |score|, only moves the reduction point, and what that adds to |r| costs the polynomial far less
+ * than y's own float32 rounding at that magnitude). t's last place is 2^-B, so kq = t - magic = k / 2^B exactly and k mod 2^B
  * sits in t's low mantissa bits (the table index); r = y - kq ln2 is exact (FMA; kq has <= 12 + B bits
  * while e^y is normal) and |r| <= ln2 / 2^(B+1) up to t's rounding; 2^floor(kq) is applied last
  * (vm_scale2n: one rounding into the subnormals; far below, kq's last place grows but e^y is 0 anyway).
