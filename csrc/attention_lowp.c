@@ -16,7 +16,7 @@ int vitc_bf16_attention_applies(vitc_kset kset, const vitc_attention_desc *d) {
 }
 
 size_t vitc_bf16_attention_workspace_floats(int nthreads, size_t seq_kv, size_t head_dim) {
-    size_t off[5];
+    size_t off[VITC_BF16_ATTENTION_PARTS];
     const size_t slice = vitc_bf16_attention_layout(seq_kv, head_dim, off);
     return ((size_t)(nthreads > 0 ? nthreads : 1) * slice + 63) / sizeof(float); /* + alignment slack */
 }
@@ -62,7 +62,7 @@ vitc_status vitc_bf16_attention(vitc_kset kset, int nthreads, const vitc_attenti
                                 float *workspace) {
     if (!vitc_bf16_attention_applies(kset, d)) return VITC_ERR_ISA;
 #if defined(VITC_HAVE_X86_KERNELS)
-    size_t off[5];
+    size_t off[VITC_BF16_ATTENTION_PARTS];
     const long long jobs = (long long)(d->batch * d->heads);
     if (jobs == 0) return VITC_OK;
     int team = nthreads > 0 ? nthreads : 1;

@@ -1,6 +1,7 @@
 """bf16 attention of bf16 models (csrc/attention_lowp.c, kernels/attention_amx.c) vs a float64 reference of
-the same rounded math: Q, K, V rounded to bf16, float32 scores, float32 softmax, P rounded to bf16, sums of
-exact products. On every bf16 kernel set (each forced): where it does not apply the call says so."""
+the same rounded math: Q, K, V rounded to bf16, float32 scores, float32 softmax whose unnormalized
+exponentials e = exp(s - max s) are rounded to bf16 for P·V and the output rows divided by Σ e, sums of exact
+products. On every bf16 kernel set (each forced): where it does not apply the call says so."""
 import os
 import sys
 
@@ -14,7 +15,7 @@ from vitc import _vitc  # noqa: E402
 
 def bf16_attention_ref(q, k, v, batch, heads):
     """out [T, dim] float64 and, per element, the error bound of the kernel's float32 arithmetic: a score
-    differs from the float64 one by float32 rounding, so P's bf16 rounding may land one bf16 step
+    differs from the float64 one by float32 rounding, so e's bf16 rounding may land one bf16 step
     (2^-8 relative) away; that and the float32 sums stay under 2^-7 · Σ_j P_ij |V_jc| + a float32 term."""
     tq, dim = q.shape[0], q.shape[1]
     hd, sq, skv = dim // heads, tq // batch, k.shape[0] // batch
@@ -27,10 +28,11 @@ def bf16_attention_ref(q, k, v, batch, heads):
             kh = bf16_round(k[b * skv:(b + 1) * skv, cols]).astype(np.float64)
             vh = bf16_round(v[b * skv:(b + 1) * skv, cols]).astype(np.float64)
             s = qh @ kh.T * scale
-            p = np.exp(s - s.max(axis=1, keepdims=True))
-            p /= p.sum(axis=1, keepdims=True)
-            pb = bf16_round(p.astype(np.float32)).astype(np.float64)
-            out[b * sq:(b + 1) * sq, cols] = pb @ vh
+            e = np.exp(s - s.max(axis=1, keepdims=True))
+            total = e.sum(axis=1, keepdims=True)
+            p = e / total
+            eb = bf16_round(e.astype(np.float32)).astype(np.float64)
+            out[b * sq:(b + 1) * sq, cols] = eb @ vh / total
             bound[b * sq:(b + 1) * sq, cols] = 2.0 ** -7 * (p @ np.abs(vh)) + 1e-6 * np.abs(vh).max()
     return out, bound
 
@@ -39,7 +41,8 @@ def bf16_attention_ref(q, k, v, batch, heads):
 # (one or two 16-row tile halves, key padding), primes, ViT-B/16's 197 × 12 × 64, head_dim one tile step
 # (32), several (64, 96) and the limit (256); several jobs per thread (the next one is prefetched).
 SHAPES = [(1, 1, 1, 32), (2, 5, 3, 64), (1, 197, 12, 64), (3, 17, 2, 32), (1, 31, 1, 32), (1, 33, 2, 64),
-          (2, 47, 1, 96), (1, 16, 1, 64), (1, 32, 1, 64), (1, 48, 2, 32), (1, 97, 1, 256), (2, 64, 3, 64)]
+          (2, 47, 1, 96), (1, 16, 1, 64), (1, 32, 1, 64), (1, 48, 2, 32), (1, 97, 1, 256), (2, 64, 3, 64),
+          (2, 13, 3, 96), (1, 96, 2, 128), (3, 81, 2, 32)]
 
 
 @pytest.mark.parametrize("kset", kernel_set_params(BF16))
@@ -86,6 +89,55 @@ def test_bf16_attention_queries_apart_from_keys(kset, batch, seq_q, seq_kv):
         return
     ref, bound = bf16_attention_ref(q, k, v, batch, heads)
     o = _vitc.bf16_attention(kset, 2, q, k, v, batch, heads, out)
+    assert (np.abs(o - ref) <= bound).all(), f"max excess {(np.abs(o - ref) - bound).max()}"
+
+
+@pytest.mark.parametrize("kset", kernel_set_params(BF16))
+@pytest.mark.parametrize("seq", [64, 61])
+def test_bf16_attention_exponentials_to_float32_rounding(kset, seq):
+    """V = the identity: each output row is the row's rounded exponentials over their sum, so the float32
+    exponential and sum show, not hidden under the bf16 rounding of P. Where the kernel's e rounds to the
+    same bf16 as the float64 one (all but the rare e within an exponential's error of a rounding tie), the
+    output is within the float32 sum's rounding (n + 4 float32 ulps) of the float64 value."""
+    hd = 64
+    rng = np.random.default_rng(seq)
+    q, k = [(rng.standard_normal((seq, hd)) * 2.0).astype(np.float32) for _ in range(2)]
+    v = np.eye(seq, hd, dtype=np.float32)
+    out = np.empty((seq, hd), np.float32)
+    if not _vitc.bf16_attention_applies(kset, hd):
+        with pytest.raises(ValueError, match="bf16_attention"):
+            _vitc.bf16_attention(kset, 1, q, k, v, 1, 1, out)
+        return
+    o = _vitc.bf16_attention(kset, 1, q, k, v, 1, 1, out).astype(np.float64)
+    qh, kh = (bf16_round(a).astype(np.float64) for a in (q, k))
+    s = qh @ kh.T / 8.0
+    e = np.exp(s - s.max(axis=1, keepdims=True))
+    ref = bf16_round(e.astype(np.float32)).astype(np.float64) / e.sum(axis=1, keepdims=True)
+    rel = np.abs(o[:, :seq] - ref) / ref
+    same = rel < 2.0 ** -10  # a different bf16 rounding of e is >= 2^-9 away
+    assert same.mean() >= 0.99, same.mean()
+    assert rel[same].max() <= (seq + 4) * 2.0 ** -24, rel[same].max()
+    assert (o[:, seq:] == 0).all()
+
+
+@pytest.mark.parametrize("kset", kernel_set_params(BF16))
+@pytest.mark.parametrize("magnitude", [1e7, 1e29], ids=["scores_1e7", "scores_1e29"])
+def test_bf16_attention_huge_scores(kset, magnitude):
+    """Scores of a broken model's size in every third query row (the others O(1), in the same 16-row
+    groups): those rows' softmax is (nearly) one key; beyond the table exponential's range
+    (|scale · s| > 1e26) a row is redone with the clamped exponential."""
+    heads, hd, seq = 2, 64, 37
+    rng = np.random.default_rng(5)
+    q, k, v = [rng.standard_normal((seq, heads * hd)).astype(np.float32) for _ in range(3)]
+    q[::3] *= np.float32(magnitude)
+    out = np.empty((seq, heads * hd), np.float32)
+    if not _vitc.bf16_attention_applies(kset, hd):
+        with pytest.raises(ValueError, match="bf16_attention"):
+            _vitc.bf16_attention(kset, 1, q, k, v, 1, heads, out)
+        return
+    ref, bound = bf16_attention_ref(q, k, v, 1, heads)
+    o = _vitc.bf16_attention(kset, 1, q, k, v, 1, heads, out)
+    assert np.isfinite(o).all()
     assert (np.abs(o - ref) <= bound).all(), f"max excess {(np.abs(o - ref) - bound).max()}"
 
 

@@ -99,6 +99,35 @@ static inline vm_f VM_FN(vgelu_tanh)(vm_f x) {
 #define VM_EXP_TBL_LN2_LO -2.380817765157417e-10f
 #endif
 
+/* e^r - 1 = r + r^2 c(r) for the table exponential's reduced argument, |r| <= ln2 / 2^(B+1): minimax,
+ * rel. error 2e-9 */
+static inline vm_f VM_FN(vexpm1_tbl_r)(vm_f r) {
+#if VM_EXP_TBL_BITS == 4
+    vm_f c = vm_fma(r, vm_set1(0.16666817665100098f), vm_set1(0.5000168085098267f));
+#else
+    vm_f c = vm_fma(r, vm_set1(0.04166017472743988f), vm_set1(0.16668079793453217f));
+    c = vm_fma(c, r, vm_set1(0.5f));
+#endif
+    return vm_fma(vm_mul(r, r), c, r);
+}
+
+/* e^y for a softmax's shifted scores (y <= 0, finite) by the table exponential, given t = y / ln 2 +
+ * VM_EXP_TBL_KQ_MAGIC rounded to float (computed beside y, from the unshifted score: its rounding, up to
+ * ~2^-24 |score|, only moves the reduction point, and what that adds to |r| costs the polynomial far less
+ * than y's own float32 rounding at that magnitude). t's last place is 2^-B, so kq = t - magic = k / 2^B exactly and k mod 2^B
+ * sits in t's low mantissa bits (the table index); r = y - kq ln2 is exact (FMA; kq has <= 12 + B bits
+ * while e^y is normal) and |r| <= ln2 / 2^(B+1) up to t's rounding; 2^floor(kq) is applied last
+ * (vm_scale2n: one rounding into the subnormals; far below, kq's last place grows but e^y is 0 anyway).
+ * Errors, relative: float(ln 2)'s 2e-9 · |kq| (< 2^-24 |y|: less than y's own rounding), the polynomial's
+ * 2e-9 and the table entry's half ulp (vgelu_erf folds that in; a softmax needs no better). 9 operations. */
+#define VM_EXP_TBL_KQ_MAGIC (12582912.0f / (1 << VM_EXP_TBL_BITS)) /* 1.5 2^(23 - B) */
+static inline vm_f VM_FN(vexp_tbl_nonpos)(vm_f y, vm_f t) {
+    vm_f kq = vm_sub(t, vm_set1(VM_EXP_TBL_KQ_MAGIC));
+    vm_f r = vm_fnma(kq, vm_set1(VM_LN2_HI), y);
+    vm_f tbl = vm_exp2_tbl(t);
+    return vm_scale2n(vm_fma(tbl, VM_FN(vexpm1_tbl_r)(r), tbl), kq);
+}
+
 /* R(a) = P(a)/Q(a) ~ Phi(-a) e^(a^2/2) on [0, VITC_GELU_ERF_TAIL], rel. error 2e-8 with these float
  * coefficients (minimax fitted for vitc, each rounded to float and the rest refitted) */
 #define VM_GELU_P0 0.5f
@@ -132,14 +161,7 @@ static inline vm_f VM_FN(vgelu_erf)(vm_f x) {
      * has <= 11 bits), the small ones are summed beside it */
     vm_f r = vm_add(vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_HI), yh),
                     vm_fnma(k, vm_set1(VM_EXP_TBL_LN2_LO), vm_add(yl, vm_exp2_tbl_lnfix(t))));
-    /* e^r - 1 = r + r^2 c(r), |r| <= ln2 / 2^(B+1): minimax, rel. error 2e-9 */
-#if VM_EXP_TBL_BITS == 4
-    vm_f c = vm_fma(r, vm_set1(0.16666817665100098f), vm_set1(0.5000168085098267f));
-#else
-    vm_f c = vm_fma(r, vm_set1(0.04166017472743988f), vm_set1(0.16668079793453217f));
-    c = vm_fma(c, r, vm_set1(0.5f));
-#endif
-    vm_f em1 = vm_fma(vm_mul(r, r), c, r);
+    vm_f em1 = VM_FN(vexpm1_tbl_r)(r);
     /* the rational, with its division, runs beside the exponential's longer chain */
     vm_f num = vm_set1(VM_GELU_P4);
     num = vm_fma(num, a, vm_set1(VM_GELU_P3));
