@@ -406,11 +406,10 @@ def gemm_packed_a(int kset, int nthreads, size_t m, apack, row_scales, PackedWei
 
 
 def layernorm_pack_a(int kset, int dtype, int isa, int nthreads, const float[:, :] x, const float[::1] gamma,
-                     const float[::1] beta, float eps, float[:, :] out, workspace=None):
+                     const float[::1] beta, float eps, float[:, :] out):
     """layernorm(isa, nthreads, x, ...) into out, each row block converted as soon as it is normalized into a
     packed A for a bf16/int8 GEMM with k = dim (what the model's LayerNorms do before qkv and fc1). Returns
-    (apack, row_scales), views of `workspace` (uint8, >= gemm_workspace_bytes(kset, dtype, m, dim); allocated when
-    None): as gemm_pack_a of out would give them (row_scales None for bf16)."""
+    (apack, row_scales): as gemm_pack_a of out would give them (row_scales None for bf16)."""
     _kset(kset, dtype)
     if dtype == 0:
         raise ValueError("layernorm_pack_a: float32 has no A conversion")
@@ -420,14 +419,7 @@ def layernorm_pack_a(int kset, int dtype, int isa, int nthreads, const float[:, 
     _check_shape(out_arr, (m, dim), "out")
     if np.may_share_memory(x_arr, out_arr):
         raise ValueError("layernorm_pack_a: out must not overlap x")
-    cdef size_t need = vitc_gemm_workspace_bytes(<vitc_kset>kset, <vitc_dtype>dtype, m, dim)
-    ws = _aligned_bytes(need) if workspace is None else workspace
-    if not isinstance(ws, np.ndarray) or ws.dtype != np.uint8 or ws.ndim != 1 or not ws.flags.c_contiguous:
-        raise ValueError("workspace: expected a contiguous 1-D uint8 array")
-    if <size_t>ws.shape[0] < need:
-        raise ValueError(f"workspace: needs {need} bytes, got {ws.shape[0]}")
-    for arr, name in ((x_arr, "x"), (out_arr, "out")):
-        _no_overlap(ws, arr, "workspace", name)
+    ws = _aligned_bytes(vitc_gemm_workspace_bytes(<vitc_kset>kset, <vitc_dtype>dtype, m, dim))
     cdef unsigned char[::1] wsv = ws
     cdef size_t nbytes = vitc_gemm_packed_a_bytes(<vitc_kset>kset, <vitc_dtype>dtype, m, dim)
     cdef size_t mr = 0, nr = 0, kr = 0
@@ -435,5 +427,5 @@ def layernorm_pack_a(int kset, int dtype, int isa, int nthreads, const float[:, 
     with nogil:
         vitc_gemm_layernorm_pack_a(<vitc_kset>kset, <vitc_dtype>dtype, <vitc_isa>isa, nthreads, m, dim, &x[0, 0],
                                    ldx, &gamma[0], &beta[0], eps, &out[0, 0], ldy, &wsv[0])
-    scales = ws[nbytes:nbytes + 4 * ((m + mr - 1) // mr * mr)].view(np.float32) if dtype == 2 else None
-    return ws[:nbytes], scales
+    scales = ws[nbytes:nbytes + 4 * ((m + mr - 1) // mr * mr)].view(np.float32).copy() if dtype == 2 else None
+    return ws[:nbytes].copy(), scales
