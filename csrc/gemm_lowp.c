@@ -633,51 +633,14 @@ int vitc_gemm_output_packs(vitc_kset kset, const vitc_packed *w, const vitc_epil
            (!ep || (!ep->scale && !ep->residual && cfg->tile_c_finishes(ep->act)));
 }
 
-vitc_status vitc_gemm_packed_a_into_a(vitc_kset kset, int nthreads, size_t m, const void *apack,
-                                      const vitc_packed *w, const vitc_epilogue *ep, void *out_apack) {
+vitc_status vitc_gemm_into_packed_a(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda,
+                                    const vitc_packed *w, const vitc_epilogue *ep, void *out_apack,
+                                    void *workspace) {
     if (!vitc_gemm_output_packs(kset, w, ep)) return VITC_ERR_ISA;
-    return run_packed_a(kset, nthreads, m, apack, NULL, w, ep, NULL, 0, out_apack);
-}
-
-/* LayerNorm fused with the A conversion: each MR-row panel is converted right after it is normalized, while
- * its rows are in L1 (the GEMM then skips its conversion pass and its read of y). */
-typedef struct {
-    lowp_run r; /* first: parallel_for hands tasks a pointer to it */
-    const vitc_kernels *kt;
-    const float *gamma, *beta;
-    float eps;
-} layernorm_pack;
-
-static void layernorm_pack_task(const lowp_run *r, size_t t) {
-    const layernorm_pack *l = (const layernorm_pack *)(const void *)r;
-    const size_t MR = r->cfg->mr, row0 = t * MR, rows = min_size(MR, r->m - row0);
-    l->kt->layernorm_rows(rows, r->k, l->r.a + row0 * r->lda, r->lda, l->gamma, l->beta, l->eps, r->c + row0 * r->ldc,
-                          r->ldc);
-    r->cfg->pack_a(r->cfg->afmt, r->cfg->tile_rows_a, MR, packed_kq(r->cfg, r->k), row0, rows, r->k,
-                   r->c + row0 * r->ldc, r->ldc, r->apack_w, r->row_scales);
-}
-
-const float *vitc_gemm_layernorm_pack_a(vitc_kset kset, vitc_dtype dtype, vitc_isa isa, int nthreads, size_t m,
-                                        size_t dim, const float *x, size_t ldx, const float *gamma,
-                                        const float *beta, float eps, float *y, size_t ldy, void *workspace) {
-    const lowp_config *cfg = lowp_config_of(kset, dtype);
-    layernorm_pack l;
-    memset(&l, 0, sizeof(l));
-    l.r.cfg = cfg;
-    l.r.m = m;
-    l.r.k = dim;
-    l.r.a = x;
-    l.r.lda = ldx;
-    l.r.c = y;
-    l.r.ldc = ldy;
-    l.r.apack_w = (unsigned char *)workspace;
-    l.r.row_scales = (float *)(void *)(l.r.apack_w + a_data_bytes(cfg, m, dim));
-    l.kt = vitc_kernels_for(isa);
-    l.gamma = gamma;
-    l.beta = beta;
-    l.eps = eps;
-    parallel_for(m > cfg->mr ? nthreads : 1, div_up(m, cfg->mr), layernorm_pack_task, &l.r);
-    return l.r.row_scales;
+    float *row_scales;
+    const void *apack = pack_a_parallel(lowp_config_of(kset, w->dtype), nthreads, m, w->n, w->k, a, lda, workspace,
+                                        &row_scales);
+    return run_packed_a(kset, nthreads, m, apack, row_scales, w, ep, NULL, 0, out_apack);
 }
 
 vitc_status vitc_gemm(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda, const vitc_packed *w,

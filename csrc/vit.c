@@ -82,17 +82,6 @@ size_t vitc_vit_layer_workspace_floats(vitc_isa isa, int nthreads, const vitc_vi
     return gemm_input_offset(isa, nthreads, d, batch, seq) + gemm_input_floats(d, batch * seq);
 }
 
-/* LayerNorm of hidden into ln; bf16 / int8 also into the next GEMM's packed A in gemm_in (its int8 row scales
- * returned) */
-static const float *layernorm(vitc_isa isa, int nthreads, const vitc_vit_dims *d, size_t t, const float *hidden,
-                              const float *gamma, const float *beta, float *ln, void *gemm_in) {
-    if (d->dtype != VITC_DTYPE_F32)
-        return vitc_gemm_layernorm_pack_a(d->kset, d->dtype, isa, nthreads, t, d->dim, hidden, d->dim, gamma, beta,
-                                          d->eps, ln, d->dim, gemm_in);
-    vitc_f32_layernorm(isa, nthreads, t, d->dim, hidden, d->dim, gamma, beta, d->eps, ln, d->dim);
-    return NULL;
-}
-
 vitc_status vitc_vit_layer_forward(vitc_isa isa, int nthreads, const vitc_vit_dims *d, const vitc_vit_layer *w,
                             size_t batch, size_t seq, float *hidden, float *probs, float *workspace,
                             double *phase_seconds) {
@@ -110,14 +99,10 @@ vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc
     void *gemm_in = workspace + gemm_input_offset(isa, nthreads, d, batch, seq);
     double t0 = phase_seconds ? now_seconds() : 0.0;
 
-    /* bf16 / int8: each LayerNorm row block converted into the GEMM's packed A right away (gemm_in), which the
-     * GEMM then takes as it is */
-    const int lowp = d->dtype != VITC_DTYPE_F32;
-    const float *row_scales = layernorm(isa, nthreads, d, t, hidden, w->ln1_g, w->ln1_b, ln, gemm_in);
+    vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln1_g, w->ln1_b, d->eps, ln, dim);
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     vitc_epilogue ep_qkv = {w->qkv_b, VITC_ACT_NONE, NULL, 0, NULL};
-    RETURN_IF_FAILED(lowp ? vitc_gemm_packed_a(d->kset, nthreads, t, gemm_in, row_scales, w->qkv_w, &ep_qkv, qkv, 3 * dim)
-                          : vitc_gemm(d->kset, nthreads, t, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim, gemm_in));
+    RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ln, dim, w->qkv_w, &ep_qkv, qkv, 3 * dim, gemm_in));
     lap(phase_seconds, VITC_PHASE_QKV, &t0);
     const size_t hd = dim / d->heads;
     const vitc_attention_desc ad = {batch, d->heads, hd, seq, seq, qkv, 3 * dim, qkv + dim, 3 * dim,
@@ -132,7 +117,7 @@ vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc
     RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ctx, dim, w->proj_w, &ep_proj, hidden, dim, gemm_in));
     lap(phase_seconds, VITC_PHASE_PROJ, &t0);
 
-    row_scales = layernorm(isa, nthreads, d, t, hidden, w->ln2_g, w->ln2_b, ln, gemm_in);
+    vitc_f32_layernorm(isa, nthreads, t, dim, hidden, dim, w->ln2_g, w->ln2_b, d->eps, ln, dim);
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     const int swiglu = d->mlp == VITC_MLP_SWIGLU;
     vitc_epilogue ep_fc1 = {w->fc1_b, swiglu ? VITC_ACT_NONE : d->act, NULL, 0, NULL};
@@ -141,11 +126,9 @@ vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc
                        ? (void *)(workspace + (t * dim + 15) / 16 * 16)
                        : NULL;
     if (fc2_in) {
-        RETURN_IF_FAILED(vitc_gemm_packed_a_into_a(d->kset, nthreads, t, gemm_in, w->fc1_w, &ep_fc1, fc2_in));
+        RETURN_IF_FAILED(vitc_gemm_into_packed_a(d->kset, nthreads, t, ln, dim, w->fc1_w, &ep_fc1, fc2_in, gemm_in));
     } else {
-        RETURN_IF_FAILED(lowp ? vitc_gemm_packed_a(d->kset, nthreads, t, gemm_in, row_scales, w->fc1_w, &ep_fc1,
-                                                   inter, fc1_n)
-                              : vitc_gemm(d->kset, nthreads, t, ln, dim, w->fc1_w, &ep_fc1, inter, fc1_n, gemm_in));
+        RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ln, dim, w->fc1_w, &ep_fc1, inter, fc1_n, gemm_in));
         /* SwiGLU: silu(gate) · up into the gate half, which fc2 reads with row stride 2·inter */
         if (swiglu) vitc_f32_swiglu(isa, t, d->inter, inter, fc1_n, inter, fc1_n);
     }

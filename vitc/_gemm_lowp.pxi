@@ -356,8 +356,7 @@ def gemm_into_packed_a(int kset, int nthreads, const float[:, :] a, PackedWeight
     cdef unsigned char[::1] ap = apack
     cdef vitc_status st
     with nogil:
-        vitc_gemm_pack_a(<vitc_kset>kset, w.p.dtype, 0, m, k, &a[0, 0], lda, &wsv[0], NULL)
-        st = vitc_gemm_packed_a_into_a(<vitc_kset>kset, nthreads, m, &wsv[0], &w.p, &ep, &ap[0])
+        st = vitc_gemm_into_packed_a(<vitc_kset>kset, nthreads, m, &a[0, 0], lda, &w.p, &ep, &ap[0], &wsv[0])
     _raise_for(st, "gemm_into_packed_a")
     return apack
 
@@ -403,29 +402,3 @@ def gemm_packed_a(int kset, int nthreads, size_t m, apack, row_scales, PackedWei
         st = vitc_gemm_packed_a(<vitc_kset>kset, nthreads, m, &ap[0], rsp, &w.p, &ep, &out[0, 0], ldc)
     _raise_for(st, "gemm_packed_a")
     return out_arr
-
-
-def layernorm_pack_a(int kset, int dtype, int isa, int nthreads, const float[:, :] x, const float[::1] gamma,
-                     const float[::1] beta, float eps, float[:, :] out):
-    """layernorm(isa, nthreads, x, ...) into out, each row block converted as soon as it is normalized into a
-    packed A for a bf16/int8 GEMM with k = dim (what the model's LayerNorms do before qkv and fc1). Returns
-    (apack, row_scales): as gemm_pack_a of out would give them (row_scales None for bf16)."""
-    _kset(kset, dtype)
-    if dtype == 0:
-        raise ValueError("layernorm_pack_a: float32 has no A conversion")
-    layernorm(isa, 1, x[:1], gamma, beta, eps, out[:1])  # the same argument checks (and row 0, rewritten below)
-    x_arr, out_arr = np.asarray(x), np.asarray(out)
-    cdef size_t m = x.shape[0], dim = x.shape[1], ldx = _ld(x_arr, "x"), ldy = _ld(out_arr, "out")
-    _check_shape(out_arr, (m, dim), "out")
-    if np.may_share_memory(x_arr, out_arr):
-        raise ValueError("layernorm_pack_a: out must not overlap x")
-    ws = _aligned_bytes(vitc_gemm_workspace_bytes(<vitc_kset>kset, <vitc_dtype>dtype, m, dim))
-    cdef unsigned char[::1] wsv = ws
-    cdef size_t nbytes = vitc_gemm_packed_a_bytes(<vitc_kset>kset, <vitc_dtype>dtype, m, dim)
-    cdef size_t mr = 0, nr = 0, kr = 0
-    vitc_gemm_tile(<vitc_kset>kset, <vitc_dtype>dtype, &mr, &nr, &kr)
-    with nogil:
-        vitc_gemm_layernorm_pack_a(<vitc_kset>kset, <vitc_dtype>dtype, <vitc_isa>isa, nthreads, m, dim, &x[0, 0],
-                                   ldx, &gamma[0], &beta[0], eps, &out[0, 0], ldy, &wsv[0])
-    scales = ws[nbytes:nbytes + 4 * ((m + mr - 1) // mr * mr)].view(np.float32).copy() if dtype == 2 else None
-    return ws[:nbytes].copy(), scales
