@@ -65,7 +65,7 @@ static size_t float_workspace(vitc_isa isa, int nthreads, const vitc_vit_dims *d
     }
     size_t attention = t * 4 * d->dim + scratch;
     size_t mlp = t * fc1_width(d);
-    /* or fc2's packed A, written by fc1 (fc2_input) on a 64-byte boundary */
+    /* or fc2's packed A, written by fc1 (fc2_in) on a 64-byte boundary */
     const size_t packed = (fc2_packed_bytes(d, t) + sizeof(float) - 1) / sizeof(float) + 16;
     mlp = mlp > packed ? mlp : packed;
     return t * d->dim + (attention > mlp ? attention : mlp);
