@@ -359,6 +359,8 @@ typedef struct {
     vitc_lowp_epilogue_args e;
     float *c;
     size_t ldc;
+    unsigned char *out_a; /* bf16 AMX into packed A (vitc_gemm_into_packed_a) instead of c */
+    size_t out_block;     /* bytes of one 16-row block of out_a */
     size_t block_tiles, n_groups, group_panels; /* task grid: row blocks (MR tiles each) × panel groups */
 } lowp_run;
 
@@ -402,14 +404,19 @@ static int epilogue_into_c(const lowp_run *r) {
     return r->cfg->tile_c && !r->e.scale && !r->e.row_scales && !(r->e.residual && r->e.act != VITC_ACT_NONE);
 }
 
-/* A full tile in C still to finish in place: x = act(x + bias) (bias: after a residual start, else NULL). */
+/* A full tile in C still to finish in place: x = act(x + bias) (bias: after a residual start, else NULL); or,
+ * into packed A, a tile in the task's scratch to finish into bf16 at `bf16`. */
 typedef struct {
     float *c;
     const float *bias;
+    unsigned char *bf16;
+    unsigned flip; /* which of the two scratch tiles the next tile call stores into */
 } pending_tile;
 
 static void finish_now(const lowp_run *r, pending_tile *p) {
-    if (p->c)
+    if (p->c && p->bf16)
+        vitc_amx_finish_bf16(r->cfg->mr, p->c, r->cfg->nr, p->bias, r->e.act, p->bf16, r->out_block);
+    else if (p->c)
         vitc_kernels_for(r->e.isa)->tile_epilogue(r->cfg->mr, r->cfg->nr, p->c, r->ldc, p->c, r->ldc, p->bias,
                                                   r->e.act, NULL, NULL, 0);
     p->c = NULL;
@@ -420,7 +427,9 @@ static void finish_now(const lowp_run *r, pending_tile *p) {
  * than MR rows the same way through `edge`. A full tile's bias-after / activation runs during the next
  * tile call (its vector work overlaps that call's tile multiply-adds; *pend carries it to the next panel).
  * Each call also prefetches a share of the next panel of this task (next_b) into L1 and the next tile's C
- * rows for writing (docs/performance.md). */
+ * rows for writing (docs/performance.md). Into packed A (r->out_a): every tile goes to one of two scratch tiles
+ * (`edge` holds both), then act(x + bias) rounded to bf16 into its 16 groups of out_a's 16-row tiles, during
+ * the next call like the activation above (the previous tile is read from the other scratch tile). */
 static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next_b, size_t i0, size_t i1,
                          float *edge, pending_tile *pend) {
     const lowp_config *cfg = r->cfg;
@@ -433,7 +442,12 @@ static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next
         const size_t rows = min_size(MR, r->m - i), next_rows = i + MR < i1 ? min_size(MR, r->m - (i + MR)) : 0;
         vitc_amx_tile_c tc;
         memset(&tc, 0, sizeof(tc));
-        if (rows == MR) {
+        unsigned char *bf16 = r->out_a ? r->out_a + (i / 16) * r->out_block + jp * 16 * 64 : NULL;
+        if (bf16) { /* no residual here (vitc_gemm_output_packs) */
+            tc.c = edge + (pend->flip ^= 1u) * MR * NR;
+            tc.ldc = NR;
+            tc.init = r->e.bias ? r->e.bias + col0 : NULL;
+        } else if (rows == MR) {
             tc.c = r->c + i * r->ldc + col0;
             tc.ldc = r->ldc;
             if (r->e.residual) {
@@ -455,7 +469,7 @@ static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next
                 tc.init = r->e.bias ? r->e.bias + col0 : NULL;
             }
         }
-        if (next_rows == MR) {
+        if (next_rows == MR && !bf16) {
             tc.next_c = r->c + (i + MR) * r->ldc + col0;
             tc.next_c_rows = MR;
             tc.next_ldc = r->ldc;
@@ -467,21 +481,28 @@ static void panel_into_c(const lowp_run *r, size_t jp, const unsigned char *next
         if (pend->c) {
             tc.prev = pend->c;
             tc.prev_rows = MR;
-            tc.prev_ldc = r->ldc;
+            tc.prev_ldc = pend->bf16 ? NR : r->ldc; /* a scratch tile, else C */
             tc.prev_bias = pend->bias;
             tc.act = r->e.act;
+            tc.prev_bf16 = pend->bf16;
+            tc.prev_bf16_block = r->out_block;
             pend->c = NULL;
         }
         cfg->tile_c(rows, r->kq, r->apack + i * r->kq * 4, bp, &tc);
         const float *bias_after = r->e.residual && r->e.bias ? r->e.bias + col0 : NULL;
+        if (bf16 && rows < MR) {
+            vitc_amx_finish_bf16(rows, tc.c, NR, NULL, r->e.act, bf16, r->out_block);
+            continue;
+        }
         if (rows < MR) { /* finished from `edge` into C now, with the operations finish_rows uses */
             vitc_kernels_for(r->e.isa)->tile_epilogue(rows, NR, edge, NR, r->c + i * r->ldc + col0, r->ldc,
                                                       bias_after, r->e.act, NULL, NULL, 0);
             continue;
         }
-        if (bias_after || r->e.act != VITC_ACT_NONE) {
+        if (bias_after || r->e.act != VITC_ACT_NONE || bf16) {
             pend->c = tc.c;
             pend->bias = bias_after;
+            pend->bf16 = bf16;
             if (!overlap) finish_now(r, pend);
         }
     }
@@ -493,10 +514,10 @@ static void gemm_task(const lowp_run *r, size_t t) {
     const size_t i0 = t / r->n_groups * r->block_tiles * MR, i1 = min_size(i0 + r->block_tiles * MR, r->m);
     const size_t jp0 = t % r->n_groups * r->group_panels, jp1 = min_size(jp0 + r->group_panels, r->n_panels);
     const size_t panel_bytes = r->kq * NR * KR * cfg->b_elt;
-    _Alignas(64) int32_t tile[VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX];
+    _Alignas(64) int32_t tile[2 * VITC_LOWP_MR_MAX * VITC_LOWP_NR_MAX]; /* panel_into_c: two scratch tiles */
     if (cfg->task_begin) cfg->task_begin();
     const int into_c = epilogue_into_c(r);
-    pending_tile pend = {NULL, NULL};
+    pending_tile pend = {NULL, NULL, NULL, 0};
     for (size_t jp = jp0; jp < jp1; jp++) {
         const size_t col0 = jp * NR, cols = min_size(NR, r->n - col0);
         const unsigned char *bp = r->b + jp * panel_bytes;
@@ -527,9 +548,10 @@ static int kset_matches(vitc_kset kset, const vitc_packed *w) {
     return w->kset == kset && vitc_kset_supported(kset) && vitc_kset_has_dtype(kset, w->dtype);
 }
 
-vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const void *apack,
-                               const float *row_scales, const vitc_packed *w, const vitc_epilogue *ep, float *c,
-                               size_t ldc) {
+/* vitc_gemm_packed_a, its output in C or (out_a) in packed A (vitc_gemm_into_packed_a) */
+static vitc_status run_packed_a(vitc_kset kset, int nthreads, size_t m, const void *apack, const float *row_scales,
+                                const vitc_packed *w, const vitc_epilogue *ep, float *c, size_t ldc,
+                                void *out_a) {
     if (!kset_matches(kset, w) || w->dtype == VITC_DTYPE_F32) return VITC_ERR_ISA;
     const lowp_config *cfg = lowp_config_of(kset, w->dtype);
     lowp_run r;
@@ -557,6 +579,8 @@ vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const voi
     }
     r.c = c;
     r.ldc = ldc;
+    r.out_a = (unsigned char *)out_a;
+    r.out_block = 16 * packed_kq(cfg, w->n) * 4;
     nthreads = threads_for(nthreads, m, w->n, w->k);
     /* row blocks of packed A that stay in L2 while the group's B panels stream past them (A_WHOLE_BYTES); then
      * ~4 tasks per thread over N so a thread the OS delays leaves its share to the others */
@@ -581,21 +605,51 @@ vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const voi
     return VITC_OK;
 }
 
+vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const void *apack,
+                               const float *row_scales, const vitc_packed *w, const vitc_epilogue *ep, float *c,
+                               size_t ldc) {
+    return run_packed_a(kset, nthreads, m, apack, row_scales, w, ep, c, ldc, NULL);
+}
+
+/* A converted per call into workspace (packed A and its row scales), on the pool */
+static const void *pack_a_parallel(const lowp_config *cfg, int nthreads, size_t m, size_t n, size_t k,
+                                   const float *a, size_t lda, void *workspace, float **row_scales) {
+    lowp_run r;
+    memset(&r, 0, sizeof(r));
+    r.cfg = cfg;
+    r.m = m;
+    r.k = k;
+    r.a = a;
+    r.lda = lda;
+    r.apack_w = (unsigned char *)workspace;
+    r.row_scales = *row_scales = (float *)(void *)(r.apack_w + a_data_bytes(cfg, m, k));
+    parallel_for(threads_for(nthreads, m, n, k), div_up(m, cfg->mr), pack_a_task, &r);
+    return workspace;
+}
+
+int vitc_gemm_output_packs(vitc_kset kset, const vitc_packed *w, const vitc_epilogue *ep) {
+    const lowp_config *cfg = kset_matches(kset, w) ? lowp_config_of(kset, w->dtype) : NULL;
+    return cfg && cfg->tile_c && w->dtype == VITC_DTYPE_BF16 && w->n % cfg->nr == 0 &&
+           (!ep || (!ep->scale && !ep->residual && cfg->tile_c_finishes(ep->act)));
+}
+
+vitc_status vitc_gemm_into_packed_a(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda,
+                                    const vitc_packed *w, const vitc_epilogue *ep, void *out_apack,
+                                    void *workspace) {
+    if (!vitc_gemm_output_packs(kset, w, ep)) return VITC_ERR_ISA;
+    float *row_scales;
+    const void *apack = pack_a_parallel(lowp_config_of(kset, w->dtype), nthreads, m, w->n, w->k, a, lda, workspace,
+                                        &row_scales);
+    return run_packed_a(kset, nthreads, m, apack, row_scales, w, ep, NULL, 0, out_apack);
+}
+
 vitc_status vitc_gemm(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda, const vitc_packed *w,
                       const vitc_epilogue *ep, float *c, size_t ldc, void *workspace) {
     if (!kset_matches(kset, w)) return VITC_ERR_ISA;
     if (w->dtype == VITC_DTYPE_F32)
         return vitc_f32_gemm((vitc_isa)kset, nthreads, m, w->n, w->k, a, lda, (const float *)w->data, ep, c, ldc);
-    const lowp_config *cfg = lowp_config_of(kset, w->dtype);
-    lowp_run r;
-    memset(&r, 0, sizeof(r));
-    r.cfg = cfg;
-    r.m = m;
-    r.k = w->k;
-    r.a = a;
-    r.lda = lda;
-    r.apack_w = (unsigned char *)workspace;
-    r.row_scales = (float *)(void *)(r.apack_w + a_data_bytes(cfg, m, w->k));
-    parallel_for(threads_for(nthreads, m, w->n, w->k), div_up(m, cfg->mr), pack_a_task, &r);
-    return vitc_gemm_packed_a(kset, nthreads, m, r.apack_w, r.row_scales, w, ep, c, ldc);
+    float *row_scales;
+    const void *apack = pack_a_parallel(lowp_config_of(kset, w->dtype), nthreads, m, w->n, w->k, a, lda, workspace,
+                                        &row_scales);
+    return vitc_gemm_packed_a(kset, nthreads, m, apack, row_scales, w, ep, c, ldc);
 }

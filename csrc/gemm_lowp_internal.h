@@ -31,7 +31,8 @@
  * next_c_rows rows of the next tile's C (row stride next_ldc floats) for writing and next_b_lines 64-byte
  * lines from next_b into L1 (0: none), and finishes the previous tile in place (its vector work overlaps this
  * tile's tile multiply-adds): prev[r][j] = act(prev[r][j] + prev_bias[j]) for r < prev_rows (row stride
- * prev_ldc; prev_bias may be NULL). */
+ * prev_ldc; prev_bias may be NULL), or, with prev_bf16, rounds those rows to bf16 into a packed A in 16-row tiles
+ * instead (row r's 64 bytes at prev_bf16 + (r / 16)·prev_bf16_block + (r % 16)·64; vitc_amx_finish_bf16). */
 typedef struct {
     const float *init;
     size_t ldi;
@@ -45,6 +46,8 @@ typedef struct {
     size_t prev_rows, prev_ldc;
     const float *prev_bias;
     vitc_act act;
+    unsigned char *prev_bf16;
+    size_t prev_bf16_block;
 } vitc_amx_tile_c;
 
 /* How A is converted while it is packed (the "A-conversion step" of a configuration). */
@@ -114,6 +117,11 @@ void vitc_bf16_gemm_tile_c__amx(size_t mr, size_t kq, const void *VITC_RESTRICT 
                                 const vitc_amx_tile_c *t);
 /* Whether vitc_bf16_gemm_tile_c__amx can finish a previous tile with this activation (else prev must be NULL) */
 int vitc_amx_finishes(vitc_act act);
+/* The same finish outside a tile call (an edge tile, the last one of a task): rows [0, rows) of tile (row stride
+ * ldt floats, 32 columns) as act(x + bias) rounded to bf16 into dst (layout of vitc_amx_tile_c's prev_bf16), rows
+ * [rows, 32) zero. */
+void vitc_amx_finish_bf16(size_t rows, const float *tile, size_t ldt, const float *bias, vitc_act act,
+                          unsigned char *dst, size_t block);
 void vitc_amx_task_begin(void);
 void vitc_amx_task_end(void);
 #endif

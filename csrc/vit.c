@@ -44,6 +44,15 @@ static size_t gemm_input_floats(const vitc_vit_dims *d, size_t t) {
     return (bytes + sizeof(float) - 1) / sizeof(float);
 }
 
+/* bf16 on a kernel set with tile kernels: fc1 writes GELU(ln · W1ᵀ + b1) rounded to bf16 straight into fc2's
+ * packed A (vitc_gemm_into_packed_a), instead of a float32 [T, I] that fc2 would read back and convert: no float32
+ * output at a 12 KB row stride, no conversion pass. Bytes of that packed A (0: the two-step path). */
+static size_t fc2_packed_bytes(const vitc_vit_dims *d, size_t t) {
+    return d->dtype == VITC_DTYPE_BF16 && d->mlp != VITC_MLP_SWIGLU
+               ? vitc_gemm_packed_a_bytes(d->kset, d->dtype, t, d->inter)
+               : 0;
+}
+
 /* workspace layout for one layer: ln [T,D] | then either qkv [T,3D] | ctx [T,D] | attention scratch (the
  * attention half), or inter [T,I] (the MLP half: qkv and ctx are dead once proj has read ctx). Sharing the
  * region saves T·I floats, 2.4 MB at ViT-B batch 1. */
@@ -56,6 +65,9 @@ static size_t float_workspace(vitc_isa isa, int nthreads, const vitc_vit_dims *d
     }
     size_t attention = t * 4 * d->dim + scratch;
     size_t mlp = t * fc1_width(d);
+    /* or fc2's packed A, written by fc1 (fc2_in) on a 64-byte boundary */
+    const size_t packed = (fc2_packed_bytes(d, t) + sizeof(float) - 1) / sizeof(float) + 16;
+    mlp = mlp > packed ? mlp : packed;
     return t * d->dim + (attention > mlp ? attention : mlp);
 }
 
@@ -109,12 +121,23 @@ vitc_status vitc_vit_layer_forward_masked(vitc_isa isa, int nthreads, const vitc
     lap(phase_seconds, VITC_PHASE_LAYERNORM, &t0);
     const int swiglu = d->mlp == VITC_MLP_SWIGLU;
     vitc_epilogue ep_fc1 = {w->fc1_b, swiglu ? VITC_ACT_NONE : d->act, NULL, 0, NULL};
-    RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ln, dim, w->fc1_w, &ep_fc1, inter, fc1_n, gemm_in));
-    /* SwiGLU: silu(gate) · up into the gate half, which fc2 reads with row stride 2·inter */
-    if (swiglu) vitc_f32_swiglu(isa, t, d->inter, inter, fc1_n, inter, fc1_n);
+    /* fc2's packed A in the MLP half, where the float32 [T, I] would be (fc2_packed_bytes) */
+    void *fc2_in = fc2_packed_bytes(d, t) && vitc_gemm_output_packs(d->kset, w->fc1_w, &ep_fc1)
+                       ? (void *)(workspace + (t * dim + 15) / 16 * 16)
+                       : NULL;
+    if (fc2_in) {
+        RETURN_IF_FAILED(vitc_gemm_into_packed_a(d->kset, nthreads, t, ln, dim, w->fc1_w, &ep_fc1, fc2_in, gemm_in));
+    } else {
+        RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, ln, dim, w->fc1_w, &ep_fc1, inter, fc1_n, gemm_in));
+        /* SwiGLU: silu(gate) · up into the gate half, which fc2 reads with row stride 2·inter */
+        if (swiglu) vitc_f32_swiglu(isa, t, d->inter, inter, fc1_n, inter, fc1_n);
+    }
     lap(phase_seconds, VITC_PHASE_FC1, &t0);
     vitc_epilogue ep_fc2 = {w->fc2_b, VITC_ACT_NONE, hidden, dim, w->ls2};
-    RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, inter, fc1_n, w->fc2_w, &ep_fc2, hidden, dim, gemm_in));
+    if (fc2_in)
+        RETURN_IF_FAILED(vitc_gemm_packed_a(d->kset, nthreads, t, fc2_in, NULL, w->fc2_w, &ep_fc2, hidden, dim));
+    else
+        RETURN_IF_FAILED(vitc_gemm(d->kset, nthreads, t, inter, fc1_n, w->fc2_w, &ep_fc2, hidden, dim, gemm_in));
     lap(phase_seconds, VITC_PHASE_FC2, &t0);
     return VITC_OK;
 }

@@ -172,6 +172,15 @@ void vitc_gemm_pack_a(vitc_kset kset, vitc_dtype dtype, size_t row0, size_t rows
 vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const void *apack,
                                const float *row_scales, const vitc_packed *w, const vitc_epilogue *ep, float *c,
                                size_t ldc);
+/* bf16 where the kernel set has a tile kernel (AMX): the output act(A · Wᵀ + bias) rounded to bf16 straight into
+ * the packed A of a following GEMM with k = w->n, the bytes vitc_gemm then vitc_gemm_pack_a of C[m, n] would give
+ * (out_apack: vitc_gemm_packed_a_bytes(kset, dtype, m, w->n) bytes), without C; workspace as vitc_gemm's.
+ * vitc_gemm_output_packs says whether it applies (else VITC_ERR_ISA): n a multiple of the tile width, an
+ * epilogue of bias and an activation the tile kernel finishes (no residual, no scale). */
+int vitc_gemm_output_packs(vitc_kset kset, const vitc_packed *w, const vitc_epilogue *ep);
+vitc_status vitc_gemm_into_packed_a(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda,
+                                    const vitc_packed *w, const vitc_epilogue *ep, void *out_apack,
+                                    void *workspace);
 /* Both steps; workspace: vitc_gemm_workspace_bytes(kset, dtype, m, k) bytes, 64-byte aligned (unused, may be
  * NULL, for float32, which runs vitc_f32_gemm unchanged). */
 size_t vitc_gemm_workspace_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k);

@@ -319,6 +319,48 @@ def gemm_pack_a(int kset, int dtype, const float[:, :] a, apack, row_scales=None
     return apack
 
 
+def gemm_into_packed_a(int kset, int nthreads, const float[:, :] a, PackedWeight w, apack,
+                       const float[::1] bias=None, int act=0):
+    """act(a · Wᵀ + bias) for a bf16 W, rounded to bf16 straight into `apack` (uint8, gemm_packed_a_bytes(kset,
+    bf16, m, W's n) long): the packed A of a next GEMM with k = n, as gemm_packed then gemm_pack_a would give,
+    without the float32 output. ValueError where the kernel set cannot (no tile kernel, n not a multiple of
+    its tile width, an activation it does not finish)."""
+    _threads(nthreads)
+    a_arr = np.asarray(a)
+    cdef size_t m = a.shape[0], k = a.shape[1], lda = _ld(a_arr, "a")
+    _check_weight(kset, w, k)
+    if m == 0:
+        raise ValueError("gemm_into_packed_a: a must have >= 1 row")
+    _act(act)
+    cdef vitc_epilogue ep
+    ep.residual = NULL
+    ep.ldr = 0
+    ep.scale = NULL
+    ep.bias = NULL
+    ep.act = <vitc_act>act
+    if bias is not None:
+        _check_shape(np.asarray(bias), (w.p.n,), "bias")
+        ep.bias = &bias[0]
+    if not vitc_gemm_output_packs(<vitc_kset>kset, &w.p, &ep):
+        raise ValueError(f"gemm_into_packed_a: kernel set {w.kernel_set} cannot write a {w.dtype} output of "
+                         f"n = {w.p.n} with activation {act} as packed A")
+    cdef size_t need = vitc_gemm_packed_a_bytes(<vitc_kset>kset, w.p.dtype, m, w.p.n)
+    if not isinstance(apack, np.ndarray) or apack.dtype != np.uint8 or apack.ndim != 1 or not apack.flags.c_contiguous:
+        raise ValueError("apack: expected a contiguous 1-D uint8 array")
+    if <size_t>apack.shape[0] < need:
+        raise ValueError(f"apack: needs {need} bytes for m = {m}, k = {w.p.n}, got {apack.shape[0]}")
+    _no_overlap(apack, a_arr, "apack", "a")
+    _no_overlap(apack, w.buffer, "apack", "w")
+    ws = _aligned_bytes(max(vitc_gemm_workspace_bytes(<vitc_kset>kset, w.p.dtype, m, k), <size_t>1))
+    cdef unsigned char[::1] wsv = ws
+    cdef unsigned char[::1] ap = apack
+    cdef vitc_status st
+    with nogil:
+        st = vitc_gemm_into_packed_a(<vitc_kset>kset, nthreads, m, &a[0, 0], lda, &w.p, &ep, &ap[0], &wsv[0])
+    _raise_for(st, "gemm_into_packed_a")
+    return apack
+
+
 def gemm_packed_a_bytes(int kset, int dtype, size_t m, size_t k):
     _kset(kset, dtype)
     return vitc_gemm_packed_a_bytes(<vitc_kset>kset, <vitc_dtype>dtype, m, k)

@@ -85,6 +85,10 @@ cdef extern from "vitc.h" nogil:
     vitc_status vitc_gemm_packed_a(vitc_kset kset, int nthreads, size_t m, const void *apack,
                                    const float *row_scales, const vitc_packed *w, const vitc_epilogue *ep,
                                    float *c, size_t ldc)
+    int vitc_gemm_output_packs(vitc_kset kset, const vitc_packed *w, const vitc_epilogue *ep)
+    vitc_status vitc_gemm_into_packed_a(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda,
+                                        const vitc_packed *w, const vitc_epilogue *ep, void *out_apack,
+                                        void *workspace)
     size_t vitc_gemm_workspace_bytes(vitc_kset kset, vitc_dtype dtype, size_t m, size_t k)
     vitc_status vitc_gemm(vitc_kset kset, int nthreads, size_t m, const float *a, size_t lda,
                           const vitc_packed *w, const vitc_epilogue *ep, float *c, size_t ldc, void *workspace)

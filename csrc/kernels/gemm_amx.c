@@ -36,22 +36,35 @@ void vitc_amx_task_begin(void) { _tile_loadconfig(&tile_config); }
 
 void vitc_amx_task_end(void) { _tile_release(); }
 
-/* Rows [r0, r1) of the previous tile: x = act(x + bias), the activation a constant in each inlined copy;
- * the same operations as the tile epilogue (ops_body.h), so the same bits. */
+/* act(x + bias) of 16 floats, the activation a constant in each inlined copy; the same operations as the tile
+ * epilogue (ops_body.h), so the same bits. */
+static inline __attribute__((always_inline)) __m512 finish16(const vitc_act act, __m512 v, const float *bias) {
+    if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias));
+    switch (act) {
+    case VITC_ACT_GELU_ERF: return vgelu_erf__avx512(v);
+    case VITC_ACT_GELU_TANH: return vgelu_tanh__avx512(v);
+    case VITC_ACT_QUICK_GELU: return vquick_gelu__avx512(v);
+    default: return v;
+    }
+}
+
+/* Rows [r0, r1) of the previous tile: x = act(x + bias) in place, or (bf16) rounded to bf16 as A packing rounds
+ * (lowp_bf16_bits16) into dst's 16-row tiles (vitc_amx_tile_c's prev_bf16). */
 static inline __attribute__((always_inline)) void finish_rows(const vitc_act act, float *p, size_t ldp, size_t r0,
-                                                              size_t r1, const float *bias) {
-    for (size_t r = r0; r < r1; r++)
-        for (size_t h = 0; h < NR; h += 16) {
-            __m512 v = _mm512_loadu_ps(p + r * ldp + h);
-            if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + h));
-            switch (act) {
-            case VITC_ACT_GELU_ERF: v = vgelu_erf__avx512(v); break;
-            case VITC_ACT_GELU_TANH: v = vgelu_tanh__avx512(v); break;
-            case VITC_ACT_QUICK_GELU: v = vquick_gelu__avx512(v); break;
-            default: break;
-            }
-            _mm512_storeu_ps(p + r * ldp + h, v);
+                                                              size_t r1, const float *bias, unsigned char *bf16,
+                                                              size_t block) {
+    for (size_t r = r0; r < r1; r++) {
+        const __m512 lo = finish16(act, _mm512_loadu_ps(p + r * ldp), bias);
+        const __m512 hi = finish16(act, _mm512_loadu_ps(p + r * ldp + 16), bias ? bias + 16 : NULL);
+        if (bf16) {
+            const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi32_epi16(lowp_bf16_bits16(lo))),
+                                                    _mm512_cvtepi32_epi16(lowp_bf16_bits16(hi)), 1);
+            _mm512_storeu_si512((void *)(bf16 + (r / 16) * block + (r % 16) * 64), both);
+        } else {
+            _mm512_storeu_ps(p + r * ldp, lo);
+            _mm512_storeu_ps(p + r * ldp + 16, hi);
         }
+    }
 }
 
 /* One 32×32 (two_halves) or 16×32 tile over kq groups; s8 picks tdpbusd over tdpbf16ps (a constant in each
@@ -107,7 +120,7 @@ static inline __attribute__((always_inline)) void amx_tile(const int s8, const i
             _mm_prefetch((const char *)pf->next_b + l * 64, _MM_HINT_T0);
         if (s * p_per < p_rows)
             finish_rows(act, pf->prev, pf->prev_ldc, s * p_per, (s + 1) * p_per < p_rows ? (s + 1) * p_per : p_rows,
-                        pf->prev_bias);
+                        pf->prev_bias, pf->prev_bf16, pf->prev_bf16_block);
     }
 #undef DP
     _tile_stored(0, cp, ldc);
@@ -167,4 +180,16 @@ void vitc_bf16_gemm_tile_c__amx(size_t mr, size_t kq, const void *VITC_RESTRICT 
         TILE_C_ACT(1);
     else
         TILE_C_ACT(0);
+}
+
+void vitc_amx_finish_bf16(size_t rows, const float *tile, size_t ldt, const float *bias, vitc_act act,
+                          unsigned char *dst, size_t block) {
+    float *p = (float *)(uintptr_t)tile; /* only read: finish_rows writes dst */
+    switch (act) {
+    case VITC_ACT_GELU_ERF: finish_rows(VITC_ACT_GELU_ERF, p, ldt, 0, rows, bias, dst, block); break;
+    case VITC_ACT_GELU_TANH: finish_rows(VITC_ACT_GELU_TANH, p, ldt, 0, rows, bias, dst, block); break;
+    case VITC_ACT_QUICK_GELU: finish_rows(VITC_ACT_QUICK_GELU, p, ldt, 0, rows, bias, dst, block); break;
+    default: finish_rows(VITC_ACT_NONE, p, ldt, 0, rows, bias, dst, block); break;
+    }
+    for (size_t r = rows; r < NR; r++) _mm512_storeu_si512((void *)(dst + (r / 16) * block + (r % 16) * 64), _mm512_setzero_si512());
 }
