@@ -100,6 +100,36 @@ def time_blocks(fns, rounds, block, pause):
     return times
 
 
+def time_alternating(fns, args):
+    """Warm each of `fns` twice, size blocks by the first (~0.2 s, 3..20 calls), then time_blocks: per callable
+    the timed calls, over --repeats calls (default 5 rounds)."""
+    for _ in range(2):  # warm caches, thread pools, page tables
+        for fn in fns:
+            fn()
+    block = max(3, min(20, int(0.2 / max(time_once(fns[0]), 1e-4))))
+    rounds = max(1, args.repeats // block) if args.repeats else 5
+    return time_blocks(fns, rounds, block, args.pause)
+
+
+def shape_operands(batches):
+    """(m, k, n, what, A [m, k], W [n, k], flop) for each batch and ViT-B/16 Linear shape, m = 197·batch:
+    random float32 operands from one fixed-seed generator."""
+    rng = np.random.default_rng(0)
+    for batch in batches:
+        m = 197 * batch
+        for k, n, what in SHAPES:
+            a = rng.standard_normal((m, k), dtype=np.float32)
+            w = rng.standard_normal((n, k), dtype=np.float32)
+            yield m, k, n, what, a, w, 2.0 * m * n * k
+
+
+def thread_counts(threads):
+    """Each of --threads in turn, with time_once's clock set for it."""
+    for nthreads in threads:
+        CLOCK["nthreads"] = nthreads
+        yield nthreads
+
+
 def main_lowp(args):
     """--dtype bfloat16 / int8: vitc's reduced-precision GEMM vs vitc float32, and % of peak."""
     dtype = _vitc.dtype_code(args.dtype)
@@ -115,42 +145,30 @@ def main_lowp(args):
           f"one-thread peaks GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     print(f"{'shape':>28} {'thr':>3} {args.dtype[:4] + ' GF/s':>10} {'best':>6} {'f32 GF/s':>9} {'ratio':>6} "
           f"{'%nominal':>8} {'%insn':>6} {'spread':>6}")
-    rng = np.random.default_rng(0)
-    for batch in args.batch:
-        m = 197 * batch
-        for k, n, what in SHAPES:
-            a = rng.standard_normal((m, k), dtype=np.float32)
-            w = rng.standard_normal((n, k), dtype=np.float32)
-            pw = _vitc.gemm_pack_weight(kset, dtype, w)
-            ws = np.empty(max(_vitc.gemm_workspace_bytes(kset, dtype, m, k), 1), np.uint8)
-            packed = _vitc.gemm_pack_nk(isa, w)
-            c_low = np.empty((m, n), dtype=np.float32)
-            c_f32 = np.empty((m, n), dtype=np.float32)
-            flop = 2.0 * m * n * k
-            for nthreads in args.threads:
-                CLOCK["nthreads"] = nthreads
+    for m, k, n, what, a, w, flop in shape_operands(args.batch):
+        pw = _vitc.gemm_pack_weight(kset, dtype, w)
+        ws = np.empty(max(_vitc.gemm_workspace_bytes(kset, dtype, m, k), 1), np.uint8)
+        packed = _vitc.gemm_pack_nk(isa, w)
+        c_low = np.empty((m, n), dtype=np.float32)
+        c_f32 = np.empty((m, n), dtype=np.float32)
+        for nthreads in thread_counts(args.threads):
 
-                def run_low():
-                    _vitc.gemm_packed(kset, nthreads, a, pw, c_low, workspace=ws)
+            def run_low():
+                _vitc.gemm_packed(kset, nthreads, a, pw, c_low, workspace=ws)
 
-                def run_f32():
-                    _vitc.gemm(isa, nthreads, a, packed, n, c_f32)
+            def run_f32():
+                _vitc.gemm(isa, nthreads, a, packed, n, c_f32)
 
-                for _ in range(2):
-                    run_low()
-                    run_f32()
-                block = max(3, min(20, int(0.2 / max(time_once(run_low), 1e-4))))
-                rounds = max(1, args.repeats // block) if args.repeats else 5
-                tl, tf = time_blocks((run_low, run_f32), rounds, block, args.pause)
-                stat = np.median if args.stat == "median" else np.min
-                gl, gf, best = flop / stat(tl) / 1e9, flop / stat(tf) / 1e9, flop / np.min(tl) / 1e9
-                q1, q3 = np.percentile(tl, [25, 75])
-                pct = lambda peak: f"{100 * gl / (peak * nthreads):.0f}%" if peak else "-"  # noqa: E731
-                shape = f"{what} ({m}x{k})·({k}x{n})"
-                print(f"{shape:>28} {nthreads:>3} {gl:>10.1f} {best:>6.0f} {gf:>9.1f} {gl / gf:>6.2f} "
-                      f"{pct(nominal):>8} {pct(insn):>6} {(q3 - q1) / np.median(tl):>6.2f}", flush=True)
-            err = np.abs(c_low - c_f32).max() / np.abs(c_f32).max()
-            assert err < 5e-2, f"{args.dtype} and float32 disagree on {what}: max rel err {err}"
+            tl, tf = time_alternating((run_low, run_f32), args)
+            stat = np.median if args.stat == "median" else np.min
+            gl, gf, best = flop / stat(tl) / 1e9, flop / stat(tf) / 1e9, flop / np.min(tl) / 1e9
+            q1, q3 = np.percentile(tl, [25, 75])
+            pct = lambda peak: f"{100 * gl / (peak * nthreads):.0f}%" if peak else "-"  # noqa: E731
+            shape = f"{what} ({m}x{k})·({k}x{n})"
+            print(f"{shape:>28} {nthreads:>3} {gl:>10.1f} {best:>6.0f} {gf:>9.1f} {gl / gf:>6.2f} "
+                  f"{pct(nominal):>8} {pct(insn):>6} {(q3 - q1) / np.median(tl):>6.2f}", flush=True)
+        err = np.abs(c_low - c_f32).max() / np.abs(c_f32).max()
+        assert err < 5e-2, f"{args.dtype} and float32 disagree on {what}: max rel err {err}"
     print("spread: interquartile range / median of the reduced-precision call times (the machine's noise)")
 
 
@@ -176,45 +194,28 @@ def main():
     blas = [(i.get("internal_api"), i.get("version"), i.get("architecture")) for i in threadpool_info()]
     print(f"vitc isa {_vitc.ISA_NAMES[isa]}; numpy {np.__version__} BLAS {blas}")
     print(f"{'shape':>28} {'thr':>3} {'vitc GF/s':>10} {'numpy GF/s':>11} {'ratio':>6}")
-    rng = np.random.default_rng(0)
     ratios = []
-    for batch in args.batch:
-        m = 197 * batch
-        for k, n, what in SHAPES:
-            a = rng.standard_normal((m, k), dtype=np.float32)
-            w = rng.standard_normal((n, k), dtype=np.float32)
-            wt = w.T
-            packed = _vitc.gemm_pack_nk(isa, w)
-            c_vitc = np.empty((m, n), dtype=np.float32)
-            c_np = np.empty((m, n), dtype=np.float32)
-            flop = 2.0 * m * n * k
-            for nthreads in args.threads:
-                CLOCK["nthreads"] = nthreads
-                with threadpool_limits(limits=nthreads, user_api="blas"):
-                    def run_vitc():
-                        _vitc.gemm(isa, nthreads, a, packed, n, c_vitc)
+    for m, k, n, what, a, w, flop in shape_operands(args.batch):
+        wt = w.T
+        packed = _vitc.gemm_pack_nk(isa, w)
+        c_vitc = np.empty((m, n), dtype=np.float32)
+        c_np = np.empty((m, n), dtype=np.float32)
+        for nthreads in thread_counts(args.threads):
+            with threadpool_limits(limits=nthreads, user_api="blas"):
+                def run_vitc():
+                    _vitc.gemm(isa, nthreads, a, packed, n, c_vitc)
 
-                    def run_np():
-                        np.matmul(a, wt, out=c_np)
+                def run_np():
+                    np.matmul(a, wt, out=c_np)
 
-                    for _ in range(2):  # warm caches, thread pools, page tables
-                        run_vitc()
-                        run_np()
-                    block = max(3, min(20, int(0.2 / max(time_once(run_vitc), 1e-4))))
-                    rounds = max(1, args.repeats // block) if args.repeats else 5
-                    tv, tn = [], []
-                    for _ in range(rounds):
-                        for fn, times in ((run_vitc, tv), (run_np, tn)):
-                            time.sleep(args.pause)  # let the other library's threads go idle
-                            fn()  # wake-up call, not counted
-                            times += [time_once(fn) for _ in range(block)]
-                    stat = np.median if args.stat == "median" else np.min
-                    gv, gn = flop / stat(tv) / 1e9, flop / stat(tn) / 1e9
-                    ratios.append(gv / gn)
-                    shape = f"{what} ({m}x{k})·({k}x{n})"
-                    print(f"{shape:>28} {nthreads:>3} {gv:>10.1f} {gn:>11.1f} {gv / gn:>6.2f}", flush=True)
-            err = np.abs(c_vitc - c_np).max() / np.abs(c_np).max()
-            assert err < 1e-4, f"vitc and numpy disagree on {what}: max rel err {err}"
+                tv, tn = time_alternating((run_vitc, run_np), args)
+                stat = np.median if args.stat == "median" else np.min
+                gv, gn = flop / stat(tv) / 1e9, flop / stat(tn) / 1e9
+                ratios.append(gv / gn)
+                shape = f"{what} ({m}x{k})·({k}x{n})"
+                print(f"{shape:>28} {nthreads:>3} {gv:>10.1f} {gn:>11.1f} {gv / gn:>6.2f}", flush=True)
+        err = np.abs(c_vitc - c_np).max() / np.abs(c_np).max()
+        assert err < 1e-4, f"vitc and numpy disagree on {what}: max rel err {err}"
     print(f"geometric mean ratio vitc/numpy: {np.exp(np.mean(np.log(ratios))):.3f}")
 
 

@@ -4,13 +4,12 @@ with captions ("a photo of the digit seven", "handwritten 7", ...), for the offl
     python scripts/train_digits_clip.py       # writes vitc/checkpoints/vitc-digits-clip/
 
 CPU only, deterministic (fixed seeds, deterministic torch, one thread), a few minutes. The tokenizer is a real
-CLIP byte-level BPE trained here with the `tokenizers` library and saved by transformers' CLIPTokenizer
-(tokenizer.json + tokenizer_config.json); the image processor is CLIP's (bilinear, mean/std 0.5). Training
+CLIP byte-level BPE trained here with the `tokenizers` library (scripts/clip_bpe.py) and saved by transformers'
+CLIPTokenizer (tokenizer.json + tokenizer_config.json); the image processor is CLIP's (bilinear, mean/std 0.5). Training
 images go through that saved processor. The held-out split is scripts/digits_data.py's.
 Needs torch, transformers, tokenizers and scikit-learn (test/training dependencies only).
 """
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -19,9 +18,9 @@ import time
 import numpy as np
 import torch
 import transformers
-from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import clip_bpe  # noqa: E402
 import digits_data  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,27 +37,9 @@ def captions(label):
 
 
 def make_tokenizer(folder):
-    """CLIP's BPE layout (lower-cased, "</w>" word ends, every byte alone and as a word end), trained on the captions."""
-    t = Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
-    t.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
-                                         normalizers.Lowercase()])
-    t.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
-                             behavior="removed", invert=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    """The CLIP BPE trained on the captions, saved in folder and loaded back as transformers loads it."""
     corpus = [c for label in range(10) for c in captions(label)] * 5
-    t.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=600, initial_alphabet=alphabet,
-                                                      show_progress=False, end_of_word_suffix="</w>"))
-    model = json.loads(t.to_str())["model"]
-    vocab = model["vocab"]
-    for ch in sorted(alphabet):
-        for token in (ch, ch + "</w>"):
-            vocab.setdefault(token, len(vocab))
-    for token in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[token] = len(vocab)
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    tok = transformers.CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
-    tok.save_pretrained(folder)
+    clip_bpe.train_clip_bpe(corpus, 600, MAX_TOKENS).save_pretrained(folder)
     return transformers.AutoTokenizer.from_pretrained(folder)
 
 

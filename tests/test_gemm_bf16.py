@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from lowp_reference import ACT_REF, BF16, bf16_round, check, kernel_set_params, rand, run  # noqa: E402
+from lowp_gemm_cases import GemmCases, epilogue_reference, shapes  # noqa: E402
+from lowp_gemm_cases import (cases, test_epilogue_bias_activation, test_pack_a_row_blocks_then_gemm,  # noqa: E402,F401
+                             test_residual_separate_and_in_place, test_vit_shapes_two_threads)  # (used here)
+from lowp_reference import BF16, bf16_round, check, kernel_set_params, rand, run  # noqa: E402
 from vitc import _vitc  # noqa: E402
 
 F32 = _vitc.dtype_code("float32")
@@ -22,22 +25,10 @@ def kset(request):
 
 def reference(a, w, bias=None, act=0, residual=None):
     a64, w64 = bf16_round(a).astype(np.float64), bf16_round(w).astype(np.float64)
-    pre, scale = a64 @ w64.T, np.abs(a64) @ np.abs(w64).T
-    if bias is not None:
-        pre, scale = pre + bias, scale + np.abs(bias)
-    out = ACT_REF[act](pre)
-    scale = scale * (1.2 if act else 1.0) + np.abs(out)
-    if residual is not None:
-        out, scale = out + residual, scale + np.abs(residual)
-    return out, scale
+    return epilogue_reference(a64 @ w64.T, np.abs(a64) @ np.abs(w64).T, bias, act, residual)
 
 
-def shapes(kset):
-    mr, nr, kr = _vitc.gemm_tile(kset, BF16)
-    ms = [1, mr - 1, mr, mr + 1, 13, 197]
-    ns = [1, nr - 1, nr + 1, 97]
-    ks = [1, kr + 1, 7, 63, 97, 768]  # 97: past one AMX k block (32 bf16 / 64 int8 values), not a multiple
-    return [(m, n, k) for m in ms for n in ns for k in ks if m >= 1]
+CASES = GemmCases(BF16, reference, 1e-5, seed=11)
 
 
 def test_tile_and_packed_size(kset):
@@ -50,69 +41,25 @@ def test_tile_and_packed_size(kset):
 
 def test_shapes_against_float64(kset):
     rng = np.random.default_rng(10)
-    for m, n, k in shapes(kset):
+    for m, n, k in shapes(kset, BF16):
         a, w = rand(rng, m, k), rand(rng, n, k)
         want, scale = reference(a, w)
         check(run(kset, BF16, a, w), want, scale, 1e-5, what=f"{_vitc.KERNEL_SETS[kset]} m={m} n={n} k={k}")
 
 
-@pytest.mark.parametrize("m,n,k", [(197, 2304, 768), (1576, 97, 768), (37, 768, 3072)])
-def test_vit_shapes_two_threads(kset, m, n, k):
-    rng = np.random.default_rng(11)
-    a, w = rand(rng, m, k), rand(rng, n, k)
-    want, scale = reference(a, w)
-    check(run(kset, BF16, a, w, nthreads=2), want, scale, 1e-5, what=f"m={m} n={n} k={k}")
-
-
-def test_leading_dimensions(kset):
-    rng = np.random.default_rng(12)
+def test_leading_dimensions(kset, cases):
     mr, nr, _ = _vitc.gemm_tile(kset, BF16)
-    for m, n, k in [(mr + 1, nr + 1, 65), (37, 97, 7), (1, 1, 1), (2 * mr, 2 * nr, 33)]:
-        a, w, res = rand(rng, m, k, ld=k + 5), rand(rng, n, k, ld=k + 3), rand(rng, m, n, ld=n + 11)
-        bias = rand(rng, 1, n)[0]
-        for r in (res, None):  # without a residual: AMX's full tiles go straight into C (row stride ldc)
-            big = np.full((m, n + 9), np.nan, dtype=np.float32)
-            want, scale = reference(a, w, bias, 0, r)
-            run(kset, BF16, a, w, nthreads=2, out=big[:, :n], bias=bias, residual=r)
-            check(big[:, :n], want, scale, 1e-5, what=f"m={m} n={n} k={k}")
-            assert np.isnan(big[:, n:]).all(), "wrote past the row width into ldc padding"
-
-
-@pytest.mark.parametrize("act", range(8))
-def test_epilogue_bias_activation(kset, act):
-    rng = np.random.default_rng(13 + act)
-    mr, nr, _ = _vitc.gemm_tile(kset, BF16)
-    for m, n, k in [(mr + 1, nr + 3, 129), (197, 97, 64)]:
-        a, w, bias = rand(rng, m, k) * np.float32(4 / np.sqrt(k)), rand(rng, n, k), rand(rng, 1, n)[0]
-        for b in (None, bias):
-            want, scale = reference(a, w, b, act)
-            check(run(kset, BF16, a, w, nthreads=2, bias=b, act=act), want, scale, 1e-5, what=f"act={act}")
-
-
-@pytest.mark.parametrize("act", [0, 1])
-def test_residual_separate_and_in_place(kset, act):
-    rng = np.random.default_rng(14)
-    for m, n, k in [(197, 97, 65), (1, 1, 1), (15, 33, 768)]:
-        a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
-        want, scale = reference(a, w, bias, act, res)
-        check(run(kset, BF16, a, w, bias=bias, act=act, residual=res), want, scale, 1e-5, what="separate")
-        for nthreads in (1, 2):
-            out = res.copy()  # residual is out: out = act(a·Wᵀ + bias) + out
-            run(kset, BF16, a, w, nthreads=nthreads, out=out, bias=bias, act=act, residual=out)
-            check(out, want, scale, 1e-5, what=f"in place, {nthreads} threads")
+    # also without a residual: AMX's full tiles go straight into C (row stride ldc)
+    cases.leading_dimensions(kset, np.random.default_rng(cases.seed + 1),
+                             [(mr + 1, nr + 1, 65), (37, 97, 7), (1, 1, 1), (2 * mr, 2 * nr, 33)],
+                             without_residual=True)
 
 
 @pytest.mark.parametrize("act", [0, 1])
 @pytest.mark.parametrize("with_residual", [True, False])
 @pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (3, 5, 3072)])
-def test_threads_agree_bitwise(kset, m, n, k, with_residual, act):
-    rng = np.random.default_rng(15)
-    a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
-    res = res if with_residual else None
-    pw = _vitc.gemm_pack_weight(kset, BF16, w)
-    outs = [_vitc.gemm_packed(kset, t, a, pw, np.empty((m, n), np.float32), bias=bias, act=act, residual=res)
-            for t in (1, 2, 3)]
-    assert all(np.array_equal(outs[0], o) for o in outs[1:]), "1/2/3 threads differ"
+def test_threads_agree_bitwise(kset, cases, m, n, k, with_residual, act):
+    cases.threads_agree_bitwise(kset, np.random.default_rng(cases.seed + 4), m, n, k, act, with_residual)
 
 
 @pytest.mark.parametrize("with_bias", [True, False])
@@ -138,19 +85,6 @@ def test_residual_many_tiles_and_panels(kset, with_bias):
         assert all(np.array_equal(outs[0], o) for o in outs[1:]), "threads or in place / separate differ"
 
 
-def test_pack_a_row_blocks_then_gemm(kset):
-    """The separate A-conversion entry (what a LayerNorm producer would call per row block)."""
-    rng = np.random.default_rng(16)
-    m, n, k = 197, 45, 300
-    a, w = rand(rng, m, k), rand(rng, n, k)
-    pw = _vitc.gemm_pack_weight(kset, BF16, w)
-    apack = np.full(_vitc.gemm_packed_a_bytes(kset, BF16, m, k), 0xAB, np.uint8)
-    for r0, r1 in [(0, 5), (5, 100), (100, 197)]:
-        _vitc.gemm_pack_a(kset, BF16, a[r0:r1], apack, row0=r0)
-    got = _vitc.gemm_packed_a(kset, 2, m, apack, None, pw, np.empty((m, n), np.float32))
-    assert np.array_equal(got, _vitc.gemm_packed(kset, 1, a, pw, np.empty((m, n), np.float32)))
-
-
 def test_kernel_sets_agree(kset):
     rng = np.random.default_rng(17)
     a, w = rand(rng, 197, 300), rand(rng, 97, 300)
@@ -170,19 +104,10 @@ def test_float32_handle_is_the_float32_gemm(isa):
 
 
 def test_mismatch_and_validation_errors(kset):
-    rng = np.random.default_rng(19)
-    a, w = rand(rng, 5, 7), rand(rng, 9, 7)
-    pw = _vitc.gemm_pack_weight(kset, BF16, w)
-    out = np.empty((5, 9), np.float32)
-    for other in range(len(_vitc.KERNEL_SETS)):
-        if other != kset:
-            with pytest.raises(ValueError, match="packed for kernel set"):
-                _vitc.gemm_packed(other, 1, a, pw, out)
+    a, w, pw, out = CASES.common_validation(kset, np.random.default_rng(19))
     vnni = _vitc.kernel_set_code("avx512_vnni")
     with pytest.raises(ValueError, match="no bfloat16 kernels"):
         _vitc.gemm_pack_weight(vnni, BF16, w)
-    with pytest.raises(ValueError, match="columns"):
-        _vitc.gemm_packed(kset, 1, rand(rng, 5, 8), pw, out)
     with pytest.raises(ValueError, match="out"):
         _vitc.gemm_packed(kset, 1, a, pw, np.empty((5, 8), np.float32))
     with pytest.raises(ValueError, match="bias"):

@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from lowp_reference import (ACT_REF, INT8, check, int8_reference, kernel_set_params, quantize,  # noqa: E402
-                            rand, run)
+from lowp_gemm_cases import GemmCases, epilogue_reference, shapes  # noqa: E402
+from lowp_gemm_cases import (cases, test_epilogue_bias_activation, test_pack_a_row_blocks_then_gemm,  # noqa: E402,F401
+                             test_residual_separate_and_in_place, test_vit_shapes_two_threads)  # (used here)
+from lowp_reference import INT8, check, int8_reference, kernel_set_params, quantize, rand, run  # noqa: E402
 from vitc import _vitc  # noqa: E402
 
 
@@ -42,21 +44,10 @@ def dequant_reference(a, w, bias=None, act=0, residual=None):
     _, sa = quantize(a)
     _, sw = quantize(w)
     scale = np.abs(acc).astype(np.float64) * sa[:, None] * sw[None, :] + np.abs(pre)
-    if bias is not None:
-        pre, scale = pre + bias, scale + np.abs(bias)
-    out = ACT_REF[act](pre)
-    scale = scale * (1.2 if act else 1.0) + np.abs(out)
-    if residual is not None:
-        out, scale = out + residual, scale + np.abs(residual)
-    return out, scale
+    return epilogue_reference(pre, scale, bias, act, residual)
 
 
-def shapes(kset):
-    mr, nr, kr = _vitc.gemm_tile(kset, INT8)
-    ms = [1, mr - 1, mr, mr + 1, 13, 197]
-    ns = [1, nr - 1, nr + 1, 97]
-    ks = [1, kr + 1, 7, 63, 97, 768]  # 97: past one AMX k block (32 bf16 / 64 int8 values), not a multiple
-    return [(m, n, k) for m in ms for n in ns for k in ks]
+CASES = GemmCases(INT8, dequant_reference, 1e-6, seed=23)
 
 
 def test_tile_and_packed_size(kset):
@@ -69,7 +60,7 @@ def test_tile_and_packed_size(kset):
 
 def test_integer_accumulation_exact(kset):
     rng = np.random.default_rng(20)
-    for m, n, k in shapes(kset):
+    for m, n, k in shapes(kset, INT8):
         a, w, want = exact_operands(rng, m, n, k)
         got = run(kset, INT8, a, w)
         assert np.array_equal(got, want.astype(np.float32)), f"m={m} n={n} k={k}: not exact"
@@ -103,7 +94,7 @@ def test_quantization_matches_reference(kset):
 
 def test_float_inputs_against_float64(kset):
     rng = np.random.default_rng(22)
-    for m, n, k in shapes(kset)[::3]:
+    for m, n, k in shapes(kset, INT8)[::3]:
         a, w = rand(rng, m, k), rand(rng, n, k)
         a[0] = 0.0  # a zero row quantizes to scale 0 and gives exactly 0 (+ bias)
         want, scale = dequant_reference(a, w)
@@ -112,49 +103,10 @@ def test_float_inputs_against_float64(kset):
         assert (got[0] == 0).all()
 
 
-@pytest.mark.parametrize("m,n,k", [(197, 2304, 768), (1576, 97, 768), (37, 768, 3072)])
-def test_vit_shapes_two_threads(kset, m, n, k):
-    rng = np.random.default_rng(23)
-    a, w = rand(rng, m, k), rand(rng, n, k)
-    want, scale = dequant_reference(a, w)
-    check(run(kset, INT8, a, w, nthreads=2), want, scale, 1e-6, what=f"m={m} n={n} k={k}")
-
-
-def test_leading_dimensions(kset):
-    rng = np.random.default_rng(24)
+def test_leading_dimensions(kset, cases):
     mr, nr, _ = _vitc.gemm_tile(kset, INT8)
-    for m, n, k in [(mr + 1, nr + 1, 65), (37, 97, 7), (1, 1, 1)]:
-        a, w, res = rand(rng, m, k, ld=k + 5), rand(rng, n, k, ld=k + 3), rand(rng, m, n, ld=n + 11)
-        bias = rand(rng, 1, n)[0]
-        big = np.full((m, n + 9), np.nan, dtype=np.float32)
-        want, scale = dequant_reference(a, w, bias, 0, res)
-        run(kset, INT8, a, w, nthreads=2, out=big[:, :n], bias=bias, residual=res)
-        check(big[:, :n], want, scale, 1e-6, what=f"m={m} n={n} k={k}")
-        assert np.isnan(big[:, n:]).all(), "wrote past the row width into ldc padding"
-
-
-@pytest.mark.parametrize("act", range(8))
-def test_epilogue_bias_activation(kset, act):
-    rng = np.random.default_rng(25 + act)
-    mr, nr, _ = _vitc.gemm_tile(kset, INT8)
-    for m, n, k in [(mr + 1, nr + 3, 129), (197, 97, 64)]:
-        a, w, bias = rand(rng, m, k) * np.float32(4 / np.sqrt(k)), rand(rng, n, k), rand(rng, 1, n)[0]
-        for b in (None, bias):
-            want, scale = dequant_reference(a, w, b, act)
-            check(run(kset, INT8, a, w, nthreads=2, bias=b, act=act), want, scale, 1e-6, what=f"act={act}")
-
-
-@pytest.mark.parametrize("act", [0, 1])
-def test_residual_separate_and_in_place(kset, act):
-    rng = np.random.default_rng(26)
-    for m, n, k in [(197, 97, 65), (1, 1, 1), (15, 33, 768)]:
-        a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
-        want, scale = dequant_reference(a, w, bias, act, res)
-        check(run(kset, INT8, a, w, bias=bias, act=act, residual=res), want, scale, 1e-6, what="separate")
-        for nthreads in (1, 2):
-            out = res.copy()
-            run(kset, INT8, a, w, nthreads=nthreads, out=out, bias=bias, act=act, residual=out)
-            check(out, want, scale, 1e-6, what=f"in place, {nthreads} threads")
+    cases.leading_dimensions(kset, np.random.default_rng(cases.seed + 1),
+                             [(mr + 1, nr + 1, 65), (37, 97, 7), (1, 1, 1)], without_residual=False)
 
 
 @pytest.mark.parametrize("act", [0, 1])
@@ -173,28 +125,8 @@ def test_layer_scale_before_residual(kset, act):
 
 
 @pytest.mark.parametrize("m,n,k", [(197, 768, 768), (1576, 97, 300), (3, 5, 3072)])
-def test_threads_agree_bitwise(kset, m, n, k):
-    rng = np.random.default_rng(27)
-    a, w, bias, res = rand(rng, m, k), rand(rng, n, k), rand(rng, 1, n)[0], rand(rng, m, n)
-    pw = _vitc.gemm_pack_weight(kset, INT8, w)
-    outs = [_vitc.gemm_packed(kset, t, a, pw, np.empty((m, n), np.float32), bias=bias, act=1, residual=res)
-            for t in (1, 2, 3)]
-    assert all(np.array_equal(outs[0], o) for o in outs[1:]), "1/2/3 threads differ"
-
-
-def test_quantize_row_blocks_then_gemm(kset):
-    """The separate quantization entry a LayerNorm/GELU producer would call per finished row block."""
-    rng = np.random.default_rng(28)
-    m, n, k = 197, 45, 300
-    a, w = rand(rng, m, k), rand(rng, n, k)
-    pw = _vitc.gemm_pack_weight(kset, INT8, w)
-    mr = _vitc.gemm_tile(kset, INT8)[0]
-    apack = np.full(_vitc.gemm_packed_a_bytes(kset, INT8, m, k), 0xAB, np.uint8)
-    rs = np.full(-(-m // mr) * mr, np.nan, np.float32)
-    for r0, r1 in [(0, 5), (5, 100), (100, 197)]:
-        _vitc.gemm_pack_a(kset, INT8, a[r0:r1], apack, rs, row0=r0)
-    got = _vitc.gemm_packed_a(kset, 2, m, apack, rs, pw, np.empty((m, n), np.float32))
-    assert np.array_equal(got, _vitc.gemm_packed(kset, 1, a, pw, np.empty((m, n), np.float32)))
+def test_threads_agree_bitwise(kset, cases, m, n, k):
+    cases.threads_agree_bitwise(kset, np.random.default_rng(cases.seed + 4), m, n, k, act=1, with_residual=True)
 
 
 def test_kernel_sets_agree_bitwise(kset):
@@ -211,20 +143,11 @@ def test_weights_take_a_quarter_of_float32(kset):
 
 
 def test_mismatch_and_validation_errors(kset):
-    rng = np.random.default_rng(30)
-    a, w = rand(rng, 5, 7), rand(rng, 9, 7)
-    pw = _vitc.gemm_pack_weight(kset, INT8, w)
-    out = np.empty((5, 9), np.float32)
-    for other in range(len(_vitc.KERNEL_SETS)):
-        if other != kset:
-            with pytest.raises(ValueError, match="packed for kernel set"):
-                _vitc.gemm_packed(other, 1, a, pw, out)
+    a, w, pw, out = CASES.common_validation(kset, np.random.default_rng(30))
     with pytest.raises(ValueError, match="no int8 kernels"):
         _vitc.gemm_pack_weight(_vitc.kernel_set_code("avx512_bf16"), INT8, w)
     with pytest.raises(ValueError, match="overflow"):
         _vitc.gemm_pack_weight(kset, INT8, np.zeros((1, _vitc.INT8_MAX_K + 1), np.float32))
-    with pytest.raises(ValueError, match="columns"):
-        _vitc.gemm_packed(kset, 1, rand(rng, 5, 8), pw, out)
     apack = np.empty(_vitc.gemm_packed_a_bytes(kset, INT8, 5, 7), np.uint8)
     with pytest.raises(ValueError, match="row_scales"):
         _vitc.gemm_pack_a(kset, INT8, a, apack)

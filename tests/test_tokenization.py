@@ -1,6 +1,7 @@
 """vitc.CLIPTokenizer / SiglipTokenizer / AutoTokenizer: token ids and masks equal to transformers' tokenizers
 (CLIPTokenizer, GemmaTokenizer, Siglip2Tokenizer) on 200+ strings, for tokenizer files made here with the
 `tokenizers` library and saved by transformers, in each variant of tokenizer_config.json a checkpoint can have."""
+import importlib.util
 import json
 import os
 import shutil
@@ -9,10 +10,15 @@ import numpy as np
 import pytest
 import tokenizers as tk
 import transformers
-from tokenizers import Regex, models, normalizers, pre_tokenizers, trainers
+from tokenizers import models, normalizers, trainers
 
 import vitc
 from vitc.tokenization import CLIPTokenizer, SiglipTokenizer
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location("clip_bpe", os.path.join(REPO, "scripts", "clip_bpe.py"))
+clip_bpe = importlib.util.module_from_spec(_spec)  # the BPE the bundled digits CLIP is trained with
+_spec.loader.exec_module(clip_bpe)
 
 CORPUS = ["a photo of a cat", "a photo of a dog", "a photo of the digit seven", "handwritten 7",
           "Hello World! it's 2024, isn't it?", "naïve café déjà vu", "東京 タワー 北京", "🙂👍🏽 emoji",
@@ -33,24 +39,7 @@ assert len(TEXTS) >= 200
 
 def clip_files(folder):
     """A small CLIP BPE (byte-level, "</w>" word ends) trained here, saved by transformers' CLIPTokenizer."""
-    t = tk.Tokenizer(models.BPE(continuing_subword_prefix="", end_of_word_suffix="</w>", unk_token="<|endoftext|>"))
-    t.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "),
-                                         normalizers.Lowercase()])
-    t.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"""'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""),
-                             behavior="removed", invert=True), pre_tokenizers.ByteLevel(add_prefix_space=False)])
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    t.train_from_iterator(CORPUS, trainers.BpeTrainer(vocab_size=700, initial_alphabet=alphabet, show_progress=False,
-                                                      end_of_word_suffix="</w>"))
-    model = json.loads(t.to_str())["model"]
-    vocab = model["vocab"]
-    for ch in sorted(alphabet):  # as CLIP's vocabulary: every byte alone and as a word end
-        for token in (ch, ch + "</w>"):
-            vocab.setdefault(token, len(vocab))
-    for token in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[token] = len(vocab)
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    transformers.CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77).save_pretrained(folder)
+    clip_bpe.train_clip_bpe(CORPUS, 700, 77).save_pretrained(folder)
     write(folder, "config.json", {"model_type": "clip"})
     return folder
 

@@ -30,11 +30,8 @@ static inline __attribute__((always_inline)) void att_tile_half__avx512(const in
     }
 }
 
-#include "attention_body.h"
-
-/* pack_k: K_h [n rows, k] (row stride ldk) -> panels [n/32][k][32] (rows past n zero): the layout of
- * vitc_f32_gemm_pack_nk for AVX-512, 4× faster for ViT-B heads. 16×16 blocks are transposed in registers
- * (unpack ps, unpack pd, two rounds of 128-bit lane shuffles); columns past the last whole 16 go scalar. */
+/* pack_k's 16×16 block transpose in registers (unpack ps, unpack pd, two rounds of 128-bit lane shuffles):
+ * with it pack_k is 4× faster than scalar packing for ViT-B heads. */
 static inline void transpose_16x16(__m512 r[16]) {
     __m512 a[16], b[16];
     for (int i = 0; i < 16; i += 2) { /* a[i], a[i+1] lane L: r_i, r_i+1 interleaved, columns 4L..4L+1 / +2..+3 */
@@ -58,23 +55,6 @@ static inline void transpose_16x16(__m512 r[16]) {
         r[12 + c] = _mm512_shuffle_f32x4(u2, u3, 0xDD);
     }
 }
+#define ATT_TRANSPOSE transpose_16x16
 
-void vitc_f32_attention_pack_k__avx512(size_t n, size_t k, const float *VITC_RESTRICT kh, size_t ldk,
-                                       float *VITC_RESTRICT packed) {
-    const size_t k16 = k & ~(size_t)15;
-    for (size_t j0 = 0; j0 < n; j0 += 16) { /* 16 K rows: one half of a 32-wide panel */
-        float *dst = packed + (j0 & ~(size_t)31) * k + (j0 & 31);
-        const size_t rows = n - j0 < 16 ? n - j0 : 16;
-        for (size_t p0 = 0; p0 < k16; p0 += 16) {
-            __m512 r[16];
-            for (size_t i = 0; i < 16; i++)
-                r[i] = i < rows ? _mm512_loadu_ps(kh + (j0 + i) * ldk + p0) : _mm512_setzero_ps();
-            transpose_16x16(r);
-            for (int m = 0; m < 16; m++) _mm512_storeu_ps(dst + (p0 + (size_t)m) * 32, r[m]);
-        }
-        for (size_t p = k16; p < k; p++)
-            for (size_t i = 0; i < 16; i++) dst[p * 32 + i] = i < rows ? kh[(j0 + i) * ldk + p] : 0.0f;
-        if ((j0 & 31) == 0 && j0 + 16 >= n) /* the panel's second half: all past n */
-            for (size_t p = 0; p < k; p++) _mm512_storeu_ps(dst + p * 32 + 16, _mm512_setzero_ps());
-    }
-}
+#include "attention_body.h"

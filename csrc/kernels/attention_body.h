@@ -1,5 +1,6 @@
 /* attention_body.h — one (image, head) of attention, written once against the vm_* layer; included only
- * by attention_avx2.c / attention_avx512.c after their vmath_<isa>.h, with ATT_MR (tile rows) defined.
+ * by attention_avx2.c / attention_avx512.c after their vmath_<isa>.h, with ATT_MR (tile rows) and
+ * ATT_TRANSPOSE (an in-register VM_LANES × VM_LANES transpose of vm_f r[VM_LANES], for pack_k) defined.
  * Static code per ISA file.
  *
  * The head runs block by block of ATT_MR query rows, everything of a block staying in L1:
@@ -247,5 +248,28 @@ void VM_FN(vitc_f32_attention_head)(const vitc_attention_head_args *args, const 
                              out + i0 * ldo + j0, ldo, inv);
         if (probs)
             for (size_t r = 0; r < rows; r++) VM_FN(att_scale_row)(e + r * seq_kv, seq_kv, inv[r]);
+    }
+}
+
+/* pack_k: K_h [n rows, k] (row stride ldk) -> panels [n/ATT_NR][k][ATT_NR] (rows past n zero): the layout of
+ * vitc_f32_gemm_pack_nk for this ISA. VM_LANES × VM_LANES blocks are transposed in registers; columns past the
+ * last whole block go scalar. */
+void VM_FN(vitc_f32_attention_pack_k)(size_t n, size_t k, const float *VITC_RESTRICT kh, size_t ldk,
+                                      float *VITC_RESTRICT packed) {
+    const size_t kb = k & ~(size_t)(VM_LANES - 1);
+    for (size_t j0 = 0; j0 < n; j0 += VM_LANES) { /* VM_LANES K rows: one half of a panel */
+        float *dst = packed + (j0 & ~(size_t)(ATT_NR - 1)) * k + (j0 & (ATT_NR - 1));
+        const size_t rows = n - j0 < VM_LANES ? n - j0 : VM_LANES;
+        for (size_t p0 = 0; p0 < kb; p0 += VM_LANES) {
+            vm_f r[VM_LANES];
+            for (size_t i = 0; i < VM_LANES; i++)
+                r[i] = i < rows ? vm_loadu(kh + (j0 + i) * ldk + p0) : vm_set1(0.0f);
+            ATT_TRANSPOSE(r);
+            for (int m = 0; m < VM_LANES; m++) vm_storeu(dst + (p0 + (size_t)m) * ATT_NR, r[m]);
+        }
+        for (size_t p = kb; p < k; p++)
+            for (size_t i = 0; i < VM_LANES; i++) dst[p * ATT_NR + i] = i < rows ? kh[(j0 + i) * ldk + p] : 0.0f;
+        if ((j0 & (ATT_NR - 1)) == 0 && j0 + VM_LANES >= n) /* the panel's second half: all past n */
+            for (size_t p = 0; p < k; p++) vm_storeu(dst + p * ATT_NR + VM_LANES, vm_set1(0.0f));
     }
 }
